@@ -1,0 +1,171 @@
+//! Typed events <-> stored events (JSON), with upcasting on read.
+//!
+//! Writing encodes the current version of an event. Reading looks up the stored type,
+//! refuses a version newer than the code knows (an old binary must not misread new
+//! data), runs the [upcaster](Upcaster) chain from the stored version to the current one,
+//! then decodes. Every failure names the stream, the stream version and the event type,
+//! because "cannot decode event" without those is useless at 3 a.m.
+
+pub mod serde_enum;
+mod upcast;
+
+use std::borrow::Cow;
+
+use crate::{DomainEvent, Envelope, Metadata, NewEvent, PayloadError, StoredEvent, StreamId};
+
+pub use upcast::Upcaster;
+
+/// Why a stored event could not be turned into a typed one.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot decode event {event_type:?} v{event_version} at {stream} version {stream_version}: {kind}")]
+pub struct DecodeError {
+    /// The stream the event belongs to.
+    pub stream: StreamId,
+    /// Its version within the stream.
+    pub stream_version: u64,
+    /// Its stored type name.
+    pub event_type: String,
+    /// Its stored schema version.
+    pub event_version: u32,
+    /// What went wrong.
+    #[source]
+    pub kind: DecodeErrorKind,
+}
+
+/// What went wrong in a [`DecodeError`].
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeErrorKind {
+    /// The code knows no event type by this name.
+    #[error("unknown event type")]
+    UnknownEventType,
+    /// The stored version is newer than the code's: a newer binary wrote it.
+    #[error("schema version {stored} is newer than the current version {current}")]
+    UnknownVersion {
+        /// The stored version.
+        stored: u32,
+        /// The version the code knows.
+        current: u32,
+    },
+    /// The stored version is older, and no upcaster goes on from `from_version`.
+    #[error("no upcaster from version {from_version} (current version is {current})")]
+    MissingUpcaster {
+        /// The version with no way forward.
+        from_version: u32,
+        /// The version the code knows.
+        current: u32,
+    },
+    /// An upcaster refused the data.
+    #[error("upcaster from version {from_version} failed: {reason}")]
+    UpcasterFailed {
+        /// The version it started from.
+        from_version: u32,
+        /// Its message.
+        reason: String,
+    },
+    /// The data does not fit the current schema.
+    #[error("invalid data: {0}")]
+    InvalidData(#[source] serde_json::Error),
+}
+
+/// Why a typed event could not be encoded.
+#[derive(Debug, thiserror::Error)]
+pub enum EncodeError {
+    /// Serialisation failed (a map with non-string keys, a failing `Serialize` impl).
+    #[error("cannot encode event {event_type:?}: {source}")]
+    Json {
+        /// The event type.
+        event_type: &'static str,
+        /// The serde error.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// The event type name is not a valid identifier.
+    #[error("invalid event type name: {0}")]
+    InvalidName(#[from] crate::ident::IdentifierError),
+}
+
+/// Encodes a typed event for appending.
+///
+/// ```
+/// # use cqrs_core::codec::{self, serde_enum};
+/// # use cqrs_core::{DomainEvent, EventTypeInfo, Metadata, PayloadError};
+/// # #[derive(serde::Serialize, serde::Deserialize)]
+/// # enum E { Happened { n: u32 } }
+/// # impl DomainEvent for E {
+/// #     const EVENT_TYPES: &'static [EventTypeInfo] = &[EventTypeInfo { name: "Happened", version: 1 }];
+/// #     fn event_type(&self) -> &'static str { "Happened" }
+/// #     fn encode(&self) -> Result<serde_json::Value, serde_json::Error> { serde_enum::encode(self) }
+/// #     fn decode(t: &str, d: &serde_json::Value) -> Result<Self, PayloadError> { serde_enum::decode(t, d) }
+/// # }
+/// let new = codec::encode(&E::Happened { n: 1 }, Metadata::default())?;
+/// assert_eq!(new.event_type(), "Happened");
+/// assert_eq!(new.data(), &serde_json::json!({"n": 1}));
+/// # Ok::<(), codec::EncodeError>(())
+/// ```
+pub fn encode<E: DomainEvent>(event: &E, metadata: Metadata) -> Result<NewEvent, EncodeError> {
+    let event_type = event.event_type();
+    let data = event
+        .encode()
+        .map_err(|source| EncodeError::Json { event_type, source })?;
+    Ok(NewEvent::new(
+        event_type,
+        event.event_version(),
+        data,
+        metadata,
+    )?)
+}
+
+/// Decodes the data of a stored event into the current typed event, upcasting as needed.
+/// The stored event is not changed.
+pub fn decode_data<E: DomainEvent>(stored: &StoredEvent) -> Result<E, DecodeError> {
+    let fail = |kind| DecodeError {
+        stream: stored.stream.clone(),
+        stream_version: stored.stream_version,
+        event_type: stored.event_type.clone(),
+        event_version: stored.event_version,
+        kind,
+    };
+    let current =
+        E::version_of(&stored.event_type).ok_or_else(|| fail(DecodeErrorKind::UnknownEventType))?;
+    let data: Cow<'_, serde_json::Value> = match stored.event_version.cmp(&current) {
+        std::cmp::Ordering::Equal => Cow::Borrowed(&stored.data),
+        std::cmp::Ordering::Greater => {
+            return Err(fail(DecodeErrorKind::UnknownVersion {
+                stored: stored.event_version,
+                current,
+            }))
+        }
+        std::cmp::Ordering::Less => Cow::Owned(
+            upcast::run_chain(
+                E::UPCASTERS,
+                &stored.event_type,
+                stored.event_version,
+                current,
+                stored.data.clone(),
+            )
+            .map_err(fail)?,
+        ),
+    };
+    E::decode(&stored.event_type, &data).map_err(|e| {
+        fail(match e {
+            PayloadError::UnknownType => DecodeErrorKind::UnknownEventType,
+            PayloadError::Json(e) => DecodeErrorKind::InvalidData(e),
+        })
+    })
+}
+
+/// Decodes a stored event into a typed envelope, upcasting as needed.
+pub fn decode<E: DomainEvent>(stored: &StoredEvent) -> Result<Envelope<E>, DecodeError> {
+    let data = decode_data::<E>(stored)?;
+    Ok(Envelope {
+        event_id: stored.event_id,
+        stream: stored.stream.clone(),
+        stream_version: stored.stream_version,
+        position: stored.position,
+        event_type: stored.event_type.clone(),
+        event_version: stored.event_version,
+        recorded_at: stored.recorded_at,
+        metadata: stored.metadata.clone(),
+        data,
+    })
+}

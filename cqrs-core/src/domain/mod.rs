@@ -1,0 +1,12 @@
+//! The typed traits that application code implements (or derives): events, commands,
+//! aggregates and projections.
+
+mod aggregate;
+mod command;
+mod event;
+mod projection;
+
+pub use aggregate::Aggregate;
+pub use command::Command;
+pub use event::{DomainEvent, EventTypeInfo, PayloadError};
+pub use projection::Projection;

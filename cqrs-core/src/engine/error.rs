@@ -1,0 +1,86 @@
+//! Errors of the engine.
+
+use crate::codec::{DecodeError, EncodeError};
+use crate::ident::IdentifierError;
+use crate::store::BoxError;
+use crate::{StoreError, StreamId};
+
+/// Why a command or a load failed. `E` is the aggregate's own error type.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError<E: std::error::Error + 'static> {
+    /// The aggregate refused the command. Nothing was written.
+    #[error("command refused: {0}")]
+    Rejected(#[source] E),
+    /// The aggregate id is not a valid identifier.
+    #[error("invalid aggregate id: {0}")]
+    InvalidId(#[from] IdentifierError),
+    /// [`send`](crate::Engine::send) got a command that names no aggregate.
+    #[error("command {command} names no aggregate id; use `execute(id, command)`")]
+    MissingAggregateId {
+        /// The command's name.
+        command: &'static str,
+    },
+    /// Every attempt lost a race with another writer. Nothing was written.
+    #[error("gave up on {stream} after {attempts} conflicting attempts: {source}")]
+    Conflict {
+        /// The stream.
+        stream: StreamId,
+        /// How many attempts were made.
+        attempts: u32,
+        /// The last conflict.
+        #[source]
+        source: StoreError,
+    },
+    /// [`load_at`](crate::Engine::load_at) asked for a version the stream has not reached.
+    #[error("{stream} has {current} events; version {requested} does not exist")]
+    VersionNotFound {
+        /// The stream.
+        stream: StreamId,
+        /// The version asked for.
+        requested: u64,
+        /// The stream's current version.
+        current: u64,
+    },
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A stored event could not be decoded.
+    #[error(transparent)]
+    Decode(#[from] DecodeError),
+    /// An event could not be encoded. Nothing was written.
+    #[error(transparent)]
+    Encode(#[from] EncodeError),
+    /// The events were committed, but an inline projection failed on them.
+    #[error("events committed on {stream} up to version {version}, but projection {projection} failed: {source}")]
+    Projection {
+        /// The stream.
+        stream: StreamId,
+        /// The version that was committed.
+        version: u64,
+        /// The projection's name.
+        projection: &'static str,
+        /// Its error.
+        #[source]
+        source: BoxError,
+    },
+}
+
+impl<E: std::error::Error + 'static> EngineError<E> {
+    /// The aggregate's refusal, if that is what this is.
+    pub fn rejection(&self) -> Option<&E> {
+        match self {
+            EngineError::Rejected(e) => Some(e),
+            _ => None,
+        }
+    }
+
+    /// Whether the same command may succeed if sent again later: every attempt
+    /// conflicted, or the store was unavailable.
+    pub fn is_retriable(&self) -> bool {
+        match self {
+            EngineError::Conflict { .. } => true,
+            EngineError::Store(e) => e.is_retriable(),
+            _ => false,
+        }
+    }
+}

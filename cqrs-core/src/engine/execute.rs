@@ -1,0 +1,192 @@
+//! Executing a command: handle, append, retry on conflict, snapshot, project.
+
+use tracing::Instrument;
+
+use super::{Committed, Engine, EngineError, Loaded};
+use crate::{
+    codec, Aggregate, Command, Envelope, ExpectedVersion, Metadata, Snapshot, StoreError, StreamId,
+};
+
+type Result<T, A> = std::result::Result<T, EngineError<<A as Aggregate>::Error>>;
+
+impl<A: Aggregate> Engine<A> {
+    /// Executes `command` against aggregate `id`.
+    ///
+    /// Returns the committed events, or the aggregate's refusal as
+    /// [`EngineError::Rejected`]. Each event gets a correlation id shared by the whole
+    /// command; use [`execute_with_metadata`](Self::execute_with_metadata) to pass one in
+    /// (with causation, trace context, or application keys).
+    pub async fn execute(&self, id: &str, command: A::Command) -> Result<Committed<A::Event>, A> {
+        self.execute_with_metadata(id, command, Metadata::default())
+            .await
+    }
+
+    /// Executes a command that names its aggregate ([`Command::aggregate_id`]).
+    pub async fn send(&self, command: A::Command) -> Result<Committed<A::Event>, A> {
+        let id = command
+            .aggregate_id()
+            .ok_or(EngineError::MissingAggregateId {
+                command: command.command_name(),
+            })?;
+        self.execute(&id, command).await
+    }
+
+    /// Executes `command` against aggregate `id`, stamping `metadata` on every event.
+    /// A missing correlation id is filled with a fresh one.
+    pub async fn execute_with_metadata(
+        &self,
+        id: &str,
+        command: A::Command,
+        mut metadata: Metadata,
+    ) -> Result<Committed<A::Event>, A> {
+        let stream = StreamId::new(A::TYPE, id)?;
+        metadata
+            .correlation_id
+            .get_or_insert_with(uuid::Uuid::now_v7);
+        let span = tracing::info_span!(
+            "cqrs.execute",
+            stream = %stream,
+            command = command.command_name(),
+            correlation_id = %metadata.correlation_id.unwrap_or_default(),
+        );
+        self.execute_inner(stream, command, metadata)
+            .instrument(span)
+            .await
+    }
+
+    async fn execute_inner(
+        &self,
+        stream: StreamId,
+        command: A::Command,
+        metadata: Metadata,
+    ) -> Result<Committed<A::Event>, A> {
+        let max_attempts = self.retry.max_attempts.max(1);
+        let mut attempt = 1;
+        loop {
+            let loaded = self.load_stream(&stream, None).await?;
+            let events = loaded
+                .state
+                .handle(&command, &self.services)
+                .instrument(tracing::debug_span!("cqrs.handle"))
+                .await
+                .map_err(EngineError::Rejected)?;
+            if events.is_empty() {
+                return Ok(Committed {
+                    events: Vec::new(),
+                    version: loaded.version,
+                });
+            }
+            let new_events = events
+                .iter()
+                .map(|e| codec::encode(e, metadata.clone()))
+                .collect::<std::result::Result<Vec<_>, _>>()?;
+            let expected = match loaded.version {
+                0 => ExpectedVersion::NoStream,
+                v => ExpectedVersion::Exact(v),
+            };
+            let appended = self
+                .events
+                .append(&stream, expected, new_events)
+                .instrument(tracing::debug_span!("cqrs.append", events = events.len()))
+                .await;
+            match appended {
+                Ok(stored) => return self.after_commit(&stream, loaded, events, stored).await,
+                Err(source @ StoreError::Conflict { .. }) => {
+                    if attempt >= max_attempts {
+                        return Err(EngineError::Conflict {
+                            stream,
+                            attempts: attempt,
+                            source,
+                        });
+                    }
+                    tracing::debug!(attempt, "conflict; reloading and retrying");
+                    tokio::time::sleep(self.retry.pause(attempt)).await;
+                    attempt += 1;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    /// Folds the committed events, snapshots by policy, runs inline projections.
+    async fn after_commit(
+        &self,
+        stream: &StreamId,
+        loaded: Loaded<A>,
+        events: Vec<A::Event>,
+        stored: Vec<std::sync::Arc<crate::StoredEvent>>,
+    ) -> Result<Committed<A::Event>, A> {
+        let before = loaded.version;
+        let mut state = loaded.state;
+        for event in &events {
+            state.apply(event);
+        }
+        let version = stored.last().map_or(before, |e| e.stream_version);
+        tracing::debug!(version, "committed");
+
+        if let Some((store, policy)) = &self.snapshots {
+            if policy.is_due(before, version) {
+                self.save_snapshot(store.as_ref(), stream, &state, version)
+                    .await;
+            }
+        }
+
+        let envelopes: Vec<Envelope<A::Event>> = stored
+            .iter()
+            .zip(events)
+            .map(|(s, event)| Envelope {
+                event_id: s.event_id,
+                stream: s.stream.clone(),
+                stream_version: s.stream_version,
+                position: s.position,
+                event_type: s.event_type.clone(),
+                event_version: s.event_version,
+                recorded_at: s.recorded_at,
+                metadata: s.metadata.clone(),
+                data: event,
+            })
+            .collect();
+
+        for projection in &self.projections {
+            projection
+                .handle(&envelopes)
+                .await
+                .map_err(|source| EngineError::Projection {
+                    stream: stream.clone(),
+                    version,
+                    projection: projection.name(),
+                    source,
+                })?;
+        }
+        Ok(Committed {
+            events: envelopes,
+            version,
+        })
+    }
+
+    /// Saves a snapshot; a failure is logged, because the commit already succeeded and
+    /// the next load replays the events instead.
+    async fn save_snapshot(
+        &self,
+        store: &dyn crate::SnapshotStore,
+        stream: &StreamId,
+        state: &A,
+        version: u64,
+    ) {
+        let state = match serde_json::to_value(state) {
+            Ok(state) => state,
+            Err(error) => {
+                tracing::warn!(%stream, %error, "snapshot not taken: state does not serialise");
+                return;
+            }
+        };
+        let snapshot = Snapshot {
+            stream_version: version,
+            schema_version: A::SNAPSHOT_VERSION,
+            state,
+        };
+        if let Err(error) = store.save_snapshot(stream, snapshot).await {
+            tracing::warn!(%stream, %error, "snapshot not saved");
+        }
+    }
+}

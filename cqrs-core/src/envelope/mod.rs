@@ -1,0 +1,158 @@
+//! The envelope around every stored event: ids, stream, versions, position, time,
+//! metadata and data.
+
+mod cloudevent;
+mod metadata;
+mod position;
+
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use crate::ident::{self, IdentifierError};
+use crate::StreamId;
+
+pub use metadata::{InvalidTraceParent, Metadata, TraceParent};
+pub use position::Position;
+
+/// One recorded event: the envelope (who, where, when, why) around its data.
+///
+/// `D` is the data: [`serde_json::Value`] as stored ([`StoredEvent`]), or the
+/// application's event type once decoded by the [codec](crate::codec). The envelope
+/// fields are the same either way, so a read model sees the stream version, position and
+/// metadata of every typed event.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Envelope<D> {
+    /// Unique id of the event (UUID v7: time-ordered).
+    pub event_id: Uuid,
+    /// The stream the event belongs to.
+    pub stream: StreamId,
+    /// 1-based, contiguous version of the event within its stream.
+    pub stream_version: u64,
+    /// Position in the store-wide commit order.
+    pub position: Position,
+    /// Stable name of the event type, e.g. `"account.opened"`.
+    pub event_type: String,
+    /// Schema version of the event type the data was written with.
+    pub event_version: u32,
+    /// When the store recorded the event.
+    pub recorded_at: DateTime<Utc>,
+    /// Correlation, causation, trace context and free key/values.
+    pub metadata: Metadata,
+    /// The event data.
+    pub data: D,
+}
+
+/// An event as a store holds it: data as JSON, exactly as written (upcasting happens on
+/// read, never in storage).
+pub type StoredEvent = Envelope<serde_json::Value>;
+
+impl<D> Envelope<D> {
+    /// Replaces the data, keeping the envelope.
+    pub fn map<T>(self, f: impl FnOnce(D) -> T) -> Envelope<T> {
+        Envelope {
+            event_id: self.event_id,
+            stream: self.stream,
+            stream_version: self.stream_version,
+            position: self.position,
+            event_type: self.event_type,
+            event_version: self.event_version,
+            recorded_at: self.recorded_at,
+            metadata: self.metadata,
+            data: f(self.data),
+        }
+    }
+}
+
+/// An event about to be appended: everything but what the store assigns (stream,
+/// version, position and time).
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewEvent {
+    pub(crate) event_id: Uuid,
+    pub(crate) event_type: String,
+    pub(crate) event_version: u32,
+    pub(crate) data: serde_json::Value,
+    pub(crate) metadata: Metadata,
+}
+
+impl NewEvent {
+    /// Builds an event with a fresh UUID v7 id, refusing an invalid event type name.
+    ///
+    /// Applications rarely call this: the engine encodes typed events. It is for tools
+    /// that write untyped events and for backend tests.
+    ///
+    /// ```
+    /// use cqrs_core::{Metadata, NewEvent};
+    /// let event = NewEvent::new("account.opened", 1, serde_json::json!({"owner": "Ada"}), Metadata::default())?;
+    /// assert_eq!(event.event_type(), "account.opened");
+    /// # Ok::<(), cqrs_core::ident::IdentifierError>(())
+    /// ```
+    pub fn new(
+        event_type: impl Into<String>,
+        event_version: u32,
+        data: serde_json::Value,
+        metadata: Metadata,
+    ) -> Result<Self, IdentifierError> {
+        let event_type = event_type.into();
+        ident::validate("event type", &event_type)?;
+        Ok(Self {
+            event_id: Uuid::now_v7(),
+            event_type,
+            event_version,
+            data,
+            metadata,
+        })
+    }
+
+    /// Replaces the generated event id (to make an append idempotent by id, or in tests).
+    pub fn with_event_id(mut self, event_id: Uuid) -> Self {
+        self.event_id = event_id;
+        self
+    }
+
+    /// The event id.
+    pub fn event_id(&self) -> Uuid {
+        self.event_id
+    }
+
+    /// The event type name.
+    pub fn event_type(&self) -> &str {
+        &self.event_type
+    }
+
+    /// The schema version of the data.
+    pub fn event_version(&self) -> u32 {
+        self.event_version
+    }
+
+    /// The data, as JSON.
+    pub fn data(&self) -> &serde_json::Value {
+        &self.data
+    }
+
+    /// The metadata.
+    pub fn metadata(&self) -> &Metadata {
+        &self.metadata
+    }
+
+    /// Turns the event into its stored form, once the store has given it a place.
+    /// For backends.
+    pub fn into_stored(
+        self,
+        stream: StreamId,
+        stream_version: u64,
+        position: Position,
+        recorded_at: DateTime<Utc>,
+    ) -> StoredEvent {
+        Envelope {
+            event_id: self.event_id,
+            stream,
+            stream_version,
+            position,
+            event_type: self.event_type,
+            event_version: self.event_version,
+            recorded_at,
+            metadata: self.metadata,
+            data: self.data,
+        }
+    }
+}

@@ -1,0 +1,164 @@
+//! Identifiers that reach a store: stream types, stream ids, event types and subscription
+//! names.
+//!
+//! They are checked once, where they are built, so that a backend never sees a value it
+//! cannot store faithfully: PostgreSQL `text` cannot hold NUL, an empty id is always a
+//! bug, and an unbounded id makes indexes and logs unbounded too. Invalid input is a
+//! typed [`IdentifierError`] before any I/O.
+
+use std::fmt;
+use std::sync::Arc;
+
+/// The longest identifier accepted, in bytes of UTF-8.
+///
+/// 255 bytes fits any sensible id (a UUID is 36, a URN rarely over 100) and keeps
+/// PostgreSQL's btree entries far below their size limit.
+pub const MAX_IDENTIFIER_LEN: usize = 255;
+
+/// Why an identifier was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum IdentifierError {
+    /// The identifier was empty.
+    #[error("{what} must not be empty")]
+    Empty {
+        /// Which identifier, e.g. `"stream id"`.
+        what: &'static str,
+    },
+    /// The identifier was longer than [`MAX_IDENTIFIER_LEN`] bytes.
+    #[error("{what} is {len} bytes long; the limit is {max} bytes")]
+    TooLong {
+        /// Which identifier.
+        what: &'static str,
+        /// Its length in bytes.
+        len: usize,
+        /// The limit, [`MAX_IDENTIFIER_LEN`].
+        max: usize,
+    },
+    /// The identifier contained a NUL character, which PostgreSQL text cannot hold.
+    #[error("{what} contains a NUL character at byte {at}")]
+    ContainsNul {
+        /// Which identifier.
+        what: &'static str,
+        /// Byte offset of the first NUL.
+        at: usize,
+    },
+}
+
+/// Checks one identifier against the rules of this module.
+///
+/// Backends call it for names they receive as plain strings (subscription names);
+/// [`StreamId`] calls it for its parts.
+///
+/// ```
+/// use cqrs_core::ident::{validate, IdentifierError};
+/// assert!(validate("subscription name", "balances").is_ok());
+/// assert_eq!(
+///     validate("subscription name", ""),
+///     Err(IdentifierError::Empty { what: "subscription name" })
+/// );
+/// ```
+pub fn validate(what: &'static str, value: &str) -> Result<(), IdentifierError> {
+    if value.is_empty() {
+        return Err(IdentifierError::Empty { what });
+    }
+    if value.len() > MAX_IDENTIFIER_LEN {
+        return Err(IdentifierError::TooLong {
+            what,
+            len: value.len(),
+            max: MAX_IDENTIFIER_LEN,
+        });
+    }
+    if let Some(at) = value.bytes().position(|b| b == 0) {
+        return Err(IdentifierError::ContainsNul { what, at });
+    }
+    Ok(())
+}
+
+/// The identity of one event stream: the aggregate type and the aggregate id.
+///
+/// Streams of different types never share versions, so `("account", "42")` and
+/// `("order", "42")` are distinct streams. Both parts are validated on construction, so
+/// holding a `StreamId` proves the store can take it. Cloning is cheap.
+///
+/// ```
+/// use cqrs_core::StreamId;
+/// let id = StreamId::new("account", "alice")?;
+/// assert_eq!(id.to_string(), "account/alice");
+/// assert!(StreamId::new("account", "").is_err());
+/// # Ok::<(), cqrs_core::ident::IdentifierError>(())
+/// ```
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct StreamId {
+    stream_type: Arc<str>,
+    id: Arc<str>,
+}
+
+impl StreamId {
+    /// Builds a stream id, refusing an empty, over-long or NUL-containing part.
+    pub fn new(stream_type: &str, id: &str) -> Result<Self, IdentifierError> {
+        validate("stream type", stream_type)?;
+        validate("stream id", id)?;
+        Ok(Self {
+            stream_type: stream_type.into(),
+            id: id.into(),
+        })
+    }
+
+    /// The stream type (the aggregate type name).
+    pub fn stream_type(&self) -> &str {
+        &self.stream_type
+    }
+
+    /// The id of the stream within its type (the aggregate id).
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+}
+
+impl fmt::Display for StreamId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.stream_type, self.id)
+    }
+}
+
+impl fmt::Debug for StreamId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "StreamId({:?}/{:?})", self.stream_type, self.id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accepts_the_longest_valid_identifier() {
+        let long = "é".repeat(MAX_IDENTIFIER_LEN / 2);
+        assert!(StreamId::new("t", &long).is_ok());
+    }
+
+    #[test]
+    fn refuses_bad_identifiers_with_the_reason() {
+        assert_eq!(
+            StreamId::new("", "x"),
+            Err(IdentifierError::Empty {
+                what: "stream type"
+            })
+        );
+        assert_eq!(
+            StreamId::new("t", &"x".repeat(256)),
+            Err(IdentifierError::TooLong {
+                what: "stream id",
+                len: 256,
+                max: 255
+            })
+        );
+        assert_eq!(
+            StreamId::new("t", "a\0b"),
+            Err(IdentifierError::ContainsNul {
+                what: "stream id",
+                at: 1
+            })
+        );
+    }
+}

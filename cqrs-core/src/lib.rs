@@ -1,0 +1,60 @@
+//! # cqrs-core
+//!
+//! Traits, event envelope, codec, command engine and testing helpers for CQRS and event
+//! sourcing.
+//!
+//! State is a fold over immutable events. An application describes its
+//! [events](DomainEvent), [commands](Command) and [aggregates](Aggregate), and an
+//! [`Engine`] runs commands: it loads an aggregate, lets it decide, and appends the
+//! events it emits with an optimistic concurrency check. Read models are
+//! [projections](Projection) of the events.
+//!
+//! Storage is behind three small, untyped traits — [`EventStore`], [`SnapshotStore`],
+//! [`CheckpointStore`] — so that a backend is picked with one line: `cqrs-memory` for
+//! tests and demos, `cqrs-postgres` in production. Every backend passes the same
+//! [conformance suite](testing::conformance) (feature `testing`).
+//!
+//! ```text
+//! application ─▶ Engine ─▶ codec ─▶ EventStore / SnapshotStore ─▶ backend
+//!      ▲                                    │
+//!      └──────── projections ◀──────────────┘  (inline, or from subscriptions)
+//! ```
+//!
+//! Module map:
+//! - [`domain`]: the traits application code implements;
+//! - [`envelope`]: the stored form of an event, its metadata, CloudEvents export;
+//! - [`codec`]: typed <-> stored, upcasting;
+//! - [`store`]: the backend traits and their errors;
+//! - [`engine`]: command execution, retries, snapshots, temporal queries;
+//! - [`ident`]: validated identifiers;
+//! - `testing` (feature): given/when/then and the conformance suite.
+
+#![warn(missing_docs)]
+
+pub mod codec;
+pub mod domain;
+pub mod engine;
+pub mod envelope;
+pub mod ident;
+pub mod store;
+#[cfg(feature = "testing")]
+pub mod testing;
+
+mod shared;
+
+pub use domain::{Aggregate, Command, DomainEvent, EventTypeInfo, PayloadError, Projection};
+pub use engine::{Committed, Engine, EngineError, Loaded, RetryPolicy, SnapshotPolicy};
+pub use envelope::{Envelope, Metadata, NewEvent, Position, StoredEvent};
+pub use ident::StreamId;
+pub use store::{
+    CheckpointStore, EventFilter, EventStore, ExpectedVersion, Snapshot, SnapshotStore, StoreError,
+};
+
+#[cfg(feature = "derive")]
+#[doc(hidden)]
+#[allow(unused_imports)] // the derive crate exports nothing until its derives land
+pub use cqrs_derive::*;
+
+// Re-exported so that generated code and applications use the same versions.
+#[doc(hidden)]
+pub use {async_trait, serde, serde_json, uuid};

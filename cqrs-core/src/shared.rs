@@ -1,0 +1,72 @@
+//! Store traits for shared handles: an `Arc<S>` is a store wherever `S` is one, so an
+//! application can hand the same store to several engines and subscriptions.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use crate::{
+    CheckpointStore, EventFilter, EventStore, ExpectedVersion, NewEvent, Position, Snapshot,
+    SnapshotStore, StoreError, StoredEvent, StreamId,
+};
+
+#[async_trait]
+impl<S: EventStore + ?Sized> EventStore for Arc<S> {
+    async fn append(
+        &self,
+        stream: &StreamId,
+        expected: ExpectedVersion,
+        events: Vec<NewEvent>,
+    ) -> Result<Vec<Arc<StoredEvent>>, StoreError> {
+        (**self).append(stream, expected, events).await
+    }
+
+    async fn read_stream(
+        &self,
+        stream: &StreamId,
+        from_version: u64,
+        max_count: usize,
+    ) -> Result<Vec<Arc<StoredEvent>>, StoreError> {
+        (**self).read_stream(stream, from_version, max_count).await
+    }
+
+    async fn read_all(
+        &self,
+        after: Position,
+        max_count: usize,
+        filter: &EventFilter,
+    ) -> Result<Vec<Arc<StoredEvent>>, StoreError> {
+        (**self).read_all(after, max_count, filter).await
+    }
+
+    async fn wait_for_events(
+        &self,
+        after: Position,
+        timeout: Duration,
+    ) -> Result<bool, StoreError> {
+        (**self).wait_for_events(after, timeout).await
+    }
+}
+
+#[async_trait]
+impl<S: SnapshotStore + ?Sized> SnapshotStore for Arc<S> {
+    async fn load_snapshot(&self, stream: &StreamId) -> Result<Option<Snapshot>, StoreError> {
+        (**self).load_snapshot(stream).await
+    }
+
+    async fn save_snapshot(&self, stream: &StreamId, snapshot: Snapshot) -> Result<(), StoreError> {
+        (**self).save_snapshot(stream, snapshot).await
+    }
+}
+
+#[async_trait]
+impl<S: CheckpointStore + ?Sized> CheckpointStore for Arc<S> {
+    async fn load_checkpoint(&self, name: &str) -> Result<Option<Position>, StoreError> {
+        (**self).load_checkpoint(name).await
+    }
+
+    async fn save_checkpoint(&self, name: &str, position: Position) -> Result<(), StoreError> {
+        (**self).save_checkpoint(name, position).await
+    }
+}

@@ -1,0 +1,74 @@
+//! Errors of the store layer.
+
+use uuid::Uuid;
+
+use super::ExpectedVersion;
+use crate::ident::IdentifierError;
+use crate::StreamId;
+
+/// A boxed error from a backend's driver.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// Why a store operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The stream was not at the expected version: another writer got there first.
+    /// Nothing was written. Reload and retry (the engine does).
+    #[error("conflict on stream {stream}: expected {expected}, but it is at version {actual}")]
+    Conflict {
+        /// The stream.
+        stream: StreamId,
+        /// What the writer expected.
+        expected: ExpectedVersion,
+        /// The version the stream was at (0 when it has no events).
+        actual: u64,
+    },
+    /// An identifier was refused before any I/O.
+    #[error(transparent)]
+    InvalidIdentifier(#[from] IdentifierError),
+    /// An append had no events. Nothing was written.
+    #[error("append to {stream} has no events")]
+    EmptyAppend {
+        /// The stream.
+        stream: StreamId,
+    },
+    /// An event id in the batch is already stored. Nothing was written.
+    #[error("event id {event_id} is already stored (append to {stream})")]
+    DuplicateEventId {
+        /// The stream appended to.
+        stream: StreamId,
+        /// The id found twice.
+        event_id: Uuid,
+    },
+    /// Stored data could not be read back by the store itself (not by the codec): for
+    /// example metadata that is not valid JSON after a manual edit.
+    #[error("corrupt stored data at {stream} version {stream_version}: {reason}")]
+    Corrupt {
+        /// The stream.
+        stream: StreamId,
+        /// The version of the unreadable event.
+        stream_version: u64,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The store could not be reached, or the connection broke. Whether the operation
+    /// took effect is unknown for an append whose commit was in flight; everything else
+    /// did not happen. Retrying later is safe (an append with an exact expected version
+    /// cannot apply twice).
+    #[error("store unavailable: {0}")]
+    Unavailable(#[source] BoxError),
+    /// Any other backend failure.
+    #[error("store error: {0}")]
+    Backend(#[source] BoxError),
+}
+
+impl StoreError {
+    /// Whether trying the same operation again may succeed: a conflict (after reloading)
+    /// or an unavailable store (after a pause).
+    pub fn is_retriable(&self) -> bool {
+        matches!(
+            self,
+            StoreError::Conflict { .. } | StoreError::Unavailable(_)
+        )
+    }
+}

@@ -1,0 +1,148 @@
+//! The event store trait.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use super::StoreError;
+use crate::{NewEvent, Position, StoredEvent, StreamId};
+
+/// What a writer expects the stream's version to be before its append.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ExpectedVersion {
+    /// Append whatever the version (no concurrency check).
+    Any,
+    /// The stream must have no events (creating an aggregate).
+    NoStream,
+    /// The stream's last version must be exactly this. `Exact(0)` is the same as
+    /// `NoStream`.
+    Exact(u64),
+}
+
+impl fmt::Display for ExpectedVersion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ExpectedVersion::Any => f.write_str("any version"),
+            ExpectedVersion::NoStream => f.write_str("no stream"),
+            ExpectedVersion::Exact(v) => write!(f, "version {v}"),
+        }
+    }
+}
+
+impl ExpectedVersion {
+    /// Whether a stream at `actual` (0 = no events) satisfies this expectation.
+    ///
+    /// ```
+    /// use cqrs_core::ExpectedVersion;
+    /// assert!(ExpectedVersion::NoStream.matches(0));
+    /// assert!(!ExpectedVersion::Exact(3).matches(4));
+    /// assert!(ExpectedVersion::Any.matches(4));
+    /// ```
+    pub fn matches(self, actual: u64) -> bool {
+        match self {
+            ExpectedVersion::Any => true,
+            ExpectedVersion::NoStream => actual == 0,
+            ExpectedVersion::Exact(v) => actual == v,
+        }
+    }
+}
+
+/// Which events a global read returns. Empty lists mean "all".
+///
+/// Stores apply the filter where the events are (in SQL for PostgreSQL), so that a
+/// subscription to two event types does not ship the whole log to the application.
+///
+/// ```
+/// use cqrs_core::EventFilter;
+/// let filter = EventFilter::all().with_stream_types(["account"]).with_event_types(["Deposited"]);
+/// assert!(filter.accepts("account", "Deposited"));
+/// assert!(!filter.accepts("account", "Withdrawn"));
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EventFilter {
+    /// Only events of streams of these types.
+    pub stream_types: Vec<String>,
+    /// Only events of these types.
+    pub event_types: Vec<String>,
+}
+
+impl EventFilter {
+    /// Every event.
+    pub fn all() -> Self {
+        Self::default()
+    }
+
+    /// Restricts to streams of these types.
+    pub fn with_stream_types<S: Into<String>>(
+        mut self,
+        types: impl IntoIterator<Item = S>,
+    ) -> Self {
+        self.stream_types = types.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Restricts to these event types.
+    pub fn with_event_types<S: Into<String>>(mut self, types: impl IntoIterator<Item = S>) -> Self {
+        self.event_types = types.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Whether an event of this stream type and event type passes the filter.
+    pub fn accepts(&self, stream_type: &str, event_type: &str) -> bool {
+        (self.stream_types.is_empty() || self.stream_types.iter().any(|t| t == stream_type))
+            && (self.event_types.is_empty() || self.event_types.iter().any(|t| t == event_type))
+    }
+}
+
+/// Where events are kept: appended per stream, read per stream or in global order.
+///
+/// Events come back as `Arc<StoredEvent>` so that a store that keeps them in memory hands
+/// out shared references instead of copies.
+///
+/// Implementations must keep the guarantees of the
+/// [conformance suite](crate::testing::conformance): atomic appends, exactly one winner
+/// per expected version, contiguous versions from 1, and a global read that never skips
+/// an event that commits late.
+#[async_trait]
+pub trait EventStore: Send + Sync + 'static {
+    /// Appends `events` to `stream` atomically if the stream is at `expected`.
+    ///
+    /// The events get versions `actual + 1 ..= actual + events.len()` and positions in
+    /// commit order. Either all are stored or none: a version mismatch is
+    /// [`StoreError::Conflict`], an empty batch [`StoreError::EmptyAppend`], an event id
+    /// already stored [`StoreError::DuplicateEventId`].
+    async fn append(
+        &self,
+        stream: &StreamId,
+        expected: ExpectedVersion,
+        events: Vec<NewEvent>,
+    ) -> Result<Vec<Arc<StoredEvent>>, StoreError>;
+
+    /// Reads up to `max_count` events of `stream` with version `>= from_version`, in
+    /// version order. A stream with no events reads as empty.
+    async fn read_stream(
+        &self,
+        stream: &StreamId,
+        from_version: u64,
+        max_count: usize,
+    ) -> Result<Vec<Arc<StoredEvent>>, StoreError>;
+
+    /// Reads up to `max_count` events after `after` in global order that pass `filter`.
+    ///
+    /// Never skips: an event that is not returned now because its transaction is still
+    /// open will have a position after the last one returned.
+    async fn read_all(
+        &self,
+        after: Position,
+        max_count: usize,
+        filter: &EventFilter,
+    ) -> Result<Vec<Arc<StoredEvent>>, StoreError>;
+
+    /// Waits until events after `after` may be readable, or `timeout` passes. Returns
+    /// `true` when woken by new events, `false` on timeout. A spurious `true` is allowed:
+    /// callers read again either way.
+    async fn wait_for_events(&self, after: Position, timeout: Duration)
+        -> Result<bool, StoreError>;
+}

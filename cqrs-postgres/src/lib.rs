@@ -1,0 +1,1 @@
+//! PostgreSQL stores for `cqrs-core` (in progress: see the PostgreSQL issue).
