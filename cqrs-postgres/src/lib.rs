@@ -1,1 +1,32 @@
-//! PostgreSQL stores for `cqrs-core` (in progress: see the PostgreSQL issue).
+//! # cqrs-postgres
+//!
+//! The event, snapshot and checkpoint stores of `cqrs-core` on PostgreSQL 13 or later,
+//! through sqlx, with embedded migrations.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! use cqrs_postgres::PgStore;
+//! let store = PgStore::connect(&std::env::var("DATABASE_URL")?).await?;
+//! store.migrate().await?;
+//! // `store` is an EventStore + SnapshotStore + CheckpointStore: hand it to the engine.
+//! # Ok(()) }
+//! ```
+//!
+//! What it guarantees and how (one round trip per append, a global order that never
+//! skips a late committer, the horizon and its monitoring, the dump/restore guard, pool
+//! settings, polling) is in the PostgreSQL chapter of the guide, `docs/src/postgres.md`.
+
+#![warn(missing_docs)]
+
+mod error;
+mod event_store;
+mod schema;
+mod sql;
+mod store;
+
+pub use error::{SetupError, MIN_SERVER_VERSION_NUM};
+pub use schema::{InvalidSchemaName, SchemaName};
+pub use store::{HorizonHolder, HorizonLag, PgStore, PollInterval};
+
+// Re-exported so that applications build pools with the same sqlx.
+pub use sqlx;
