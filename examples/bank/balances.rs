@@ -1,0 +1,57 @@
+//! The balances read model: one number per account, kept up to date by a projection.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::sync::{Arc, RwLock};
+
+use cqrs_core::{Envelope, Projection};
+
+use crate::domain::AccountEvent;
+
+/// Balance of every account, shared between the projection (which writes) and the
+/// application (which reads). Cloning shares the same map.
+#[derive(Debug, Clone, Default)]
+pub struct Balances {
+    accounts: Arc<RwLock<HashMap<String, Row>>>,
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+struct Row {
+    balance: u64,
+    /// The last stream version applied: delivery is at-least-once, so an event at or
+    /// below it is a repeat and is ignored.
+    version: u64,
+}
+
+impl Balances {
+    /// The balance of an account, if it is open.
+    pub fn get(&self, account_id: &str) -> Option<u64> {
+        self.accounts
+            .read()
+            .ok()?
+            .get(account_id)
+            .map(|row| row.balance)
+    }
+}
+
+impl Projection for Balances {
+    const NAME: &'static str = "balances";
+    type Event = AccountEvent;
+    type Error = Infallible;
+
+    async fn handle(&self, event: &Envelope<AccountEvent>) -> Result<(), Infallible> {
+        // A poisoned lock still holds consistent rows: each update below is one assignment.
+        let mut accounts = self.accounts.write().unwrap_or_else(|e| e.into_inner());
+        let row = accounts.entry(event.stream.id().to_owned()).or_default();
+        if event.stream_version <= row.version {
+            return Ok(());
+        }
+        match event.data {
+            AccountEvent::Opened { .. } => {}
+            AccountEvent::Deposited { amount } => row.balance += amount,
+            AccountEvent::Withdrawn { amount } => row.balance -= amount,
+        }
+        row.version = event.stream_version;
+        Ok(())
+    }
+}

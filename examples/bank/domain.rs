@@ -1,0 +1,228 @@
+//! The bank domain: an account that can be opened, credited and debited, never below zero.
+
+use cqrs_core::codec::serde_enum;
+use cqrs_core::{Aggregate, Command, DomainEvent, EventTypeInfo, PayloadError};
+use serde::{Deserialize, Serialize};
+
+/// What can be asked of an account. Each command names its account.
+#[derive(Debug, Clone)]
+pub enum AccountCommand {
+    Open { account_id: String, owner: String },
+    Deposit { account_id: String, amount: u64 },
+    Withdraw { account_id: String, amount: u64 },
+}
+
+/// What happened to an account: facts, in the past tense.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum AccountEvent {
+    Opened { owner: String },
+    Deposited { amount: u64 },
+    Withdrawn { amount: u64 },
+}
+
+/// Why an account refuses a command.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum AccountError {
+    #[error("the account is already open")]
+    AlreadyOpen,
+    #[error("the account is not open")]
+    NotOpen,
+    #[error("an amount must be more than zero")]
+    ZeroAmount,
+    #[error("insufficient funds: the balance is {balance}, {requested} was requested")]
+    InsufficientFunds { balance: u64, requested: u64 },
+}
+
+/// The state of an account: only what its rules need.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct Account {
+    pub owner: Option<String>,
+    pub balance: u64,
+}
+
+impl Aggregate for Account {
+    const TYPE: &'static str = "account";
+    type Command = AccountCommand;
+    type Event = AccountEvent;
+    type Error = AccountError;
+    type Services = ();
+
+    async fn handle(
+        &self,
+        command: &AccountCommand,
+        _: &(),
+    ) -> Result<Vec<AccountEvent>, AccountError> {
+        use AccountCommand::*;
+        match command {
+            Open { owner, .. } if self.owner.is_none() => Ok(vec![AccountEvent::Opened {
+                owner: owner.clone(),
+            }]),
+            Open { .. } => Err(AccountError::AlreadyOpen),
+            _ if self.owner.is_none() => Err(AccountError::NotOpen),
+            Deposit { amount: 0, .. } | Withdraw { amount: 0, .. } => Err(AccountError::ZeroAmount),
+            Deposit { amount, .. } => Ok(vec![AccountEvent::Deposited { amount: *amount }]),
+            Withdraw { amount, .. } if *amount > self.balance => {
+                Err(AccountError::InsufficientFunds {
+                    balance: self.balance,
+                    requested: *amount,
+                })
+            }
+            Withdraw { amount, .. } => Ok(vec![AccountEvent::Withdrawn { amount: *amount }]),
+        }
+    }
+
+    fn apply(&mut self, event: &AccountEvent) {
+        match event {
+            AccountEvent::Opened { owner } => self.owner = Some(owner.clone()),
+            AccountEvent::Deposited { amount } => self.balance += amount,
+            AccountEvent::Withdrawn { amount } => self.balance -= amount,
+        }
+    }
+}
+
+// The rest of this file is what the derives write for you (see the derive issue): names,
+// versions and the JSON form of each event, and the target id of each command.
+
+impl DomainEvent for AccountEvent {
+    const EVENT_TYPES: &'static [EventTypeInfo] = &[
+        EventTypeInfo {
+            name: "Opened",
+            version: 1,
+        },
+        EventTypeInfo {
+            name: "Deposited",
+            version: 1,
+        },
+        EventTypeInfo {
+            name: "Withdrawn",
+            version: 1,
+        },
+    ];
+
+    fn event_type(&self) -> &'static str {
+        match self {
+            AccountEvent::Opened { .. } => "Opened",
+            AccountEvent::Deposited { .. } => "Deposited",
+            AccountEvent::Withdrawn { .. } => "Withdrawn",
+        }
+    }
+
+    fn encode(&self) -> Result<serde_json::Value, serde_json::Error> {
+        serde_enum::encode(self)
+    }
+
+    fn decode(event_type: &str, data: &serde_json::Value) -> Result<Self, PayloadError> {
+        serde_enum::decode(event_type, data)
+    }
+}
+
+impl Command for AccountCommand {
+    fn command_name(&self) -> &'static str {
+        match self {
+            AccountCommand::Open { .. } => "Open",
+            AccountCommand::Deposit { .. } => "Deposit",
+            AccountCommand::Withdraw { .. } => "Withdraw",
+        }
+    }
+
+    fn aggregate_id(&self) -> Option<String> {
+        match self {
+            AccountCommand::Open { account_id, .. }
+            | AccountCommand::Deposit { account_id, .. }
+            | AccountCommand::Withdraw { account_id, .. } => Some(account_id.clone()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cqrs_core::testing::AggregateTest;
+
+    fn open() -> AccountEvent {
+        AccountEvent::Opened {
+            owner: "Ada".into(),
+        }
+    }
+
+    fn account() -> AggregateTest<Account> {
+        AggregateTest::new(())
+    }
+
+    fn withdraw(amount: u64) -> AccountCommand {
+        AccountCommand::Withdraw {
+            account_id: "a".into(),
+            amount,
+        }
+    }
+
+    #[tokio::test]
+    async fn opening_a_new_account_records_its_owner() {
+        account()
+            .given_no_events()
+            .when(AccountCommand::Open {
+                account_id: "a".into(),
+                owner: "Ada".into(),
+            })
+            .await
+            .then_expect_events(vec![open()]);
+    }
+
+    #[tokio::test]
+    async fn an_account_opens_once() {
+        account()
+            .given(vec![open()])
+            .when(AccountCommand::Open {
+                account_id: "a".into(),
+                owner: "Bob".into(),
+            })
+            .await
+            .then_expect_error(AccountError::AlreadyOpen);
+    }
+
+    #[tokio::test]
+    async fn a_deposit_needs_an_open_account_and_an_amount() {
+        account()
+            .given_no_events()
+            .when(AccountCommand::Deposit {
+                account_id: "a".into(),
+                amount: 5,
+            })
+            .await
+            .then_expect_error(AccountError::NotOpen);
+        account()
+            .given(vec![open()])
+            .when(AccountCommand::Deposit {
+                account_id: "a".into(),
+                amount: 0,
+            })
+            .await
+            .then_expect_error(AccountError::ZeroAmount);
+    }
+
+    #[tokio::test]
+    async fn a_withdrawal_within_the_balance_is_recorded() {
+        let state = account()
+            .given(vec![open(), AccountEvent::Deposited { amount: 100 }])
+            .when(withdraw(100))
+            .await
+            .then_expect_events(vec![AccountEvent::Withdrawn { amount: 100 }]);
+        assert_eq!(state.balance, 0);
+    }
+
+    #[tokio::test]
+    async fn a_withdrawal_beyond_the_balance_is_refused() {
+        account()
+            .given(vec![
+                open(),
+                AccountEvent::Deposited { amount: 100 },
+                AccountEvent::Withdrawn { amount: 30 },
+            ])
+            .when(withdraw(71))
+            .await
+            .then_expect_error(AccountError::InsufficientFunds {
+                balance: 70,
+                requested: 71,
+            });
+    }
+}
