@@ -137,8 +137,8 @@ impl PgStore {
     /// [`StoreError::Unavailable`](cqrs_core::StoreError::Unavailable) inside
     /// [`SetupError::Store`] when the server cannot be reached.
     pub async fn connect(url: &str) -> Result<Self, SetupError> {
-        let options = PgConnectOptions::from_str(url)
-            .map_err(|e| SetupError::InvalidUrl(e.to_string()))?;
+        let options =
+            PgConnectOptions::from_str(url).map_err(|e| SetupError::InvalidUrl(e.to_string()))?;
         Self::connect_with(options).await
     }
 

@@ -64,8 +64,8 @@ pub fn random_schema() -> String {
 
 /// A migrated store in a fresh schema.
 pub async fn fresh_pg_store() -> PgStore {
-    let store = PgStore::with_pool_and_schema(pool().await, &random_schema())
-        .expect("a valid schema name");
+    let store =
+        PgStore::with_pool_and_schema(pool().await, &random_schema()).expect("a valid schema name");
     store.migrate().await.expect("migrate");
     store
 }
@@ -103,7 +103,9 @@ impl EventStore for TestStore {
         from_version: u64,
         max_count: usize,
     ) -> Result<Vec<Arc<StoredEvent>>, StoreError> {
-        self.inner.read_stream(stream, from_version, max_count).await
+        self.inner
+            .read_stream(stream, from_version, max_count)
+            .await
     }
     async fn read_all(
         &self,
