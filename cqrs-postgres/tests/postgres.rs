@@ -793,3 +793,51 @@ fn append_and_checkpoint_commit_or_roll_back_with_the_callers_transaction() {
         ));
     });
 }
+
+#[test]
+fn out_of_range_numbers_are_clamped_or_refused_never_a_panic() {
+    runtime().block_on(async {
+        let _one = exclusive().await;
+        let store = fresh_pg_store().await;
+        let stream = stream();
+        store
+            .append(&stream, ExpectedVersion::NoStream, deposits(2))
+            .await
+            .expect("append");
+        assert!(store
+            .read_stream(&stream, u64::MAX, usize::MAX)
+            .await
+            .expect("from_version past i64::MAX reads empty")
+            .is_empty());
+        assert_eq!(
+            store
+                .read_all(Position::START, usize::MAX, &EventFilter::all())
+                .await
+                .expect("usize::MAX is clamped to i64::MAX")
+                .len(),
+            2
+        );
+        assert!(store
+            .read_all(
+                Position::from_parts(u64::MAX, u64::MAX),
+                10,
+                &EventFilter::all()
+            )
+            .await
+            .expect("a position past everything reads empty")
+            .is_empty());
+        let error = store
+            .append(&stream, ExpectedVersion::Exact(u64::MAX), deposits(1))
+            .await
+            .expect_err("no stream can be at u64::MAX");
+        assert!(matches!(error, StoreError::Backend(_)), "{error:?}");
+        assert_eq!(
+            store
+                .read_stream(&stream, 1, usize::MAX)
+                .await
+                .expect("read")
+                .len(),
+            2
+        );
+    });
+}
