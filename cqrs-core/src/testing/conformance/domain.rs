@@ -1,0 +1,92 @@
+//! A small domain for the suite's codec and engine tests, written by hand against the
+//! traits (the suite cannot depend on the derives it is used to check).
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::codec::{serde_enum, Upcaster};
+use crate::{Aggregate, Command, DomainEvent, EventTypeInfo, PayloadError};
+
+/// The most a counter may hold.
+pub(crate) const LIMIT: u64 = 1_000_000;
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub(crate) struct Counter {
+    pub value: u64,
+    pub additions: u64,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Add(pub u64);
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) enum CounterEvent {
+    /// Version 2; version 1 stored the amount as `n`.
+    Added { amount: u64 },
+}
+
+#[derive(Debug, PartialEq, thiserror::Error)]
+#[error("adding {amount} would pass the limit")]
+pub(crate) struct OverLimit {
+    pub amount: u64,
+}
+
+fn added_v1_to_v2(mut data: Value) -> Result<Value, String> {
+    let n = data
+        .get_mut("n")
+        .map(Value::take)
+        .ok_or("no `n` in Added v1")?;
+    Ok(serde_json::json!({ "amount": n }))
+}
+
+impl DomainEvent for CounterEvent {
+    const EVENT_TYPES: &'static [EventTypeInfo] = &[EventTypeInfo {
+        name: "Added",
+        version: 2,
+    }];
+    const UPCASTERS: &'static [Upcaster] = &[Upcaster::new("Added", 1, added_v1_to_v2)];
+
+    fn event_type(&self) -> &'static str {
+        match self {
+            CounterEvent::Added { .. } => "Added",
+        }
+    }
+
+    fn encode(&self) -> Result<Value, serde_json::Error> {
+        serde_enum::encode(self)
+    }
+
+    fn decode(event_type: &str, data: &Value) -> Result<Self, PayloadError> {
+        serde_enum::decode(event_type, data)
+    }
+}
+
+impl Command for Add {
+    fn command_name(&self) -> &'static str {
+        "Add"
+    }
+}
+
+impl Aggregate for Counter {
+    const TYPE: &'static str = "counter";
+    type Command = Add;
+    type Event = CounterEvent;
+    type Error = OverLimit;
+    type Services = ();
+
+    async fn handle(&self, command: &Add, _: &()) -> Result<Vec<CounterEvent>, OverLimit> {
+        if self.value + command.0 > LIMIT {
+            return Err(OverLimit { amount: command.0 });
+        }
+        Ok(vec![CounterEvent::Added { amount: command.0 }])
+    }
+
+    fn apply(&mut self, event: &CounterEvent) {
+        match event {
+            CounterEvent::Added { amount } => {
+                self.value += amount;
+                self.additions += 1;
+            }
+        }
+    }
+}

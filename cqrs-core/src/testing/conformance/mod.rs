@@ -1,0 +1,140 @@
+//! The backend conformance suite: the guarantees of the store traits, as tests.
+//!
+//! A backend is correct when it passes all of them. Each guarantee is a public async
+//! function taking a fresh, empty store; [`conformance_tests!`](crate::conformance_tests)
+//! turns the whole list into one `#[test]` per guarantee in the backend's own test crate:
+//!
+//! ```ignore
+//! // cqrs-memory/tests/conformance.rs
+//! async fn fresh_store() -> cqrs_memory::MemoryStore {
+//!     cqrs_memory::MemoryStore::new()
+//! }
+//! cqrs_core::conformance_tests!(fresh_store);
+//! ```
+//!
+//! The store must be empty and isolated from the other tests' stores (a database schema
+//! per test on PostgreSQL), because the tests run in parallel and some read everything.
+
+mod append;
+mod checkpoint;
+mod codec;
+mod domain;
+mod engine;
+mod ident;
+mod race;
+mod read;
+mod snapshot;
+mod wait;
+
+use std::future::Future;
+
+use crate::{CheckpointStore, EventStore, Metadata, NewEvent, SnapshotStore, StreamId};
+
+pub use append::{
+    append_assigns_contiguous_versions, append_is_atomic, conflict_names_stream_and_versions,
+    duplicate_event_ids_are_refused, empty_append_is_refused, expected_version_semantics,
+};
+pub use checkpoint::checkpoints_save_load_and_reset;
+pub use codec::{
+    envelope_round_trips, stored_data_is_never_rewritten, undecodable_events_are_typed_errors,
+};
+pub use engine::{
+    engine_retries_conflicts_without_losing_commands, engine_snapshots_and_temporal_loads,
+};
+pub use ident::{identifiers_are_stored_faithfully, invalid_identifiers_are_refused};
+pub use race::{
+    racing_appends_have_one_winner_per_version, racing_writers_lose_nothing,
+    writers_on_distinct_streams_do_not_conflict,
+};
+pub use read::{
+    read_all_filters_in_the_store, read_all_in_commit_order_and_batches, read_stream_from_version,
+    streams_are_isolated,
+};
+pub use snapshot::snapshots_save_load_and_keep_the_latest;
+pub use wait::wait_for_events_wakes_on_append;
+
+/// What the suite needs of a backend: all three stores in one cloneable handle.
+pub trait Store: EventStore + SnapshotStore + CheckpointStore + Clone {}
+
+impl<S: EventStore + SnapshotStore + CheckpointStore + Clone> Store for S {}
+
+/// Runs one async test on a fresh multi-threaded runtime (two workers, so races are real).
+pub fn run<F: Future<Output = ()>>(test: impl FnOnce() -> F) {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("cannot build a tokio runtime for the conformance test");
+    runtime.block_on(test());
+}
+
+/// Expands to one `#[test]` per guarantee of the conformance suite, in a module
+/// `conformance`, each calling `$factory().await` for a fresh, empty store.
+///
+/// `$factory` is an `async fn() -> S` (or a path to one) in scope where the macro is
+/// invoked, with `S: EventStore + SnapshotStore + CheckpointStore + Clone`.
+#[macro_export]
+macro_rules! conformance_tests {
+    ($factory:path) => {
+        $crate::conformance_tests!(@cases $factory;
+            append_assigns_contiguous_versions,
+            append_is_atomic,
+            conflict_names_stream_and_versions,
+            duplicate_event_ids_are_refused,
+            empty_append_is_refused,
+            expected_version_semantics,
+            racing_appends_have_one_winner_per_version,
+            racing_writers_lose_nothing,
+            writers_on_distinct_streams_do_not_conflict,
+            read_stream_from_version,
+            streams_are_isolated,
+            read_all_in_commit_order_and_batches,
+            read_all_filters_in_the_store,
+            wait_for_events_wakes_on_append,
+            snapshots_save_load_and_keep_the_latest,
+            checkpoints_save_load_and_reset,
+            envelope_round_trips,
+            stored_data_is_never_rewritten,
+            undecodable_events_are_typed_errors,
+            identifiers_are_stored_faithfully,
+            invalid_identifiers_are_refused,
+            engine_retries_conflicts_without_losing_commands,
+            engine_snapshots_and_temporal_loads,
+        );
+    };
+    (@cases $factory:path; $($case:ident),* $(,)?) => {
+        mod conformance {
+            #[allow(unused_imports)]
+            use super::*;
+            $(
+                #[test]
+                fn $case() {
+                    $crate::testing::conformance::run(|| async {
+                        $crate::testing::conformance::$case($factory().await).await
+                    });
+                }
+            )*
+        }
+    };
+}
+
+/// A stream id unique to this call, so tests never collide even on a shared store.
+pub(crate) fn unique_stream(stream_type: &str) -> StreamId {
+    StreamId::new(stream_type, &uuid::Uuid::now_v7().to_string()).expect("valid stream id")
+}
+
+/// An untyped event whose data records `n`.
+pub(crate) fn event(event_type: &str, n: u64) -> NewEvent {
+    NewEvent::new(
+        event_type,
+        1,
+        serde_json::json!({ "n": n }),
+        Metadata::default(),
+    )
+    .expect("valid event type")
+}
+
+/// `count` events numbered from `from`.
+pub(crate) fn events(event_type: &str, from: u64, count: u64) -> Vec<NewEvent> {
+    (from..from + count).map(|n| event(event_type, n)).collect()
+}
