@@ -1,7 +1,7 @@
 //! The bank domain written with the derives: names, versions, codec and engine.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use cqrs_core::{Aggregate, Command, DomainEvent, Envelope, EventTypeInfo, Projection};
 use serde::{Deserialize, Serialize};
@@ -111,10 +111,10 @@ impl Account {
     }
 }
 
-#[derive(Default, Projection)]
+#[derive(Clone, Default, Projection)]
 #[projection(event = AccountEvent, events(Deposited, Withdrawn))]
 pub struct Balances {
-    balances: Mutex<HashMap<String, i64>>,
+    balances: Arc<Mutex<HashMap<String, i64>>>,
 }
 
 impl Balances {
@@ -241,4 +241,81 @@ async fn aggregate_decides_and_folds() {
             asked: 11
         })
     );
+}
+
+#[tokio::test]
+async fn stored_v1_event_is_upcast_through_the_store_and_the_engine() {
+    use cqrs_core::{codec, Engine, EventStore, ExpectedVersion, Metadata, NewEvent, StreamId};
+    use cqrs_memory::MemoryStore;
+
+    let store = MemoryStore::new();
+    let stream = StreamId::new(Account::TYPE, "acc-1").unwrap();
+    // History written by an older binary: a v1 deposit stored `cents`, no currency.
+    let old = vec![
+        NewEvent::new("account.opened", 1, json!({"owner": "ada"}), Metadata::default()).unwrap(),
+        NewEvent::new("account.deposited", 1, json!({"cents": 7}), Metadata::default()).unwrap(),
+    ];
+    store
+        .append(&stream, ExpectedVersion::NoStream, old)
+        .await
+        .unwrap();
+
+    // The codec upcasts 1 -> 2 -> 3 on read; storage is untouched.
+    let stored = store.read_stream(&stream, 1, 10).await.unwrap();
+    assert_eq!(stored[1].event_version, 1);
+    let decoded = codec::decode::<AccountEvent>(&stored[1]).unwrap();
+    assert_eq!(
+        decoded.data,
+        AccountEvent::Deposited {
+            amount: 7,
+            currency: "EUR".into()
+        }
+    );
+
+    // The engine folds the upcast history, then handles commands on top of it.
+    let balances = Balances::default();
+    let engine = Engine::<Account>::new(store.clone(), ()).with_projection(balances.clone());
+    let loaded = engine.load("acc-1").await.unwrap();
+    assert_eq!(loaded.version, 2);
+    assert_eq!(loaded.state.balance, 7);
+
+    let committed = engine
+        .send(AccountCommand::Withdraw {
+            account_id: "acc-1".into(),
+            amount: 5,
+        })
+        .await
+        .unwrap();
+    assert_eq!(committed.version, 3);
+    assert_eq!(committed.events[0].event_type, "account.withdrawn");
+    assert_eq!(engine.load("acc-1").await.unwrap().state.balance, 2);
+
+    let refused = engine
+        .send(AccountCommand::Withdraw {
+            account_id: "acc-1".into(),
+            amount: 5,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(
+        refused.rejection(),
+        Some(&AccountError::InsufficientFunds {
+            balance: 2,
+            asked: 5
+        })
+    );
+    // The inline projection saw the committed withdrawal.
+    assert_eq!(balances.balances.lock().unwrap().get("acc-1"), Some(&-5));
+
+    // New deposits are written at the current version.
+    let committed = engine
+        .send(AccountCommand::Deposit {
+            account_id: "acc-1".into(),
+            amount: 1,
+        })
+        .await
+        .unwrap();
+    assert_eq!(committed.events[0].event_version, 3);
+    let stored = store.read_stream(&stream, 4, 10).await.unwrap();
+    assert_eq!(stored[0].data, json!({"amount": 1, "currency": "EUR"}));
 }
