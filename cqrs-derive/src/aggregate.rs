@@ -105,7 +105,25 @@ pub fn derive(input: &DeriveInput) -> syn::Result<TokenStream> {
     let span = ident.span();
     let handle_call = quote_spanned!(span=> Self::handle(self, command, services));
     let apply_call = quote_spanned!(span=> Self::apply(self, event));
+    // The trait impl calls `Self::handle`, meaning the user's inherent method. Without
+    // one, that path would silently name the trait method itself (endless recursion);
+    // this second trait with methods of the same names makes it an ambiguity error
+    // instead, whose message names what to write.
+    let guard = quote::format_ident!("write_inherent_fns_handle_and_apply_for_{}", ident);
+    let guard_fns = ["handle","apply"].iter().map(|m| {
+        let m = quote::format_ident!("{}", m);
+        quote!(fn #m(&self) {})
+    });
     Ok(quote! {
+        const _: () = {
+            #[allow(unused_imports)]
+            use #krate::Aggregate as _;
+            #[allow(non_camel_case_types, dead_code)]
+            trait #guard {
+                #(#guard_fns)*
+            }
+            impl #impl_generics #guard for #ident #ty_generics #where_clause {}
+
         #[automatically_derived]
         impl #impl_generics #krate::Aggregate for #ident #ty_generics #where_clause {
             const TYPE: &'static str = #name;
@@ -116,8 +134,6 @@ pub fn derive(input: &DeriveInput) -> syn::Result<TokenStream> {
             type Services = #services;
 
             // Forwards to the inherent `async fn handle(&self, &Command, &Services)`.
-            // Without one, this would call itself: the lint turns that into an error.
-            #[deny(unconditional_recursion)]
             fn handle(
                 &self,
                 command: &Self::Command,
@@ -129,10 +145,10 @@ pub fn derive(input: &DeriveInput) -> syn::Result<TokenStream> {
             }
 
             // Forwards to the inherent `fn apply(&mut self, &Event)`.
-            #[deny(unconditional_recursion)]
             fn apply(&mut self, event: &Self::Event) {
                 #apply_call
             }
         }
+        };
     })
 }
