@@ -11,8 +11,7 @@ use syn::{Data, DeriveInput, LitStr, Path, Type};
 use crate::attr::{self, Errors};
 use crate::case::Case;
 
-const KEYS: &str =
-    "`command`, `event`, `error`, `services`, `name`, `snapshot_version`, `crate`";
+const KEYS: &str = "`command`, `event`, `error`, `services`, `name`, `snapshot_version`, `crate`";
 const USAGE: &str = "#[aggregate(command = MyCommand, event = MyEvent, error = MyError)]";
 
 #[derive(Default)]
@@ -37,7 +36,11 @@ pub fn derive(input: &DeriveInput) -> syn::Result<TokenStream> {
     let mut errors = Errors::default();
     let mut a = Attrs::default();
     let mut seen_attr = false;
-    for at in input.attrs.iter().filter(|x| x.path().is_ident("aggregate")) {
+    for at in input
+        .attrs
+        .iter()
+        .filter(|x| x.path().is_ident("aggregate"))
+    {
         seen_attr = true;
         errors.take(at.parse_nested_meta(|meta| {
             let m = &meta;
@@ -93,7 +96,11 @@ pub fn derive(input: &DeriveInput) -> syn::Result<TokenStream> {
         Some(lit) => (lit.value(), lit.span()),
         None => (Case::Snake.apply(&ident.to_string()), ident.span()),
     };
-    errors.take(attr::check_stored_name("aggregate type name", &name, name_span));
+    errors.take(attr::check_stored_name(
+        "aggregate type name",
+        &name,
+        name_span,
+    ));
     errors.finish()?;
 
     // ---- expand
@@ -110,7 +117,7 @@ pub fn derive(input: &DeriveInput) -> syn::Result<TokenStream> {
     // this second trait with methods of the same names makes it an ambiguity error
     // instead, whose message names what to write.
     let guard = quote::format_ident!("write_inherent_fns_handle_and_apply_for_{}", ident);
-    let guard_fns = ["handle","apply"].iter().map(|m| {
+    let guard_fns = ["handle", "apply"].iter().map(|m| {
         let m = quote::format_ident!("{}", m);
         quote!(fn #m(&self) {})
     });

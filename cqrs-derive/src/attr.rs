@@ -42,20 +42,18 @@ pub fn parse_crate(meta: &ParseNestedMeta<'_>) -> syn::Result<Path> {
 /// Parses `key = "text"`.
 pub fn parse_str(meta: &ParseNestedMeta<'_>) -> syn::Result<LitStr> {
     let key = key_of(meta);
-    meta.value()?.parse::<LitStr>().map_err(|e| {
-        syn::Error::new(
-            e.span(),
-            format!("expected a string: `{key} = \"...\"`"),
-        )
-    })
+    meta.value()?
+        .parse::<LitStr>()
+        .map_err(|e| syn::Error::new(e.span(), format!("expected a string: `{key} = \"...\"`")))
 }
 
 /// Parses `key = <integer >= 1>`, as for schema versions.
 pub fn parse_version(meta: &ParseNestedMeta<'_>) -> syn::Result<(u32, Span)> {
     let key = key_of(meta);
-    let lit: LitInt = meta.value()?.parse().map_err(|e| {
-        syn::Error::new(e.span(), format!("expected an integer: `{key} = 2`"))
-    })?;
+    let lit: LitInt = meta
+        .value()?
+        .parse()
+        .map_err(|e| syn::Error::new(e.span(), format!("expected an integer: `{key} = 2`")))?;
     let value: u32 = lit.base10_parse()?;
     if value == 0 {
         return Err(syn::Error::new(
@@ -69,9 +67,9 @@ pub fn parse_version(meta: &ParseNestedMeta<'_>) -> syn::Result<(u32, Span)> {
 /// Parses `key = Type`.
 pub fn parse_type(meta: &ParseNestedMeta<'_>) -> syn::Result<syn::Type> {
     let key = key_of(meta);
-    meta.value()?.parse::<syn::Type>().map_err(|e| {
-        syn::Error::new(e.span(), format!("expected a type: `{key} = MyType`"))
-    })
+    meta.value()?
+        .parse::<syn::Type>()
+        .map_err(|e| syn::Error::new(e.span(), format!("expected a type: `{key} = MyType`")))
 }
 
 /// The key of a nested meta item, for messages.
@@ -92,7 +90,10 @@ pub fn unknown_key(meta: &ParseNestedMeta<'_>, attr: &str, known: &str) -> syn::
 /// with the rules of `cqrs_core::ident`: not empty, at most 255 bytes, no NUL.
 pub fn check_stored_name(what: &str, name: &str, span: Span) -> syn::Result<()> {
     if name.is_empty() {
-        return Err(syn::Error::new(span, format!("the {what} must not be empty")));
+        return Err(syn::Error::new(
+            span,
+            format!("the {what} must not be empty"),
+        ));
     }
     if name.len() > 255 {
         return Err(syn::Error::new(

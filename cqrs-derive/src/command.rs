@@ -1,7 +1,7 @@
 //! `#[derive(Command)]`: parse, validate, expand.
 
 use proc_macro2::{Span, TokenStream};
-use quote::{format_ident, quote, quote_spanned};
+use quote::{quote, quote_spanned};
 use syn::spanned::Spanned;
 use syn::{Data, DeriveInput, Fields, Ident, LitStr, Member, Path};
 
@@ -13,7 +13,6 @@ use crate::attr::{self, Errors};
 struct Target<'a> {
     ident: &'a Ident,
     name: String,
-    fields: &'a Fields,
     /// The field carrying the aggregate id, and the span to blame.
     id: Option<(Member, Span)>,
 }
@@ -102,7 +101,6 @@ fn parse(input: &DeriveInput) -> syn::Result<Input<'_>> {
                 targets.push(Target {
                     ident: &v.ident,
                     name: name.map_or_else(|| v.ident.to_string(), |l| l.value()),
-                    fields: &v.fields,
                     id,
                 });
             }
@@ -115,7 +113,6 @@ fn parse(input: &DeriveInput) -> syn::Result<Input<'_>> {
                     .name
                     .as_ref()
                     .map_or_else(|| input.ident.to_string(), LitStr::value),
-                fields: &data.fields,
                 id,
             });
         }
@@ -222,7 +219,11 @@ fn validate(input: &Input<'_>) -> syn::Result<()> {
         }
     }
     for t in &input.targets {
-        errors.take(attr::check_stored_name("command name", &t.name, t.ident.span()));
+        errors.take(attr::check_stored_name(
+            "command name",
+            &t.name,
+            t.ident.span(),
+        ));
     }
     errors.finish()
 }
@@ -251,11 +252,9 @@ fn expand(input: &Input<'_>) -> TokenStream {
             let p = path(t);
             match &t.id {
                 Some((member, span)) => {
-                    let binding = format_ident!("__cqrs_id");
-                    let _ = t.fields;
                     quote_spanned! {*span=>
-                        #p { #member: #binding, .. } => ::core::option::Option::Some(
-                            ::std::string::ToString::to_string(#binding),
+                        #p { #member: __cqrs_id, .. } => ::core::option::Option::Some(
+                            ::std::string::ToString::to_string(__cqrs_id),
                         )
                     }
                 }

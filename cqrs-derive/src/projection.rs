@@ -30,7 +30,11 @@ pub fn derive(input: &DeriveInput) -> syn::Result<TokenStream> {
     // ---- parse
     let mut errors = Errors::default();
     let mut a = Attrs::default();
-    for at in input.attrs.iter().filter(|x| x.path().is_ident("projection")) {
+    for at in input
+        .attrs
+        .iter()
+        .filter(|x| x.path().is_ident("projection"))
+    {
         errors.take(at.parse_nested_meta(|meta| {
             let m = &meta;
             if m.path.is_ident("crate") {
@@ -74,7 +78,9 @@ pub fn derive(input: &DeriveInput) -> syn::Result<TokenStream> {
     if a.event.is_none() {
         errors.push(syn::Error::new(
             ident.span(),
-            format!("#[derive(Projection)] needs the event type it reads: add {USAGE} to `{ident}`"),
+            format!(
+                "#[derive(Projection)] needs the event type it reads: add {USAGE} to `{ident}`"
+            ),
         ));
     }
     let (name, name_span) = match &a.name {
@@ -107,9 +113,9 @@ pub fn derive(input: &DeriveInput) -> syn::Result<TokenStream> {
         Some(list) => {
             // A pattern per variant: a name that is not a variant fails to compile here,
             // pointing at the name.
-            let checks = list.iter().map(|v| {
-                quote_spanned!(v.span()=> #event::#v { .. } => {})
-            });
+            let checks = list
+                .iter()
+                .map(|v| quote_spanned!(v.span()=> #event::#v { .. } => {}));
             let names = list.iter().map(|v| v.to_string());
             quote! {
                 fn event_types() -> ::std::vec::Vec<&'static str> {

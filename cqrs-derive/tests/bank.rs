@@ -164,7 +164,12 @@ fn event_names_follow_prefix_and_case() {
 #[test]
 fn encode_decode_round_trip() {
     let cases = [
-        (AccountEvent::Opened { owner: "ada".into() }, json!({"owner": "ada"})),
+        (
+            AccountEvent::Opened {
+                owner: "ada".into(),
+            },
+            json!({"owner": "ada"}),
+        ),
         (
             AccountEvent::Deposited {
                 amount: 5,
@@ -177,7 +182,10 @@ fn encode_decode_round_trip() {
     ];
     for (event, data) in cases {
         assert_eq!(event.encode().unwrap(), data);
-        assert_eq!(AccountEvent::decode(event.event_type(), &data).unwrap(), event);
+        assert_eq!(
+            AccountEvent::decode(event.event_type(), &data).unwrap(),
+            event
+        );
     }
     assert!(matches!(
         AccountEvent::decode("Opened", &json!({"owner": "x"})),
@@ -252,8 +260,20 @@ async fn stored_v1_event_is_upcast_through_the_store_and_the_engine() {
     let stream = StreamId::new(Account::TYPE, "acc-1").unwrap();
     // History written by an older binary: a v1 deposit stored `cents`, no currency.
     let old = vec![
-        NewEvent::new("account.opened", 1, json!({"owner": "ada"}), Metadata::default()).unwrap(),
-        NewEvent::new("account.deposited", 1, json!({"cents": 7}), Metadata::default()).unwrap(),
+        NewEvent::new(
+            "account.opened",
+            1,
+            json!({"owner": "ada"}),
+            Metadata::default(),
+        )
+        .unwrap(),
+        NewEvent::new(
+            "account.deposited",
+            1,
+            json!({"cents": 7}),
+            Metadata::default(),
+        )
+        .unwrap(),
     ];
     store
         .append(&stream, ExpectedVersion::NoStream, old)

@@ -80,12 +80,7 @@ fn every_shape_round_trips() {
             },
             json!({"who": "bob", "note": "hi", "count": "5"}),
         ),
-        (
-            Shapes::Renamed {
-                r#type: "t".into(),
-            },
-            json!({"type": "t"}),
-        ),
+        (Shapes::Renamed { r#type: "t".into() }, json!({"type": "t"})),
     ];
     for (event, data) in cases {
         assert_eq!(event.encode().unwrap(), data, "{event:?}");
@@ -133,7 +128,10 @@ fn struct_events() {
     assert_eq!(UserRegistered::UPCASTERS[0].from_version, 1);
     let data = e.encode().unwrap();
     assert_eq!(data, json!({"email": "a@b"}));
-    assert_eq!(UserRegistered::decode("user.user_registered", &data).unwrap(), e);
+    assert_eq!(
+        UserRegistered::decode("user.user_registered", &data).unwrap(),
+        e
+    );
 
     assert_eq!(Pinged.event_type(), "Pinged");
     assert_eq!(Pinged.encode().unwrap(), Value::Null);
@@ -231,6 +229,9 @@ pub struct ReexportedCommand;
 fn crate_override() {
     let e = ViaReexport::Happened { n: 1 };
     assert_eq!(e.encode().unwrap(), json!({"n": 1}));
-    assert_eq!(ViaReexport::decode("Happened", &json!({"n": 1})).unwrap(), e);
+    assert_eq!(
+        ViaReexport::decode("Happened", &json!({"n": 1})).unwrap(),
+        e
+    );
     assert_eq!(ReexportedCommand.command_name(), "ReexportedCommand");
 }

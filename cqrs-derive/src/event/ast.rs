@@ -113,7 +113,12 @@ pub fn parse(input: &DeriveInput) -> syn::Result<Input<'_>> {
             }
         }
         Data::Struct(data) => {
-            types.push(event_type(&input.ident, &data.fields, container.own, &rename));
+            types.push(event_type(
+                &input.ident,
+                &data.fields,
+                container.own,
+                &rename,
+            ));
         }
         Data::Union(_) => {}
     }

@@ -206,7 +206,11 @@ fn serde_attrs(
     Ok(out)
 }
 
-fn encode_body(t: &EventType<'_>, krate: &TokenStream, krate_str: &str) -> syn::Result<TokenStream> {
+fn encode_body(
+    t: &EventType<'_>,
+    krate: &TokenStream,
+    krate_str: &str,
+) -> syn::Result<TokenStream> {
     let serde_crate = format!("{krate_str}::serde");
     let (fields, newtype): (Vec<&Field>, bool) = match &t.shape {
         Shape::Unit | Shape::Tuple(_) => {

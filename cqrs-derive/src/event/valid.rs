@@ -9,7 +9,11 @@ pub fn validate(input: &Input<'_>) -> syn::Result<()> {
     let mut errors = Errors::default();
     let mut seen: BTreeMap<&str, &EventType<'_>> = BTreeMap::new();
     for ty in &input.types {
-        errors.take(attr::check_stored_name("event type name", &ty.name, ty.name_span));
+        errors.take(attr::check_stored_name(
+            "event type name",
+            &ty.name,
+            ty.name_span,
+        ));
         if let Some(first) = seen.get(ty.name.as_str()) {
             errors.push(syn::Error::new(
                 ty.name_span,
