@@ -114,12 +114,7 @@ fn constants() {
 #[tokio::test]
 async fn services_reach_the_handler() {
     let engine = Engine::<WallClock>::new(cqrs_memory::MemoryStore::new(), Time(42));
-    let committed = engine
-        .send(Tick {
-            clock: "c1".into(),
-        })
-        .await
-        .unwrap();
+    let committed = engine.send(Tick { clock: "c1".into() }).await.unwrap();
     assert_eq!(committed.events[0].data, ClockEvent::Ticked { at: 42 });
     assert_eq!(engine.load("c1").await.unwrap().state.last, 42);
 
