@@ -50,6 +50,7 @@ pub fn expand(input: &Input<'_>) -> syn::Result<TokenStream> {
                 /// The stored event type name of a variant, by its Rust name (used by
                 /// `#[derive(Projection)]`).
                 #[doc(hidden)]
+                #[allow(dead_code)]
                 pub fn __cqrs_event_type_of_variant(
                     variant: &str,
                 ) -> ::core::option::Option<&'static str> {
