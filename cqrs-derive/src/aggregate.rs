@@ -59,7 +59,7 @@ pub fn derive(input: &DeriveInput) -> syn::Result<TokenStream> {
             } else if m.path.is_ident("snapshot_version") {
                 attr::set_once(&mut a.snapshot_version, attr::parse_version(m)?, m)
             } else {
-                Err(attr::unknown_key(m, "aggregate", KEYS))
+                Err(attr::unknown_key(m, "#[aggregate(...)]", KEYS))
             }
         }));
     }

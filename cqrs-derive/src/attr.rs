@@ -81,7 +81,7 @@ pub fn key_of(meta: &ParseNestedMeta<'_>) -> String {
 /// The error for an unknown key.
 pub fn unknown_key(meta: &ParseNestedMeta<'_>, attr: &str, known: &str) -> syn::Error {
     meta.error(format!(
-        "unknown key `{}` in #[{attr}(...)]; expected one of: {known}",
+        "unknown key `{}` in {attr}; expected one of: {known}",
         key_of(meta)
     ))
 }

@@ -73,7 +73,7 @@ fn parse(input: &DeriveInput) -> syn::Result<Input<'_>> {
             } else {
                 Err(attr::unknown_key(
                     &meta,
-                    "command",
+                    "#[command(...)]",
                     if is_enum { ENUM_KEYS } else { STRUCT_KEYS },
                 ))
             }
@@ -90,7 +90,7 @@ fn parse(input: &DeriveInput) -> syn::Result<Input<'_>> {
                             let lit = attr::parse_str(&meta)?;
                             attr::set_once(&mut name, lit, &meta)
                         } else {
-                            Err(attr::unknown_key(&meta, "command", VARIANT_KEYS))
+                            Err(attr::unknown_key(&meta, "#[command(...)]", VARIANT_KEYS))
                         }
                     }));
                 }
@@ -172,7 +172,11 @@ fn field_id(fields: &Fields, errors: &mut Errors) -> Option<(Member, Span)> {
                     is_id = true;
                     Ok(())
                 } else {
-                    Err(attr::unknown_key(&meta, "command", "`id` (on a field)"))
+                    Err(attr::unknown_key(
+                        &meta,
+                        "#[command(...)]",
+                        "`id` (on a field)",
+                    ))
                 }
             }));
             if !is_id {

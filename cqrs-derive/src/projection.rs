@@ -66,7 +66,7 @@ pub fn derive(input: &DeriveInput) -> syn::Result<TokenStream> {
                 }
                 attr::set_once(&mut a.events, list, m)
             } else {
-                Err(attr::unknown_key(m, "projection", KEYS))
+                Err(attr::unknown_key(m, "#[projection(...)]", KEYS))
             }
         }));
     }

@@ -189,7 +189,7 @@ fn parse_container(attrs: &[Attribute], is_enum: bool) -> syn::Result<Container>
             } else {
                 Err(attr::unknown_key(
                     &meta,
-                    "event",
+                    "#[event(...)]",
                     if is_enum { ENUM_KEYS } else { STRUCT_KEYS },
                 ))
             }
@@ -213,7 +213,7 @@ fn parse_own(attrs: &[Attribute]) -> syn::Result<Own> {
                     attr::key_of(&meta)
                 )))
             } else {
-                Err(attr::unknown_key(&meta, "event", VARIANT_KEYS))
+                Err(attr::unknown_key(&meta, "#[event(...)]", VARIANT_KEYS))
             }
         })?;
     }
@@ -257,7 +257,7 @@ fn parse_upcast(meta: &syn::meta::ParseNestedMeta<'_>) -> syn::Result<Upcast> {
             })?;
             attr::set_once(&mut with, path, &inner)
         } else {
-            Err(attr::unknown_key(&inner, "event(upcast", "`from`, `with`"))
+            Err(attr::unknown_key(&inner, "upcast(...)", "`from`, `with`"))
         }
     })?;
     match (from, with) {
