@@ -12,7 +12,7 @@
 //! Storage is behind three small, untyped traits — [`EventStore`], [`SnapshotStore`],
 //! [`CheckpointStore`] — so that a backend is picked with one line: `cqrs-memory` for
 //! tests and demos, `cqrs-postgres` in production. Every backend passes the same
-//! [conformance suite](testing::conformance) (feature `testing`).
+//! conformance suite (`testing::conformance`, feature `testing`).
 //!
 //! ```text
 //! application ─▶ Engine ─▶ codec ─▶ EventStore / SnapshotStore ─▶ backend
