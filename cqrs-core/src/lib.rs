@@ -12,7 +12,7 @@
 //! Storage is behind three small, untyped traits — [`EventStore`], [`SnapshotStore`],
 //! [`CheckpointStore`] — so that a backend is picked with one line: `cqrs-memory` for
 //! tests and demos, `cqrs-postgres` in production. Every backend passes the same
-//! [conformance suite](testing::conformance) (feature `testing`).
+//! conformance suite (`testing::conformance`, feature `testing`).
 //!
 //! ```text
 //! application ─▶ Engine ─▶ codec ─▶ EventStore / SnapshotStore ─▶ backend
@@ -50,10 +50,12 @@ pub use store::{
     CheckpointStore, EventFilter, EventStore, ExpectedVersion, Snapshot, SnapshotStore, StoreError,
 };
 
+/// Derives for the domain traits (feature `derive`, on by default), re-exported from
+/// `cqrs-derive` as serde does with `serde_derive`. Each derive shares the name of the
+/// trait it implements: `#[derive(DomainEvent, Command, Aggregate, Projection)]`.
+/// See the [`cqrs_derive`] crate documentation for every attribute.
 #[cfg(feature = "derive")]
-#[doc(hidden)]
-#[allow(unused_imports)] // the derive crate exports nothing until its derives land
-pub use cqrs_derive::*;
+pub use cqrs_derive::{Aggregate, Command, DomainEvent, Projection};
 
 // Re-exported so that generated code and applications use the same versions.
 #[doc(hidden)]

@@ -10,7 +10,8 @@ use crate::domain::AccountEvent;
 
 /// Balance of every account, shared between the projection (which writes) and the
 /// application (which reads). Cloning shares the same map.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, Projection)]
+#[projection(event = AccountEvent)]
 pub struct Balances {
     accounts: Arc<RwLock<HashMap<String, Row>>>,
 }
@@ -34,11 +35,7 @@ impl Balances {
     }
 }
 
-impl Projection for Balances {
-    const NAME: &'static str = "balances";
-    type Event = AccountEvent;
-    type Error = Infallible;
-
+impl Balances {
     async fn handle(&self, event: &Envelope<AccountEvent>) -> Result<(), Infallible> {
         // A poisoned lock still holds consistent rows: each update below is one assignment.
         let mut accounts = self.accounts.write().unwrap_or_else(|e| e.into_inner());

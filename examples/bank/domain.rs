@@ -1,19 +1,21 @@
 //! The bank domain: an account that can be opened, credited and debited, never below zero.
 
-use cqrs_core::codec::serde_enum;
-use cqrs_core::{Aggregate, Command, DomainEvent, EventTypeInfo, PayloadError};
+use cqrs_core::{Aggregate, Command, DomainEvent};
 use serde::{Deserialize, Serialize};
 
 /// What can be asked of an account. Each command names its account.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Command)]
+#[command(id = account_id)]
 pub enum AccountCommand {
     Open { account_id: String, owner: String },
     Deposit { account_id: String, amount: u64 },
     Withdraw { account_id: String, amount: u64 },
 }
 
-/// What happened to an account: facts, in the past tense.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// What happened to an account: facts, in the past tense. Stored as `account.opened`,
+/// `account.deposited` and `account.withdrawn`.
+#[derive(Debug, Clone, PartialEq, DomainEvent)]
+#[event(prefix = "account.", rename_all = "snake_case")]
 pub enum AccountEvent {
     Opened { owner: String },
     Deposited { amount: u64 },
@@ -34,19 +36,14 @@ pub enum AccountError {
 }
 
 /// The state of an account: only what its rules need.
-#[derive(Debug, Default, Serialize, Deserialize)]
+#[derive(Debug, Default, Serialize, Deserialize, Aggregate)]
+#[aggregate(command = AccountCommand, event = AccountEvent, error = AccountError)]
 pub struct Account {
     pub owner: Option<String>,
     pub balance: u64,
 }
 
-impl Aggregate for Account {
-    const TYPE: &'static str = "account";
-    type Command = AccountCommand;
-    type Event = AccountEvent;
-    type Error = AccountError;
-    type Services = ();
-
+impl Account {
     async fn handle(
         &self,
         command: &AccountCommand,
@@ -76,60 +73,6 @@ impl Aggregate for Account {
             AccountEvent::Opened { owner } => self.owner = Some(owner.clone()),
             AccountEvent::Deposited { amount } => self.balance += amount,
             AccountEvent::Withdrawn { amount } => self.balance -= amount,
-        }
-    }
-}
-
-// The rest of this file is what the derives write for you (see the derive issue): names,
-// versions and the JSON form of each event, and the target id of each command.
-
-impl DomainEvent for AccountEvent {
-    const EVENT_TYPES: &'static [EventTypeInfo] = &[
-        EventTypeInfo {
-            name: "Opened",
-            version: 1,
-        },
-        EventTypeInfo {
-            name: "Deposited",
-            version: 1,
-        },
-        EventTypeInfo {
-            name: "Withdrawn",
-            version: 1,
-        },
-    ];
-
-    fn event_type(&self) -> &'static str {
-        match self {
-            AccountEvent::Opened { .. } => "Opened",
-            AccountEvent::Deposited { .. } => "Deposited",
-            AccountEvent::Withdrawn { .. } => "Withdrawn",
-        }
-    }
-
-    fn encode(&self) -> Result<serde_json::Value, serde_json::Error> {
-        serde_enum::encode(self)
-    }
-
-    fn decode(event_type: &str, data: &serde_json::Value) -> Result<Self, PayloadError> {
-        serde_enum::decode(event_type, data)
-    }
-}
-
-impl Command for AccountCommand {
-    fn command_name(&self) -> &'static str {
-        match self {
-            AccountCommand::Open { .. } => "Open",
-            AccountCommand::Deposit { .. } => "Deposit",
-            AccountCommand::Withdraw { .. } => "Withdraw",
-        }
-    }
-
-    fn aggregate_id(&self) -> Option<String> {
-        match self {
-            AccountCommand::Open { account_id, .. }
-            | AccountCommand::Deposit { account_id, .. }
-            | AccountCommand::Withdraw { account_id, .. } => Some(account_id.clone()),
         }
     }
 }

@@ -104,7 +104,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .await?
     {
         println!(
-            "  v{} {:<10} {}  correlation {}",
+            "  v{} {:<18} {}  correlation {}",
             event.stream_version,
             event.event_type,
             event.data,

@@ -102,7 +102,7 @@ impl EventFilter {
 /// out shared references instead of copies.
 ///
 /// Implementations must keep the guarantees of the
-/// [conformance suite](crate::testing::conformance): atomic appends, exactly one winner
+/// conformance suite (`testing::conformance`, feature `testing`): atomic appends, exactly one winner
 /// per expected version, contiguous versions from 1, and a global read that never skips
 /// an event that commits late.
 #[async_trait]

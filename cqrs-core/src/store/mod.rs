@@ -2,7 +2,7 @@
 //!
 //! A backend implements these three traits and nothing else; the engine, the codec and
 //! the subscriptions are shared. That keeps every backend small, and the
-//! [conformance suite](crate::testing::conformance) checks that each one keeps the same
+//! conformance suite (`testing::conformance`, feature `testing`) checks that each one keeps the same
 //! guarantees.
 
 mod checkpoint_store;

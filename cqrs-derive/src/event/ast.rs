@@ -1,0 +1,273 @@
+//! Parsing `#[derive(DomainEvent)]` input into a model.
+
+use proc_macro2::Span;
+use syn::spanned::Spanned;
+use syn::{Attribute, Data, DeriveInput, Field, Fields, Ident, LitStr, Path};
+
+use crate::attr::{self, Errors};
+use crate::case::Case;
+
+/// A type deriving `DomainEvent`.
+pub struct Input<'a> {
+    pub ident: &'a Ident,
+    pub krate: Option<Path>,
+    /// Whether it is an enum (one event type per variant) or a struct (one event type).
+    pub is_enum: bool,
+    pub types: Vec<EventType<'a>>,
+}
+
+/// One event type: a variant, or the struct itself.
+pub struct EventType<'a> {
+    /// The variant (for an enum) or the type (for a struct).
+    pub ident: &'a Ident,
+    /// The stored name.
+    pub name: String,
+    /// Where the name comes from: the `name = "..."` literal, or the Rust name.
+    pub name_span: Span,
+    pub version: u32,
+    /// The `version = N` literal, or the Rust name when defaulted.
+    pub version_span: Span,
+    pub upcasts: Vec<Upcast>,
+    pub shape: Shape<'a>,
+}
+
+/// The fields of an event type.
+pub enum Shape<'a> {
+    Unit,
+    /// One unnamed field: the data is the field's own JSON.
+    Newtype(&'a Field),
+    /// Named fields: the data is a JSON object.
+    Named(Vec<&'a Field>),
+    /// Unsupported: more than one unnamed field.
+    Tuple(Span),
+}
+
+/// `upcast(from = N, with = path)`.
+pub struct Upcast {
+    pub from: u32,
+    pub from_span: Span,
+    pub with: Path,
+    pub span: Span,
+}
+
+const ENUM_KEYS: &str = "`prefix`, `rename_all`, `crate`";
+const STRUCT_KEYS: &str = "`name`, `version`, `upcast`, `prefix`, `rename_all`, `crate`";
+const VARIANT_KEYS: &str = "`name`, `version`, `upcast`";
+
+/// Attributes that may appear on the container.
+#[derive(Default)]
+struct Container {
+    krate: Option<Path>,
+    prefix: Option<LitStr>,
+    rename_all: Option<Case>,
+    own: Own,
+}
+
+/// Attributes of one event type (a variant, or a struct).
+#[derive(Default)]
+struct Own {
+    name: Option<LitStr>,
+    version: Option<(u32, Span)>,
+    upcasts: Vec<Upcast>,
+}
+
+pub fn parse(input: &DeriveInput) -> syn::Result<Input<'_>> {
+    let mut errors = Errors::default();
+    let is_enum = match &input.data {
+        Data::Enum(_) => true,
+        Data::Struct(_) => false,
+        Data::Union(u) => {
+            return Err(syn::Error::new(
+                u.union_token.span,
+                "#[derive(DomainEvent)] supports an enum (one event type per variant) or a \
+                 struct (one event type), not a union",
+            ))
+        }
+    };
+    errors.take(attr::refuse_generics(&input.generics, "DomainEvent"));
+    let container = errors
+        .take(parse_container(&input.attrs, is_enum))
+        .unwrap_or_default();
+    let rename = |ident: &Ident| {
+        let base = container
+            .rename_all
+            .unwrap_or(Case::Pascal)
+            .apply(&ident.to_string());
+        match &container.prefix {
+            Some(prefix) => format!("{}{base}", prefix.value()),
+            None => base,
+        }
+    };
+    let mut types = Vec::new();
+    match &input.data {
+        Data::Enum(data) => {
+            if data.variants.is_empty() {
+                errors.push(syn::Error::new(
+                    input.ident.span(),
+                    "an event enum needs at least one variant, one per event type",
+                ));
+            }
+            for variant in &data.variants {
+                let own = errors.take(parse_own(&variant.attrs)).unwrap_or_default();
+                types.push(event_type(&variant.ident, &variant.fields, own, &rename));
+            }
+        }
+        Data::Struct(data) => {
+            types.push(event_type(
+                &input.ident,
+                &data.fields,
+                container.own,
+                &rename,
+            ));
+        }
+        Data::Union(_) => {}
+    }
+    errors.finish()?;
+    Ok(Input {
+        ident: &input.ident,
+        krate: container.krate,
+        is_enum,
+        types,
+    })
+}
+
+fn event_type<'a>(
+    ident: &'a Ident,
+    fields: &'a Fields,
+    own: Own,
+    rename: &dyn Fn(&Ident) -> String,
+) -> EventType<'a> {
+    let (name, name_span) = match &own.name {
+        Some(lit) => (lit.value(), lit.span()),
+        None => (rename(ident), ident.span()),
+    };
+    let (version, version_span) = own.version.unwrap_or((1, ident.span()));
+    let shape = match fields {
+        Fields::Unit => Shape::Unit,
+        Fields::Named(named) => Shape::Named(named.named.iter().collect()),
+        Fields::Unnamed(unnamed) if unnamed.unnamed.len() == 1 => {
+            Shape::Newtype(&unnamed.unnamed[0])
+        }
+        Fields::Unnamed(unnamed) if unnamed.unnamed.is_empty() => Shape::Unit,
+        Fields::Unnamed(unnamed) => Shape::Tuple(unnamed.span()),
+    };
+    EventType {
+        ident,
+        name,
+        name_span,
+        version,
+        version_span,
+        upcasts: own.upcasts,
+        shape,
+    }
+}
+
+fn parse_container(attrs: &[Attribute], is_enum: bool) -> syn::Result<Container> {
+    let mut c = Container::default();
+    for attr in attrs.iter().filter(|a| a.path().is_ident("event")) {
+        attr.parse_nested_meta(|meta| {
+            if meta.path.is_ident("crate") {
+                let path = attr::parse_crate(&meta)?;
+                attr::set_once(&mut c.krate, path, &meta)
+            } else if meta.path.is_ident("prefix") {
+                let lit = attr::parse_str(&meta)?;
+                attr::set_once(&mut c.prefix, lit, &meta)
+            } else if meta.path.is_ident("rename_all") {
+                let case = Case::parse(&attr::parse_str(&meta)?)?;
+                attr::set_once(&mut c.rename_all, case, &meta)
+            } else if !is_enum && parse_own_key(&meta, &mut c.own)? {
+                Ok(())
+            } else if is_enum
+                && ["name", "version", "upcast"]
+                    .iter()
+                    .any(|k| meta.path.is_ident(k))
+            {
+                Err(meta.error(format!(
+                    "`{}` belongs on a variant of the enum: each variant is one event type",
+                    attr::key_of(&meta)
+                )))
+            } else {
+                Err(attr::unknown_key(
+                    &meta,
+                    "#[event(...)]",
+                    if is_enum { ENUM_KEYS } else { STRUCT_KEYS },
+                ))
+            }
+        })?;
+    }
+    Ok(c)
+}
+
+fn parse_own(attrs: &[Attribute]) -> syn::Result<Own> {
+    let mut own = Own::default();
+    for attr in attrs.iter().filter(|a| a.path().is_ident("event")) {
+        attr.parse_nested_meta(|meta| {
+            if parse_own_key(&meta, &mut own)? {
+                Ok(())
+            } else if ["prefix", "rename_all", "crate"]
+                .iter()
+                .any(|k| meta.path.is_ident(k))
+            {
+                Err(meta.error(format!(
+                    "`{}` belongs on the enum, not on a variant",
+                    attr::key_of(&meta)
+                )))
+            } else {
+                Err(attr::unknown_key(&meta, "#[event(...)]", VARIANT_KEYS))
+            }
+        })?;
+    }
+    Ok(own)
+}
+
+/// Parses `name`, `version` or `upcast`; `Ok(false)` for another key.
+fn parse_own_key(meta: &syn::meta::ParseNestedMeta<'_>, own: &mut Own) -> syn::Result<bool> {
+    if meta.path.is_ident("name") {
+        let lit = attr::parse_str(meta)?;
+        attr::set_once(&mut own.name, lit, meta)?;
+    } else if meta.path.is_ident("version") {
+        let version = attr::parse_version(meta)?;
+        attr::set_once(&mut own.version, version, meta)?;
+    } else if meta.path.is_ident("upcast") {
+        own.upcasts.push(parse_upcast(meta)?);
+    } else {
+        return Ok(false);
+    }
+    Ok(true)
+}
+
+fn parse_upcast(meta: &syn::meta::ParseNestedMeta<'_>) -> syn::Result<Upcast> {
+    const USAGE: &str = "write `upcast(from = 1, with = path::to::fn)`";
+    let span = meta.path.span();
+    if !meta.input.peek(syn::token::Paren) {
+        return Err(meta.error(format!("expected a list: {USAGE}")));
+    }
+    let mut from = None;
+    let mut with = None;
+    meta.parse_nested_meta(|inner| {
+        if inner.path.is_ident("from") {
+            let (v, s) = attr::parse_version(&inner)?;
+            attr::set_once(&mut from, (v, s), &inner)
+        } else if inner.path.is_ident("with") {
+            let path: Path = inner.value()?.parse().map_err(|e| {
+                syn::Error::new(
+                    e.span(),
+                    "expected the path of a `fn(serde_json::Value) -> Result<serde_json::Value, String>`",
+                )
+            })?;
+            attr::set_once(&mut with, path, &inner)
+        } else {
+            Err(attr::unknown_key(&inner, "upcast(...)", "`from`, `with`"))
+        }
+    })?;
+    match (from, with) {
+        (Some((from, from_span)), Some(with)) => Ok(Upcast {
+            from,
+            from_span,
+            with,
+            span,
+        }),
+        (None, _) => Err(syn::Error::new(span, format!("missing `from`: {USAGE}"))),
+        (_, None) => Err(syn::Error::new(span, format!("missing `with`: {USAGE}"))),
+    }
+}

@@ -1,0 +1,14 @@
+//! `#[derive(DomainEvent)]`: parse, validate, expand.
+
+mod ast;
+mod expand;
+mod valid;
+
+use proc_macro2::TokenStream;
+use syn::DeriveInput;
+
+pub fn derive(input: &DeriveInput) -> syn::Result<TokenStream> {
+    let input = ast::parse(input)?;
+    valid::validate(&input)?;
+    expand::expand(&input)
+}

@@ -1,0 +1,89 @@
+//! Checks on a parsed `#[derive(DomainEvent)]`.
+
+use std::collections::BTreeMap;
+
+use super::ast::{EventType, Input, Shape};
+use crate::attr::{self, Errors};
+
+pub fn validate(input: &Input<'_>) -> syn::Result<()> {
+    let mut errors = Errors::default();
+    let mut seen: BTreeMap<&str, &EventType<'_>> = BTreeMap::new();
+    for ty in &input.types {
+        errors.take(attr::check_stored_name(
+            "event type name",
+            &ty.name,
+            ty.name_span,
+        ));
+        if let Some(first) = seen.get(ty.name.as_str()) {
+            errors.push(syn::Error::new(
+                ty.name_span,
+                format!(
+                    "duplicate event type name {:?}: variant `{}` has it too; \
+                     give one of them another name with #[event(name = \"...\")]",
+                    ty.name, first.ident
+                ),
+            ));
+        } else {
+            seen.insert(&ty.name, ty);
+        }
+        if let Shape::Tuple(span) = ty.shape {
+            errors.push(syn::Error::new(
+                span,
+                "an event with several unnamed fields is not supported: name the fields \
+                 (`Variant { a: A, b: B }`) or wrap them in one type (`Variant(Data)`)",
+            ));
+        }
+        check_upcasts(ty, &mut errors);
+    }
+    errors.finish()
+}
+
+/// The upcasters of a type must start below its version, be unique, and form an
+/// unbroken chain that ends at `version - 1`.
+fn check_upcasts(ty: &EventType<'_>, errors: &mut Errors) {
+    let mut froms: BTreeMap<u32, &super::ast::Upcast> = BTreeMap::new();
+    for up in &ty.upcasts {
+        if up.from >= ty.version {
+            errors.push(syn::Error::new(
+                up.from_span,
+                format!(
+                    "no upcaster can start at version {}: `{}` is at version {}, so `from` \
+                     must be below it; raise `version` if the schema changed again",
+                    up.from, ty.ident, ty.version
+                ),
+            ));
+        } else if froms.insert(up.from, up).is_some() {
+            errors.push(syn::Error::new(
+                up.span,
+                format!(
+                    "two upcasters from version {} of `{}`: keep one",
+                    up.from, ty.ident
+                ),
+            ));
+        }
+    }
+    let Some((&lowest, _)) = froms.iter().next() else {
+        return;
+    };
+    for missing in lowest..ty.version {
+        if froms.contains_key(&missing) {
+            continue;
+        }
+        // Point at the first upcaster after the hole, or at the version.
+        let span = froms
+            .range(missing..)
+            .next()
+            .map(|(_, up)| up.span)
+            .unwrap_or(ty.version_span);
+        errors.push(syn::Error::new(
+            span,
+            format!(
+                "the upcaster chain of `{}` has a gap: nothing upcasts version {missing} to \
+                 {}; add `upcast(from = {missing}, with = ...)`",
+                ty.ident,
+                missing + 1
+            ),
+        ));
+        break;
+    }
+}

@@ -1,0 +1,91 @@
+//! The domain of `tests/by_hand.rs` with the derives, for the before/after line count in
+//! the crate docs. Only the lines between the BEGIN and END markers count.
+
+use cqrs_core::{Aggregate, Command, DomainEvent, Envelope, Projection};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+mod upcast {
+    use serde_json::Value;
+    pub fn deposited_v1(data: Value) -> Result<Value, String> {
+        Ok(data)
+    }
+    pub fn deposited_v2(data: Value) -> Result<Value, String> {
+        Ok(data)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("refused")]
+pub struct AccountError;
+
+// BEGIN with derives
+#[derive(Debug, Clone, PartialEq, DomainEvent)]
+#[event(prefix = "account.", rename_all = "snake_case")]
+pub enum AccountEvent {
+    Opened {
+        owner: String,
+    },
+    #[event(version = 3, upcast(from = 1, with = upcast::deposited_v1))]
+    #[event(upcast(from = 2, with = upcast::deposited_v2))]
+    Deposited {
+        amount: u64,
+        currency: String,
+    },
+    Withdrawn {
+        amount: u64,
+    },
+}
+
+#[derive(Command)]
+#[command(id = account_id)]
+pub enum AccountCommand {
+    Open { account_id: String, owner: String },
+    Deposit { account_id: String, amount: u64 },
+    Withdraw { account_id: String, amount: u64 },
+}
+
+#[derive(Default, Serialize, Deserialize, Aggregate)]
+#[aggregate(command = AccountCommand, event = AccountEvent, error = AccountError)]
+pub struct Account {
+    balance: u64,
+}
+
+impl Account {
+    async fn handle(&self, _: &AccountCommand, _: &()) -> Result<Vec<AccountEvent>, AccountError> {
+        Ok(vec![]) // body
+    }
+    fn apply(&mut self, _: &AccountEvent) {
+        // body
+    }
+}
+
+#[derive(Default, Projection)]
+#[projection(event = AccountEvent, events(Deposited, Withdrawn))]
+pub struct Balances;
+
+impl Balances {
+    async fn handle(&self, _: &Envelope<AccountEvent>) -> Result<(), std::convert::Infallible> {
+        Ok(()) // body
+    }
+}
+// END with derives
+
+#[test]
+fn same_contract_as_the_hand_written_version() {
+    let e = AccountEvent::Deposited {
+        amount: 1,
+        currency: "EUR".into(),
+    };
+    assert_eq!(e.event_type(), "account.deposited");
+    assert_eq!(e.encode().unwrap(), json!({"amount": 1, "currency": "EUR"}));
+    assert_eq!(AccountEvent::UPCASTERS.len(), 2);
+    assert_eq!(Account::TYPE, "account");
+    assert_eq!(Balances::event_types().len(), 2);
+    let c = AccountCommand::Open {
+        account_id: "a".into(),
+        owner: "o".into(),
+    };
+    assert_eq!(c.aggregate_id().as_deref(), Some("a"));
+    assert_eq!(c.command_name(), "Open");
+}

@@ -1,0 +1,6 @@
+use cqrs_core::Projection;
+
+#[derive(Projection)]
+struct Balances;
+
+fn main() {}
