@@ -1,5 +1,62 @@
 //! Runnable applications built on `cqrs-core`: see the `[[example]]` targets.
 //! Each uses only the public API; run one with `cargo run --example <name>`.
+//!
+//! This library holds what every example shares: picking the backend from the
+//! environment.
+
+use std::sync::Arc;
+
+use cqrs_core::{CheckpointStore, EventStore, SnapshotStore};
+
+/// The stores an example runs on: in memory by default, PostgreSQL when `DATABASE_URL`
+/// is set. This is the "one line" that picks a backend, made switchable at run time.
+#[derive(Clone)]
+pub struct Backend {
+    /// Where events go.
+    pub events: Arc<dyn EventStore>,
+    /// Where snapshots go.
+    pub snapshots: Arc<dyn SnapshotStore>,
+    /// Where subscriptions keep their positions.
+    pub checkpoints: Arc<dyn CheckpointStore>,
+    /// A description for people (never the connection string: it may hold a password).
+    pub description: String,
+}
+
+impl Backend {
+    /// The in-memory store, or PostgreSQL (migrated, in `schema`) when `DATABASE_URL` is set.
+    pub async fn from_env(schema: &str) -> Result<Self, Box<dyn std::error::Error>> {
+        match std::env::var("DATABASE_URL") {
+            Ok(url) if !url.is_empty() => {
+                let store = cqrs_postgres::PgStore::connect(&url)
+                    .await?
+                    .with_schema(schema)?;
+                store.migrate().await?;
+                let store = Arc::new(store);
+                Ok(Self {
+                    events: store.clone(),
+                    snapshots: store.clone(),
+                    checkpoints: store,
+                    description: format!("PostgreSQL (schema {schema}, from DATABASE_URL)"),
+                })
+            }
+            _ => {
+                let store = Arc::new(cqrs_memory::MemoryStore::new());
+                Ok(Self {
+                    events: store.clone(),
+                    snapshots: store.clone(),
+                    checkpoints: store,
+                    description: "the in-memory store (set DATABASE_URL to use PostgreSQL)".into(),
+                })
+            }
+        }
+    }
+}
+
+/// A short suffix unique to this run, so that examples can run again and again on a
+/// persistent database without finding last run's accounts already open.
+pub fn run_id() -> String {
+    uuid::Uuid::now_v7().simple().to_string()[24..].to_owned()
+}
 
 /// The README's code, compiled and run as a doc-test so that it cannot drift.
 #[doc = include_str!("../README.md")]

@@ -1,6 +1,7 @@
 //! # Bank: an event-sourced account
 //!
 //! Run it with `cargo run --example bank`. It needs no set-up: events are kept in memory.
+//! With `DATABASE_URL` set, the same code runs on PostgreSQL (schema `bank_example`).
 //!
 //! What it shows:
 //! - commands validated against the state folded from past events;
@@ -13,21 +14,26 @@ mod balances;
 mod domain;
 
 use balances::Balances;
-use cqrs_core::{Engine, EngineError, SnapshotPolicy};
-use cqrs_memory::MemoryStore;
+use cqrs_core::{Aggregate, Engine, EngineError, SnapshotPolicy};
 use domain::{Account, AccountCommand};
+use examples::Backend;
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    // One line picks the backend: the in-memory store, cloned for events and snapshots.
-    let store = MemoryStore::new();
+    run().await
+}
+
+async fn run() -> Result<(), Box<dyn std::error::Error>> {
+    // The backend: in memory, or PostgreSQL when DATABASE_URL is set.
+    let backend = Backend::from_env("bank_example").await?;
     let balances = Balances::default();
-    let bank = Engine::<Account>::new(store.clone(), ())
-        .with_snapshots(store.clone(), SnapshotPolicy::EveryEvents(100))
+    let bank = Engine::<Account>::new(backend.events.clone(), ())
+        .with_snapshots(backend.snapshots.clone(), SnapshotPolicy::EveryEvents(100))
         .with_projection(balances.clone());
 
-    println!("Bank example: each command is checked against the events recorded so far.\n");
-    let account = "alice-1";
+    println!("Bank example on {}.", backend.description);
+    println!("Each command is checked against the events recorded so far.\n");
+    let account = &format!("alice-{}", examples::run_id());
     let commands = [
         (
             "Alice opens her account",
@@ -97,7 +103,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
 
     println!("\nThe event log of {account} (the only thing stored; state is a fold over it):");
-    let stream = cqrs_core::StreamId::new("account", account)?;
+    let stream = cqrs_core::StreamId::new(Account::TYPE, account)?;
     for event in bank
         .event_store()
         .read_stream(&stream, 1, usize::MAX)
@@ -123,4 +129,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         );
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod story {
+    /// The whole example, on the backend the test command provides (PostgreSQL under
+    /// `scripts/test`), so that it cannot rot on either backend.
+    #[tokio::test]
+    async fn the_bank_story_runs_to_the_end() {
+        super::run().await.expect("the bank example runs");
+    }
 }
