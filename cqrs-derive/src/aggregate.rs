@@ -10,6 +10,7 @@ use syn::{Data, DeriveInput, LitStr, Path, Type};
 
 use crate::attr::{self, Errors};
 use crate::case::Case;
+use crate::forward;
 
 const KEYS: &str = "`command`, `event`, `error`, `services`, `name`, `snapshot_version`, `crate`";
 const USAGE: &str = "#[aggregate(command = MyCommand, event = MyEvent, error = MyError)]";
@@ -112,25 +113,7 @@ pub fn derive(input: &DeriveInput) -> syn::Result<TokenStream> {
     let span = ident.span();
     let handle_call = quote_spanned!(span=> Self::handle(self, command, services));
     let apply_call = quote_spanned!(span=> Self::apply(self, event));
-    // The trait impl calls `Self::handle`, meaning the user's inherent method. Without
-    // one, that path would silently name the trait method itself (endless recursion);
-    // this second trait with methods of the same names makes it an ambiguity error
-    // instead, whose message names what to write.
-    let guard = quote::format_ident!("write_inherent_fns_handle_and_apply_for_{}", ident);
-    let guard_fns = ["handle", "apply"].iter().map(|m| {
-        let m = quote::format_ident!("{}", m);
-        quote!(fn #m(&self) {})
-    });
-    Ok(quote! {
-        const _: () = {
-            #[allow(unused_imports)]
-            use #krate::Aggregate as _;
-            #[allow(non_camel_case_types, dead_code)]
-            trait #guard {
-                #(#guard_fns)*
-            }
-            impl #impl_generics #guard for #ident #ty_generics #where_clause {}
-
+    let trait_impl = quote! {
         #[automatically_derived]
         impl #impl_generics #krate::Aggregate for #ident #ty_generics #where_clause {
             const TYPE: &'static str = #name;
@@ -156,6 +139,12 @@ pub fn derive(input: &DeriveInput) -> syn::Result<TokenStream> {
                 #apply_call
             }
         }
-        };
-    })
+    };
+    Ok(forward::guarded(
+        input,
+        &quote!(#krate::Aggregate),
+        "write_inherent_fns_handle_and_apply_for",
+        &["handle", "apply"],
+        trait_impl,
+    ))
 }

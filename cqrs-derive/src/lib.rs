@@ -166,6 +166,7 @@ mod attr;
 mod case;
 mod command;
 mod event;
+mod forward;
 mod projection;
 
 use proc_macro::TokenStream;

@@ -6,6 +6,7 @@ use syn::{Data, DeriveInput, Ident, LitStr, Path, Type};
 
 use crate::attr::{self, Errors};
 use crate::case::Case;
+use crate::forward;
 
 const KEYS: &str = "`event`, `error`, `name`, `version`, `events(...)`, `crate`";
 const USAGE: &str = "#[projection(event = MyEvent)]";
@@ -137,25 +138,7 @@ pub fn derive(input: &DeriveInput) -> syn::Result<TokenStream> {
     };
     let span = ident.span();
     let handle_call = quote_spanned!(span=> Self::handle(self, event));
-    // The trait impl calls `Self::handle`, meaning the user's inherent method. Without
-    // one, that path would silently name the trait method itself (endless recursion);
-    // this second trait with methods of the same names makes it an ambiguity error
-    // instead, whose message names what to write.
-    let guard = quote::format_ident!("write_an_inherent_async_fn_handle_for_{}", ident);
-    let guard_fns = ["handle"].iter().map(|m| {
-        let m = quote::format_ident!("{}", m);
-        quote!(fn #m(&self) {})
-    });
-    Ok(quote! {
-        const _: () = {
-            #[allow(unused_imports)]
-            use #krate::Projection as _;
-            #[allow(non_camel_case_types, dead_code)]
-            trait #guard {
-                #(#guard_fns)*
-            }
-            impl #impl_generics #guard for #ident #ty_generics #where_clause {}
-
+    let trait_impl = quote! {
         #[automatically_derived]
         impl #impl_generics #krate::Projection for #ident #ty_generics #where_clause {
             const NAME: &'static str = #name;
@@ -175,6 +158,12 @@ pub fn derive(input: &DeriveInput) -> syn::Result<TokenStream> {
                 #handle_call
             }
         }
-        };
-    })
+    };
+    Ok(forward::guarded(
+        input,
+        &quote!(#krate::Projection),
+        "write_an_inherent_async_fn_handle_for",
+        &["handle"],
+        trait_impl,
+    ))
 }
