@@ -57,6 +57,7 @@ pub use store::{
 #[cfg(feature = "derive")]
 pub use cqrs_derive::{Aggregate, Command, DomainEvent, Projection};
 
-// Re-exported so that generated code and applications use the same versions.
+// Re-exported so that generated code (serde, serde_json) and applications (uuid, in
+// metadata and event ids) use the same versions as this crate.
 #[doc(hidden)]
-pub use {async_trait, serde, serde_json, uuid};
+pub use {serde, serde_json, uuid};

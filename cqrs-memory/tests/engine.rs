@@ -202,3 +202,87 @@ async fn without_retries_the_loser_of_a_race_gets_a_conflict() {
     }
     assert_eq!(store.len(), 2, "the loser wrote nothing");
 }
+
+/// A store that loses version 2 of every stream on read: a broken backend.
+#[derive(Clone)]
+struct LosesVersionTwo(MemoryStore);
+
+#[async_trait::async_trait]
+impl cqrs_core::EventStore for LosesVersionTwo {
+    async fn append(
+        &self,
+        stream: &cqrs_core::StreamId,
+        expected: cqrs_core::ExpectedVersion,
+        events: Vec<cqrs_core::NewEvent>,
+    ) -> Result<Vec<Arc<cqrs_core::StoredEvent>>, cqrs_core::StoreError> {
+        self.0.append(stream, expected, events).await
+    }
+
+    async fn read_stream(
+        &self,
+        stream: &cqrs_core::StreamId,
+        from_version: u64,
+        max_count: usize,
+    ) -> Result<Vec<Arc<cqrs_core::StoredEvent>>, cqrs_core::StoreError> {
+        let mut events = self.0.read_stream(stream, from_version, max_count).await?;
+        events.retain(|e| e.stream_version != 2);
+        Ok(events)
+    }
+
+    async fn read_all(
+        &self,
+        after: cqrs_core::Position,
+        max_count: usize,
+        filter: &cqrs_core::EventFilter,
+    ) -> Result<Vec<Arc<cqrs_core::StoredEvent>>, cqrs_core::StoreError> {
+        self.0.read_all(after, max_count, filter).await
+    }
+
+    async fn wait_for_events(
+        &self,
+        after: cqrs_core::Position,
+        timeout: std::time::Duration,
+    ) -> Result<bool, cqrs_core::StoreError> {
+        self.0.wait_for_events(after, timeout).await
+    }
+}
+
+#[tokio::test]
+async fn a_store_that_skips_a_version_is_reported_not_folded() {
+    let store = MemoryStore::new();
+    let sound = engine(&store);
+    sound
+        .execute("t", TallyCommand::Count { id: None })
+        .await
+        .unwrap();
+    sound
+        .execute("t", TallyCommand::Count { id: None })
+        .await
+        .unwrap();
+    // Versions 1, 3, 4 come back: the gap is seen and reported.
+    let broken = Engine::<Tally>::new(LosesVersionTwo(store), Arc::new(Barrier::new(2)));
+    match broken.load("t").await {
+        Err(EngineError::Store(cqrs_core::StoreError::Corrupt {
+            stream_version: 3, ..
+        })) => {}
+        other => panic!("a gap in the versions must be an error, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_store_that_loses_the_tail_cannot_make_the_engine_write_on_stale_state() {
+    // One command stores versions 1 and 2; reads return only version 1. A lost tail looks
+    // like a shorter stream, but the append at the stale version is refused.
+    let store = MemoryStore::new();
+    let broken = Engine::<Tally>::new(LosesVersionTwo(store.clone()), Arc::new(Barrier::new(2)))
+        .with_retry(RetryPolicy::never());
+    broken
+        .execute("t", TallyCommand::Count { id: None })
+        .await
+        .unwrap();
+    match broken.execute("t", TallyCommand::Count { id: None }).await {
+        Err(EngineError::Conflict { .. }) => {}
+        other => panic!("the stale append must conflict, got {other:?}"),
+    }
+    assert_eq!(store.len(), 2, "nothing was written on the stale state");
+}

@@ -104,10 +104,8 @@ impl PgStore {
                 ))
             })?);
             data.push(event.data());
-            metadata.push(
-                serde_json::to_value(event.metadata())
-                    .map_err(|e| backend(format!("cannot serialise metadata: {e}")))?,
-            );
+            // Serialised once, straight to jsonb: no intermediate `Value`.
+            metadata.push(sqlx::types::Json(event.metadata()));
         }
         let result = sqlx::query(&self.sql.append)
             .bind(stream.stream_type())

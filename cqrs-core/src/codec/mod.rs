@@ -169,3 +169,95 @@ pub fn decode<E: DomainEvent>(stored: &StoredEvent) -> Result<Envelope<E>, Decod
         data,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use serde_json::json;
+
+    use super::*;
+    use crate::{EventTypeInfo, Position};
+
+    /// At version 3 with only the 2 -> 3 upcaster: version-1 data has no way forward.
+    #[derive(Debug, serde::Serialize, serde::Deserialize)]
+    enum Gap {
+        Moved { to: u32 },
+        Tagged { tags: BTreeMap<Vec<u8>, u8> },
+    }
+
+    fn v2_to_v3(data: serde_json::Value) -> Result<serde_json::Value, String> {
+        Ok(data)
+    }
+
+    impl DomainEvent for Gap {
+        const EVENT_TYPES: &'static [EventTypeInfo] = &[
+            EventTypeInfo {
+                name: "Moved",
+                version: 3,
+            },
+            EventTypeInfo {
+                name: "Tagged",
+                version: 1,
+            },
+        ];
+        const UPCASTERS: &'static [Upcaster] = &[Upcaster::new("Moved", 2, v2_to_v3)];
+
+        fn event_type(&self) -> &'static str {
+            match self {
+                Gap::Moved { .. } => "Moved",
+                Gap::Tagged { .. } => "Tagged",
+            }
+        }
+
+        fn encode(&self) -> Result<serde_json::Value, serde_json::Error> {
+            serde_enum::encode(self)
+        }
+
+        fn decode(event_type: &str, data: &serde_json::Value) -> Result<Self, PayloadError> {
+            serde_enum::decode(event_type, data)
+        }
+    }
+
+    fn stored(event_version: u32, data: serde_json::Value) -> StoredEvent {
+        NewEvent::new("Moved", event_version, data, Metadata::default())
+            .expect("valid")
+            .into_stored(
+                StreamId::new("mover", "m").expect("valid"),
+                4,
+                Position::from_parts(1, 1),
+                chrono::Utc::now(),
+            )
+    }
+
+    #[test]
+    fn a_gap_in_the_upcaster_chain_is_a_typed_error() {
+        let err = decode::<Gap>(&stored(1, json!({ "to": 1 }))).expect_err("no 1 -> 2 upcaster");
+        assert!(
+            matches!(
+                err.kind,
+                DecodeErrorKind::MissingUpcaster {
+                    from_version: 1,
+                    current: 3
+                }
+            ),
+            "got {:?}",
+            err.kind
+        );
+        assert_eq!((err.stream_version, err.event_type.as_str()), (4, "Moved"));
+        let upcast = decode::<Gap>(&stored(2, json!({ "to": 7 }))).expect("2 -> 3 exists");
+        assert!(matches!(upcast.data, Gap::Moved { to: 7 }));
+    }
+
+    #[test]
+    fn an_event_that_does_not_serialise_is_an_encode_error() {
+        let tags = BTreeMap::from([(vec![1u8], 1u8)]);
+        match encode(&Gap::Tagged { tags }, Metadata::default()) {
+            Err(EncodeError::Json {
+                event_type: "Tagged",
+                ..
+            }) => {}
+            other => panic!("expected an encode error, got {other:?}"),
+        }
+    }
+}

@@ -11,7 +11,23 @@ pub(super) trait InlineProjection<E>: Send + Sync {
     fn handle<'a>(&'a self, events: &'a [Envelope<E>]) -> BoxFuture<'a, Result<(), BoxError>>;
 }
 
-impl<P: Projection> InlineProjection<P::Event> for P {
+/// A projection with the list of event types it consumes, computed once when the engine
+/// is built rather than on every commit.
+pub(super) struct Inline<P> {
+    projection: P,
+    consumed: Vec<&'static str>,
+}
+
+impl<P: Projection> Inline<P> {
+    pub(super) fn new(projection: P) -> Self {
+        Self {
+            projection,
+            consumed: P::event_types(),
+        }
+    }
+}
+
+impl<P: Projection> InlineProjection<P::Event> for Inline<P> {
     fn name(&self) -> &'static str {
         P::NAME
     }
@@ -21,10 +37,10 @@ impl<P: Projection> InlineProjection<P::Event> for P {
         events: &'a [Envelope<P::Event>],
     ) -> BoxFuture<'a, Result<(), BoxError>> {
         Box::pin(async move {
-            let consumed = P::event_types();
             for event in events {
-                if consumed.contains(&event.event_type.as_str()) {
-                    Projection::handle(self, event)
+                if self.consumed.contains(&event.event_type.as_str()) {
+                    self.projection
+                        .handle(event)
                         .await
                         .map_err(|e| Box::new(e) as BoxError)?;
                 }

@@ -29,7 +29,7 @@ use crate::{Aggregate, Envelope, EventStore, Projection, SnapshotStore};
 pub use error::EngineError;
 pub use policy::{RetryPolicy, SnapshotPolicy};
 
-use inline::InlineProjection;
+use inline::{Inline, InlineProjection};
 
 /// What a command committed: its events, and the stream version after them.
 #[derive(Debug, Clone, PartialEq)]
@@ -104,7 +104,7 @@ impl<A: Aggregate> Engine<A> {
     where
         P: Projection<Event = A::Event>,
     {
-        self.projections.push(Arc::new(projection));
+        self.projections.push(Arc::new(Inline::new(projection)));
         self
     }
 

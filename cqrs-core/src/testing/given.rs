@@ -169,3 +169,85 @@ fn assert_codec_round_trip<E: crate::DomainEvent + PartialEq + Debug>(event: &E)
         .unwrap_or_else(|e| panic!("event {event:?} does not decode after encoding: {e}"));
     assert_eq!(&decoded, event, "event changed through encode/decode");
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::conformance::domain::{Add, Counter, CounterEvent, OverLimit, LIMIT};
+
+    fn block_on<F: std::future::Future>(f: F) -> F::Output {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("runtime")
+            .block_on(f)
+    }
+
+    fn added(amount: u64) -> CounterEvent {
+        CounterEvent::Added { amount }
+    }
+
+    #[test]
+    fn matching_events_pass_and_return_the_new_state() {
+        let state = block_on(
+            AggregateTest::<Counter>::new(())
+                .given(vec![added(2)])
+                .when(Add(3)),
+        )
+        .then_expect_events(vec![added(3)]);
+        assert_eq!(state.value, 5);
+    }
+
+    #[test]
+    #[should_panic(expected = "other events than expected")]
+    fn other_events_fail() {
+        block_on(
+            AggregateTest::<Counter>::new(())
+                .given_no_events()
+                .when(Add(3)),
+        )
+        .then_expect_events(vec![added(4)]);
+    }
+
+    #[test]
+    #[should_panic(expected = "but the command was refused")]
+    fn a_refusal_where_events_were_expected_fails() {
+        block_on(
+            AggregateTest::<Counter>::new(())
+                .given(vec![added(LIMIT)])
+                .when(Add(1)),
+        )
+        .then_expect_events(vec![added(1)]);
+    }
+
+    #[test]
+    #[should_panic(expected = "but the command emitted")]
+    fn events_where_a_refusal_was_expected_fail() {
+        block_on(
+            AggregateTest::<Counter>::new(())
+                .given_no_events()
+                .when(Add(1)),
+        )
+        .then_expect_error(OverLimit { amount: 1 });
+    }
+
+    #[test]
+    #[should_panic(expected = "refused with another error")]
+    fn another_refusal_fails() {
+        block_on(
+            AggregateTest::<Counter>::new(())
+                .given(vec![added(LIMIT)])
+                .when(Add(1)),
+        )
+        .then_expect_error(OverLimit { amount: 2 });
+    }
+
+    #[test]
+    fn a_matching_refusal_passes() {
+        let outcome = block_on(
+            AggregateTest::<Counter>::new(())
+                .given(vec![added(LIMIT)])
+                .when(Add(7)),
+        );
+        outcome.then_expect_error_matching(|e| e.amount == 7);
+    }
+}

@@ -18,7 +18,7 @@
 mod append;
 mod checkpoint;
 mod codec;
-mod domain;
+pub(crate) mod domain;
 mod engine;
 mod ident;
 mod race;
