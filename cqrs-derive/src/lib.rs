@@ -97,6 +97,13 @@
 //! }
 //!
 //! impl Balances {
+//!     async fn reset(&self) -> Result<(), std::convert::Infallible> {
+//!         if let Ok(mut map) = self.by_account.lock() {
+//!             map.clear();
+//!         }
+//!         Ok(())
+//!     }
+//!
 //!     async fn handle(&self, event: &Envelope<AccountEvent>) -> Result<(), std::convert::Infallible> {
 //!         let delta = match event.data {
 //!             AccountEvent::Deposited { amount } => amount as i64,
@@ -335,6 +342,10 @@ pub fn derive_aggregate(input: TokenStream) -> TokenStream {
 /// struct TotalDeposits(AtomicU64);
 ///
 /// impl TotalDeposits {
+///     async fn reset(&self) -> Result<(), std::convert::Infallible> {
+///         Ok(())
+///     }
+///
 ///     async fn handle(&self, e: &Envelope<AccountEvent>) -> Result<(), std::convert::Infallible> {
 ///         if let AccountEvent::Deposited { amount } = e.data {
 ///             self.0.fetch_add(amount, Ordering::Relaxed);

@@ -138,6 +138,7 @@ pub fn derive(input: &DeriveInput) -> syn::Result<TokenStream> {
     };
     let span = ident.span();
     let handle_call = quote_spanned!(span=> Self::handle(self, event));
+    let reset_call = quote_spanned!(span=> Self::reset(self));
     let trait_impl = quote! {
         #[automatically_derived]
         impl #impl_generics #krate::Projection for #ident #ty_generics #where_clause {
@@ -157,13 +158,22 @@ pub fn derive(input: &DeriveInput) -> syn::Result<TokenStream> {
             > + ::core::marker::Send {
                 #handle_call
             }
+
+            // Forwards to the inherent `async fn reset(&self)`.
+            fn reset(
+                &self,
+            ) -> impl ::core::future::Future<
+                Output = ::core::result::Result<(), Self::Error>,
+            > + ::core::marker::Send {
+                #reset_call
+            }
         }
     };
     Ok(forward::guarded(
         input,
         &quote!(#krate::Projection),
-        "write_an_inherent_async_fn_handle_for",
-        &["handle"],
+        "write_inherent_async_fns_handle_and_reset_for",
+        &["handle", "reset"],
         trait_impl,
     ))
 }

@@ -42,6 +42,10 @@ impl Agg {
 struct View;
 
 impl View {
+    async fn reset(&self) -> Result<(), std::convert::Infallible> {
+        Ok(())
+    }
+
     async fn handle(&self, _: &Envelope<Ev>) -> Result<(), std::convert::Infallible> {
         Ok(())
     }

@@ -83,6 +83,11 @@ struct Seen {
 struct ViewDown;
 
 impl Seen {
+    async fn reset(&self) -> Result<(), ViewDown> {
+        self.events.lock().unwrap().clear();
+        Ok(())
+    }
+
     async fn handle(&self, event: &Envelope<TallyEvent>) -> Result<(), ViewDown> {
         if *self.fail.lock().unwrap() {
             return Err(ViewDown);
