@@ -160,6 +160,16 @@ impl SubscriptionHandle {
         self.shared.wake.notify_one();
     }
 
+    /// Waits until the subscription ends by itself, without asking it to stop: under
+    /// [`FailurePolicy::Stop`](super::FailurePolicy::Stop), when an event keeps failing.
+    pub async fn join(mut self) -> Result<(), SubscriptionError> {
+        let name = self.status().name;
+        match self.task.take() {
+            None => Ok(()),
+            Some(task) => finish(name, task.await),
+        }
+    }
+
     /// Stops the subscription after its current batch (whose checkpoint is saved) and
     /// returns how it ended: `Ok` after a clean stop, the failure that stopped it
     /// otherwise.
@@ -169,14 +179,21 @@ impl SubscriptionHandle {
         let name = self.status().name;
         match self.task.take() {
             None => Ok(()),
-            Some(task) => match task.await {
-                Ok(result) => result,
-                Err(join) => Err(SubscriptionError::Aborted {
-                    name,
-                    message: panic_message(join),
-                }),
-            },
+            Some(task) => finish(name, task.await),
         }
+    }
+}
+
+fn finish(
+    name: String,
+    joined: Result<Result<(), SubscriptionError>, tokio::task::JoinError>,
+) -> Result<(), SubscriptionError> {
+    match joined {
+        Ok(result) => result,
+        Err(join) => Err(SubscriptionError::Aborted {
+            name,
+            message: panic_message(join),
+        }),
     }
 }
 

@@ -240,6 +240,19 @@ impl Runner {
                         }
                         continue;
                     }
+                    // Out of retries. The events before it in the batch did not fail:
+                    // they are delivered first, so that the checkpoint ends right before
+                    // it; the next round meets it first in its batch.
+                    let before = batch
+                        .iter()
+                        .position(|e| e.event_id == event.event_id)
+                        .unwrap_or(0);
+                    if before > 0 {
+                        if let Some(to) = self.deliver_prefix(&batch[..before], position).await {
+                            position = to;
+                        }
+                        continue;
+                    }
                     match self.sub.on_failure {
                         FailurePolicy::Stop => {
                             tracing::error!(error = %message, attempts, "event failed; stopping");
@@ -249,8 +262,7 @@ impl Runner {
                             });
                         }
                         FailurePolicy::Park => {
-                            if let Some(moved) = self.park(&batch, position, &event, &message).await
-                            {
+                            if let Some(moved) = self.park(position, &event, &message).await {
                                 position = moved;
                                 failing = None;
                             }
@@ -271,38 +283,39 @@ impl Runner {
         }
     }
 
-    /// Sets `event` aside: first delivers the events of `batch` before it (they did not
-    /// fail), then parks it and moves the checkpoint past it. Returns the new checkpoint,
-    /// or `None` if a step failed (the next round tries again).
+    /// Delivers `prefix`, the events of a batch before one that keeps failing; returns
+    /// the new checkpoint, or `None` if that failed too (the next round tries again).
+    async fn deliver_prefix(
+        &mut self,
+        prefix: &[Arc<StoredEvent>],
+        from: Position,
+    ) -> Option<Position> {
+        let to = prefix.last()?.position;
+        match self.sub.consumer.deliver(from, prefix, to).await {
+            Ok(()) => {
+                self.set(|s| {
+                    s.position = Some(to);
+                    s.delivered += prefix.len() as u64;
+                });
+                Some(to)
+            }
+            Err(e) => {
+                self.trouble("delivering before a failing event", &e).await;
+                None
+            }
+        }
+    }
+
+    /// Sets `event` aside: parks it with `error` and moves the checkpoint past it.
+    /// Returns the new checkpoint, or `None` if a step failed (the next round tries
+    /// again).
     async fn park(
         &mut self,
-        batch: &[Arc<StoredEvent>],
         from: Position,
         event: &Arc<StoredEvent>,
         error: &str,
     ) -> Option<Position> {
         let consumer = Arc::clone(&self.sub.consumer);
-        let before = batch
-            .iter()
-            .position(|e| e.event_id == event.event_id)
-            .unwrap_or(0);
-        if before > 0 {
-            let prefix = &batch[..before];
-            let to = prefix[before - 1].position;
-            return match consumer.deliver(from, prefix, to).await {
-                Ok(()) => {
-                    self.set(|s| {
-                        s.position = Some(to);
-                        s.delivered += prefix.len() as u64;
-                    });
-                    Some(to)
-                }
-                Err(e) => {
-                    self.trouble("delivering before a parked event", &e).await;
-                    None
-                }
-            };
-        }
         tracing::error!(error, event_id = %event.event_id, "event parked");
         if let Err(e) = consumer
             .checkpoints()
