@@ -91,7 +91,8 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     println!("  {legacy}: order.placed at schema version 1, orderValue 1450 (a number)\n");
 
     println!("Customers place and confirm orders:");
-    let request = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".parse::<TraceParent>()?;
+    let request =
+        "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".parse::<TraceParent>()?;
     for (id, customer, dishes, cents) in [
         (&pizza, "Ada", vec!["margherita", "tiramisu"], 2350),
         (&soup, "Linus", vec!["minestrone"], 890),
