@@ -54,6 +54,7 @@ pub use read::{
 };
 pub use snapshot::snapshots_save_load_and_keep_the_latest;
 pub use subscription::{
+    a_view_added_late_catches_up_on_ten_thousand_events,
     failing_events_stop_the_subscription_or_are_parked,
     one_runner_is_active_and_another_takes_over, process_manager_commands_are_idempotent,
     subscription_catches_up_then_goes_live, subscription_rebuilds_on_new_version_and_on_request,
@@ -118,6 +119,7 @@ macro_rules! conformance_tests {
             counts_after_a_position_with_filter_and_limit,
             subscription_catches_up_then_goes_live,
             subscription_resumes_from_its_checkpoint,
+            a_view_added_late_catches_up_on_ten_thousand_events,
             subscription_rebuilds_on_new_version_and_on_request,
             failing_events_stop_the_subscription_or_are_parked,
             one_runner_is_active_and_another_takes_over,

@@ -170,6 +170,22 @@ pub async fn subscription_catches_up_then_goes_live<S: Store>(store: S) {
     running.shutdown().await.expect("clean stop");
 }
 
+/// A view added when 10,000 events already exist catches up on all of them, in order.
+pub async fn a_view_added_late_catches_up_on_ten_thousand_events<S: Store>(store: S) {
+    let mut events = Vec::new();
+    for _ in 0..100 {
+        let amounts: Vec<u64> = (0..100).collect();
+        events.extend(add(&store, &unique_stream("counter"), &amounts).await);
+    }
+    let view = View::<1>::default();
+    let running =
+        Subscription::new(store.clone(), Project::new(view.clone(), store.clone())).start();
+    running.caught_up(WAIT).await.expect("caught up");
+    assert_exactly_once(&view, &events);
+    assert_eq!(running.status().delivered, 10_000);
+    running.shutdown().await.expect("clean stop");
+}
+
 /// A subscription stopped and started again resumes from its checkpoint: nothing is lost,
 /// nothing applied twice, and the view is not reset again.
 pub async fn subscription_resumes_from_its_checkpoint<S: Store>(store: S) {
