@@ -20,11 +20,16 @@
 
 mod error;
 mod event_store;
+mod inline;
+mod lease;
+mod projection;
 mod schema;
 mod sql;
 mod store;
 
 pub use error::{SetupError, MIN_SERVER_VERSION_NUM};
+pub use lease::LEASE_APPLICATION_NAME;
+pub use projection::{PgProjection, Transactional};
 pub use schema::{InvalidSchemaName, SchemaName};
 pub use store::{HorizonHolder, HorizonLag, PgStore, PollInterval};
 
