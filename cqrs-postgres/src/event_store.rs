@@ -399,9 +399,10 @@ impl EventStore for PgStore {
             .collect()
     }
 
-    /// One `count(*)` over the rows `read_all` would return (same horizon, same filter in
-    /// SQL), stopped after `limit` rows by a `LIMIT` in a subquery. Events of transactions
-    /// still open are not counted.
+    /// One `count(*)` with the filter of `read_all` in SQL, stopped after `limit` rows by a
+    /// `LIMIT` in a subquery. It counts every committed event after `after`, including
+    /// those a global read does not return yet because an older transaction is still open
+    /// (they are lag too); events of transactions still open are not counted.
     async fn count_after(
         &self,
         after: Position,

@@ -65,13 +65,15 @@ impl Sql {
                  ORDER BY transaction_id, position LIMIT $3"
             )
         };
-        // The same rows as `read_all` (what a subscriber would be delivered), counted
-        // where they are; the LIMIT in the subquery bounds the work on a long backlog.
+        // The rows `read_all` filters on, counted where they are, with the LIMIT in the
+        // subquery bounding the work on a long backlog. Without the horizon: an event that
+        // committed but is held back by an older open transaction is still lag, and a
+        // caller that wants to know whether everything committed was delivered must see it.
         let count_after = |stream_types: bool, event_types: bool| {
             let filter = filter(stream_types, event_types);
             format!(
                 "SELECT count(*) FROM (SELECT 1 FROM {s}.events \
-                 WHERE {BELOW_HORIZON} AND (transaction_id, position) > ($1::text::xid8, $2){filter} \
+                 WHERE (transaction_id, position) > ($1::text::xid8, $2){filter} \
                  LIMIT $3) counted"
             )
         };
