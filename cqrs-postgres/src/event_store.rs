@@ -9,11 +9,11 @@ use cqrs_core::{
     CheckpointStore, DeadLetter, EventFilter, EventStore, ExpectedVersion, Lease, Metadata,
     NewEvent, Position, Snapshot, SnapshotStore, StoreError, StoredEvent, StreamId,
 };
-use sqlx::postgres::PgRow;
-use sqlx::{Connection, PgConnection, PgExecutor, Row};
+use sqlx::postgres::{PgRow, Postgres};
+use sqlx::{Connection, PgConnection, PgExecutor, Row, Transaction};
 use uuid::Uuid;
 
-use crate::error::map_sqlx;
+use crate::error::{is_unavailable, map_sqlx};
 use crate::sql::{filter_index, EVENT_COLUMN_COUNT};
 use crate::PgStore;
 
@@ -68,11 +68,8 @@ impl PgStore {
             });
         }
         // sqlx makes this a SAVEPOINT inside a transaction it began, a BEGIN otherwise.
-        let mut tx = conn.begin().await.map_err(map_sqlx)?;
-        let stored = self.append_on(&mut *tx, stream, expected, events).await?;
-        self.run_inline(&mut tx, stream, &stored).await?;
-        tx.commit().await.map_err(map_sqlx)?;
-        Ok(stored)
+        let tx = conn.begin().await.map_err(map_sqlx)?;
+        self.append_with_inline(tx, stream, expected, events).await
     }
 
     /// Saves a checkpoint like [`CheckpointStore::save_checkpoint`], on a connection of the
@@ -85,6 +82,40 @@ impl PgStore {
         position: Position,
     ) -> Result<(), StoreError> {
         self.save_checkpoint_on(conn, name, position).await
+    }
+
+    /// Appends in `tx`, runs the inline projections on the stored events, and commits
+    /// `tx` (a transaction or a savepoint); on any failure, rolls it back first.
+    async fn append_with_inline(
+        &self,
+        mut tx: Transaction<'_, Postgres>,
+        stream: &StreamId,
+        expected: ExpectedVersion,
+        events: Vec<NewEvent>,
+    ) -> Result<Vec<Arc<StoredEvent>>, StoreError> {
+        let ran = match self.append_on(&mut *tx, stream, expected, events).await {
+            Ok(stored) => self
+                .run_inline(&mut tx, stream, &stored)
+                .await
+                .map(|()| stored),
+            Err(e) => Err(e),
+        };
+        match ran {
+            Ok(stored) => {
+                tx.commit().await.map_err(map_sqlx)?;
+                Ok(stored)
+            }
+            Err(e) => {
+                // Explicitly, so that a savepoint is undone before the caller's next
+                // statement; and a connection that broke is reported as such.
+                if let Err(rollback) = tx.rollback().await {
+                    if is_unavailable(&rollback) {
+                        return Err(map_sqlx(rollback));
+                    }
+                }
+                Err(e)
+            }
+        }
     }
 
     async fn append_on<'e, E: PgExecutor<'e>>(
@@ -324,11 +355,8 @@ impl EventStore for PgStore {
                 stream: stream.clone(),
             });
         }
-        let mut tx = self.pool.begin().await.map_err(map_sqlx)?;
-        let stored = self.append_on(&mut *tx, stream, expected, events).await?;
-        self.run_inline(&mut tx, stream, &stored).await?;
-        tx.commit().await.map_err(map_sqlx)?;
-        Ok(stored)
+        let tx = self.pool.begin().await.map_err(map_sqlx)?;
+        self.append_with_inline(tx, stream, expected, events).await
     }
 
     async fn read_stream(
@@ -544,7 +572,15 @@ impl CheckpointStore for PgStore {
             .bind(&error)
             .execute(&self.pool)
             .await
-            .map_err(map_sqlx)?;
+            .map_err(|e| match &e {
+                sqlx::Error::Database(db) if db.code().as_deref() == Some("23503") => {
+                    backend(format!(
+                        "cannot park event {} for {name}: it is not stored in this store",
+                        event.event_id
+                    ))
+                }
+                _ => map_sqlx(e),
+            })?;
         Ok(())
     }
 

@@ -66,8 +66,8 @@ impl PgStore {
     /// [`append_in`](PgStore::append_in) runs them too, inside a savepoint of the caller's
     /// transaction. A store without inline projections keeps its one-round-trip append.
     ///
-    /// What it costs: three more round trips per append (`BEGIN`, `COMMIT`, and the
-    /// handlers' own statements), and the append's transaction, which holds the read
+    /// What it costs: two more round trips per append (`BEGIN` and `COMMIT`) plus the
+    /// handlers' own statements, and the append's transaction, which holds the read
     /// horizon of every subscriber, stays open while the handlers run.
     ///
     /// An inline projection sees the events appended while it is registered, and only

@@ -328,3 +328,25 @@ impl PgStore {
         Transactional::new(projection, self.clone())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::connection_lost;
+
+    #[derive(Debug, thiserror::Error)]
+    enum ViewError {
+        #[error("database: {0}")]
+        Db(#[from] sqlx::Error),
+        #[error("bad data")]
+        Bad,
+    }
+
+    #[test]
+    fn a_broken_connection_is_found_through_wrapping_errors() {
+        let io = std::io::Error::new(std::io::ErrorKind::ConnectionReset, "reset");
+        assert!(connection_lost(&sqlx::Error::Io(io)));
+        assert!(connection_lost(&ViewError::Db(sqlx::Error::PoolClosed)));
+        assert!(!connection_lost(&ViewError::Db(sqlx::Error::RowNotFound)));
+        assert!(!connection_lost(&ViewError::Bad));
+    }
+}

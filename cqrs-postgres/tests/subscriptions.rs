@@ -105,6 +105,8 @@ struct Stats {
     poisoned_calls: AtomicU32,
     /// Calls of `reset`.
     resets: AtomicU32,
+    /// Calls of `handle` with the `kill_once` amount (the first one kills).
+    killed: AtomicU32,
 }
 
 /// Totals per owner (a key the test chooses, carried in the events) in table `totals`,
@@ -119,6 +121,8 @@ struct OwnerTotals<const V: u32 = 1> {
     poison: Option<i64>,
     /// A pause in every `handle`, to make a catch-up last.
     delay: Duration,
+    /// The first event with this amount kills its own database connection.
+    kill_once: Option<i64>,
     stats: Arc<Stats>,
 }
 
@@ -129,6 +133,7 @@ impl<const V: u32> OwnerTotals<V> {
             runner: "a",
             poison: None,
             delay: Duration::ZERO,
+            kill_once: None,
             stats: Arc::default(),
         }
     }
@@ -140,6 +145,11 @@ impl<const V: u32> OwnerTotals<V> {
 
     fn poison(mut self, amount: i64) -> Self {
         self.poison = Some(amount);
+        self
+    }
+
+    fn kill_connection_once_at(mut self, amount: i64) -> Self {
+        self.kill_once = Some(amount);
         self
     }
 
@@ -176,6 +186,11 @@ impl<const V: u32> PgProjection for OwnerTotals<V> {
         if self.poison == Some(amount) {
             self.stats.poisoned_calls.fetch_add(1, Ordering::SeqCst);
             return Err(ViewError::Poisoned(amount));
+        }
+        if self.kill_once == Some(amount) && self.stats.killed.fetch_add(1, Ordering::SeqCst) == 0 {
+            sqlx::query("SELECT pg_terminate_backend(pg_backend_pid())")
+                .execute(&mut *tx)
+                .await?;
         }
         let s = &self.schema;
         sqlx::query(&format!(
@@ -803,6 +818,63 @@ async fn with_the_park_policy_a_failing_event_is_parked_in_dead_letters_and_skip
     assert_eq!(parked.len(), 1);
     assert_eq!(parked[0].error, "again");
     assert!(parked[0].parked_at >= letter.parked_at);
+
+    // Dead letters reference stored events; an event this store does not hold is refused.
+    let mut stranger = (*letter.event).clone();
+    stranger.event_id = Uuid::now_v7();
+    let refused = store.park("owner_totals", &stranger, "boom").await;
+    assert!(
+        matches!(&refused, Err(StoreError::Backend(e)) if e.to_string().contains("not stored")),
+        "{refused:?}"
+    );
+    running.shutdown().await.expect("clean shutdown");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_lost_in_a_handler_is_retried_as_a_store_failure_never_parked() {
+    let _one = exclusive().await;
+    let store = store_with_view().await;
+    let mut expected = Expected::new();
+    append_money(&store, 0, 20, &mut expected).await;
+
+    // With the park policy and one attempt per event, an event failure would be parked
+    // at once: a broken connection must not be taken for one.
+    let view = OwnerTotals::<1>::new(&store).kill_connection_once_at(9);
+    let stats = Arc::clone(&view.stats);
+    let running = Subscription::new(store.clone(), store.transactional(view))
+        .batch_size(4)
+        .retry(RetryPolicy {
+            max_attempts: 1,
+            base_delay: Duration::from_millis(10),
+        })
+        .on_failure(FailurePolicy::Park)
+        .start();
+    settle(&running).await;
+    assert_eq!(
+        stats.killed.load(Ordering::SeqCst),
+        2,
+        "the event killed its connection once, then was delivered again"
+    );
+    let status = running.status();
+    assert_eq!(status.parked, 0);
+    assert!(
+        status
+            .last_error
+            .as_deref()
+            .is_some_and(|e| e.contains("delivering") && e.contains("unavailable")),
+        "{status:?}"
+    );
+    assert!(store
+        .parked("owner_totals")
+        .await
+        .expect("parked")
+        .is_empty());
+    assert_eq!(totals(&store).await, expected);
+    assert_eq!(
+        applications(&store).await,
+        (20, 1),
+        "each event exactly once"
+    );
     running.shutdown().await.expect("clean shutdown");
 }
 
