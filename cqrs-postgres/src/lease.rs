@@ -7,13 +7,15 @@
 //! connection would carry the lock back into the pool, to be used (and released) by
 //! unrelated work.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex as StdMutex, PoisonError};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use cqrs_core::{Lease, StoreError};
 use sqlx::postgres::PgPool;
 use sqlx::{Connection, PgConnection, Row};
-use tokio::sync::Mutex;
+use tokio::sync::{watch, Mutex};
 
 use crate::error::map_sqlx;
 use crate::PgStore;
@@ -66,6 +68,9 @@ struct PgLease {
     pool: PgPool,
     key: i64,
     name: String,
+    /// `schema/name`, the key of `releases`.
+    id: String,
+    releases: Releases,
 }
 
 impl std::fmt::Debug for PgLease {
@@ -114,15 +119,66 @@ impl Lease for PgLease {
 
 impl Drop for PgLease {
     fn drop(&mut self) {
-        // Closing the socket ends the session, and the server releases the lock. A polite
-        // `Terminate` is sent when a runtime is at hand; dropping the connection closes the
-        // socket either way.
-        if let Some(conn) = self.conn.get_mut().take() {
-            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-                runtime.spawn(async move {
-                    let _ = conn.close().await;
-                });
-            }
+        let Some(mut conn) = self.conn.get_mut().take() else {
+            return; // lost: its connection is already gone
+        };
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            // Dropping the connection closes its socket; the server ends the session and
+            // releases the lock a moment later.
+            return;
+        };
+        // Released in the background, as `drop` cannot wait. The store notes the release
+        // under way, so that an acquire of the same lease from this store waits for it
+        // rather than find the lock still held by a session about to end (the runner
+        // acquires again right after dropping a lease it could not use).
+        let (done, waiter) = watch::channel(false);
+        self.releases.begin(&self.id, waiter.clone());
+        let key = self.key;
+        let releases = self.releases.clone();
+        let id = std::mem::take(&mut self.id);
+        runtime.spawn(async move {
+            let unlock = sqlx::query("SELECT pg_advisory_unlock($1)")
+                .bind(key)
+                .execute(&mut conn);
+            // Best effort: if the unlock fails or hangs, closing the connection releases
+            // the lock all the same.
+            let _ = tokio::time::timeout(CHECK_TIMEOUT, unlock).await;
+            let _ = tokio::time::timeout(CHECK_TIMEOUT, conn.close()).await;
+            done.send_replace(true);
+            releases.end(&id, &waiter);
+        });
+    }
+}
+
+/// The leases of a store (and of its clones) whose release is under way, by schema and
+/// name.
+#[derive(Clone, Default)]
+pub(crate) struct Releases(Arc<StdMutex<HashMap<String, watch::Receiver<bool>>>>);
+
+impl Releases {
+    // Every change is one insert or remove, so a poisoned lock still guards consistent
+    // data.
+    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<String, watch::Receiver<bool>>> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn begin(&self, id: &str, waiter: watch::Receiver<bool>) {
+        self.map().insert(id.to_owned(), waiter);
+    }
+
+    fn end(&self, id: &str, waiter: &watch::Receiver<bool>) {
+        let mut map = self.map();
+        // Only this release's entry: a later lease of the same name may be releasing too.
+        if map.get(id).is_some_and(|w| w.same_channel(waiter)) {
+            map.remove(id);
+        }
+    }
+
+    /// Waits (a bounded time) for a release of `id` under way, if any.
+    async fn wait(&self, id: &str) {
+        let pending = self.map().get(id).cloned();
+        if let Some(mut waiter) = pending {
+            let _ = tokio::time::timeout(CHECK_TIMEOUT, waiter.wait_for(|done| *done)).await;
         }
     }
 }
@@ -148,6 +204,8 @@ impl PgStore {
         name: &str,
     ) -> Result<Option<Box<dyn Lease>>, StoreError> {
         cqrs_core::ident::validate("subscription name", name)?;
+        let id = format!("{}/{name}", self.schema.as_str());
+        self.releases.wait(&id).await;
         let row = sqlx::query(PROBE)
             .bind(self.schema.as_str())
             .bind(name)
@@ -180,6 +238,8 @@ impl PgStore {
                     pool: self.pool.clone(),
                     key,
                     name: name.to_owned(),
+                    id,
+                    releases: self.releases.clone(),
                 })))
             }
             Ok(false) => {

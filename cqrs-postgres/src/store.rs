@@ -10,6 +10,7 @@ use sqlx::{Connection, PgConnection, Row};
 
 use crate::error::{check_server_version, map_sqlx, SetupError};
 use crate::inline::RunInline;
+use crate::lease::Releases;
 use crate::schema::SchemaName;
 use crate::sql::Sql;
 
@@ -40,6 +41,8 @@ pub struct PgStore {
     pub(crate) poll: PollInterval,
     /// Projections run inside each append (see [`PgStore::with_inline_projection`]).
     pub(crate) inline: Arc<[Arc<dyn RunInline>]>,
+    /// Leases of this store being released (see `lease.rs`).
+    pub(crate) releases: Releases,
 }
 
 /// How [`wait_for_events`](cqrs_core::EventStore::wait_for_events) polls: it starts at
@@ -119,6 +122,7 @@ impl PgStore {
         let mut store = Self::build(self.pool, SchemaName::new(schema)?);
         store.poll = self.poll;
         store.inline = self.inline;
+        store.releases = self.releases;
         Ok(store)
     }
 
@@ -136,6 +140,7 @@ impl PgStore {
             sql,
             poll: PollInterval::default(),
             inline: Arc::new([]),
+            releases: Releases::default(),
         }
     }
 

@@ -1149,8 +1149,15 @@ async fn leases_are_exclusive_across_pools_and_end_with_their_connection() {
         Err(StoreError::InvalidIdentifier(_))
     ));
 
-    // Dropping the lease releases it (as soon as the server has ended the session).
+    // Dropping the lease releases it: at once for the same store (an acquire waits for
+    // the release under way), as soon as the server has unlocked it for another process.
     drop(lease);
+    let again = store
+        .acquire_lease("billing")
+        .await
+        .expect("acquire")
+        .expect("released");
+    drop(again);
     let taken = acquire_within(&other, "billing").await;
 
     // A lease whose connection is killed is lost: the holder sees it, another takes it.
