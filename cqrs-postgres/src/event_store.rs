@@ -6,15 +6,15 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use cqrs_core::{
-    CheckpointStore, EventFilter, EventStore, ExpectedVersion, Metadata, NewEvent, Position,
-    Snapshot, SnapshotStore, StoreError, StoredEvent, StreamId,
+    CheckpointStore, DeadLetter, EventFilter, EventStore, ExpectedVersion, Lease, Metadata,
+    NewEvent, Position, Snapshot, SnapshotStore, StoreError, StoredEvent, StreamId,
 };
-use sqlx::postgres::PgRow;
-use sqlx::{PgConnection, PgExecutor, Row};
+use sqlx::postgres::{PgRow, Postgres};
+use sqlx::{Connection, PgConnection, PgExecutor, Row, Transaction};
 use uuid::Uuid;
 
-use crate::error::map_sqlx;
-use crate::sql::filter_index;
+use crate::error::{is_unavailable, map_sqlx};
+use crate::sql::{filter_index, EVENT_COLUMN_COUNT};
 use crate::PgStore;
 
 /// SQLSTATE raised by `append_events` on a version mismatch (DETAIL: the actual version).
@@ -37,6 +37,11 @@ impl PgStore {
     /// roll back with the caller's other writes. The returned events are only durable once
     /// that transaction commits.
     ///
+    /// The store's [inline projections](PgStore::with_inline_projection) run too, in a
+    /// savepoint of the caller's transaction (or in a transaction of their own when `conn`
+    /// is in none): when one fails, the append and the projections' writes are undone and
+    /// the caller's transaction can go on.
+    ///
     /// ```no_run
     /// # async fn demo(store: cqrs_postgres::PgStore, stream: cqrs_core::StreamId,
     /// #     events: Vec<cqrs_core::NewEvent>) -> Result<(), Box<dyn std::error::Error>> {
@@ -54,7 +59,17 @@ impl PgStore {
         expected: ExpectedVersion,
         events: Vec<NewEvent>,
     ) -> Result<Vec<Arc<StoredEvent>>, StoreError> {
-        self.append_on(conn, stream, expected, events).await
+        if self.inline.is_empty() {
+            return self.append_on(conn, stream, expected, events).await;
+        }
+        if events.is_empty() {
+            return Err(StoreError::EmptyAppend {
+                stream: stream.clone(),
+            });
+        }
+        // sqlx makes this a SAVEPOINT inside a transaction it began, a BEGIN otherwise.
+        let tx = conn.begin().await.map_err(map_sqlx)?;
+        self.append_with_inline(tx, stream, expected, events).await
     }
 
     /// Saves a checkpoint like [`CheckpointStore::save_checkpoint`], on a connection of the
@@ -67,6 +82,40 @@ impl PgStore {
         position: Position,
     ) -> Result<(), StoreError> {
         self.save_checkpoint_on(conn, name, position).await
+    }
+
+    /// Appends in `tx`, runs the inline projections on the stored events, and commits
+    /// `tx` (a transaction or a savepoint); on any failure, rolls it back first.
+    async fn append_with_inline(
+        &self,
+        mut tx: Transaction<'_, Postgres>,
+        stream: &StreamId,
+        expected: ExpectedVersion,
+        events: Vec<NewEvent>,
+    ) -> Result<Vec<Arc<StoredEvent>>, StoreError> {
+        let ran = match self.append_on(&mut *tx, stream, expected, events).await {
+            Ok(stored) => self
+                .run_inline(&mut tx, stream, &stored)
+                .await
+                .map(|()| stored),
+            Err(e) => Err(e),
+        };
+        match ran {
+            Ok(stored) => {
+                tx.commit().await.map_err(map_sqlx)?;
+                Ok(stored)
+            }
+            Err(e) => {
+                // Explicitly, so that a savepoint is undone before the caller's next
+                // statement; and a connection that broke is reported as such.
+                if let Err(rollback) = tx.rollback().await {
+                    if is_unavailable(&rollback) {
+                        return Err(map_sqlx(rollback));
+                    }
+                }
+                Err(e)
+            }
+        }
     }
 
     async fn append_on<'e, E: PgExecutor<'e>>(
@@ -297,7 +346,17 @@ impl EventStore for PgStore {
         expected: ExpectedVersion,
         events: Vec<NewEvent>,
     ) -> Result<Vec<Arc<StoredEvent>>, StoreError> {
-        self.append_on(&self.pool, stream, expected, events).await
+        if self.inline.is_empty() {
+            // One statement in an implicit transaction: one round trip.
+            return self.append_on(&self.pool, stream, expected, events).await;
+        }
+        if events.is_empty() {
+            return Err(StoreError::EmptyAppend {
+                stream: stream.clone(),
+            });
+        }
+        let tx = self.pool.begin().await.map_err(map_sqlx)?;
+        self.append_with_inline(tx, stream, expected, events).await
     }
 
     async fn read_stream(
@@ -348,6 +407,54 @@ impl EventStore for PgStore {
         rows.iter()
             .map(|row| row_to_event(row, row_stream(row, &mut last)?).map(Arc::new))
             .collect()
+    }
+
+    /// One indexed query (`events_command`, partial on `command_id IS NOT NULL`).
+    async fn read_by_command(
+        &self,
+        stream: &StreamId,
+        command_id: Uuid,
+    ) -> Result<Vec<Arc<StoredEvent>>, StoreError> {
+        let rows = sqlx::query(&self.sql.read_by_command)
+            .bind(stream.stream_type())
+            .bind(stream.id())
+            .bind(command_id)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(map_sqlx)?;
+        rows.iter()
+            .map(|row| row_to_event(row, stream.clone()).map(Arc::new))
+            .collect()
+    }
+
+    /// One `count(*)` with the filter of `read_all` in SQL, stopped after `limit` rows by a
+    /// `LIMIT` in a subquery. It counts every committed event after `after`, including
+    /// those a global read does not return yet because an older transaction is still open
+    /// (they are lag too); events of transactions still open are not counted.
+    async fn count_after(
+        &self,
+        after: Position,
+        filter: &EventFilter,
+        limit: u64,
+    ) -> Result<u64, StoreError> {
+        if limit == 0 {
+            return Ok(0);
+        }
+        let by_stream = !filter.stream_types.is_empty();
+        let by_event = !filter.event_types.is_empty();
+        let mut query =
+            sqlx::query_scalar::<_, i64>(&self.sql.count_after[filter_index(by_stream, by_event)])
+                .bind(after.commit().to_string())
+                .bind(after.sequence() as i64)
+                .bind(clamp_i64(limit));
+        if by_stream {
+            query = query.bind(&filter.stream_types);
+        }
+        if by_event {
+            query = query.bind(&filter.event_types);
+        }
+        let count = query.fetch_one(&self.pool).await.map_err(map_sqlx)?;
+        Ok(u64::try_from(count).unwrap_or(0))
     }
 
     /// Polls with exponential backoff (see [`PollInterval`](crate::PollInterval)).
@@ -445,5 +552,55 @@ impl CheckpointStore for PgStore {
 
     async fn save_checkpoint(&self, name: &str, position: Position) -> Result<(), StoreError> {
         self.save_checkpoint_on(&self.pool, name, position).await
+    }
+
+    /// A session-level advisory lock on a connection of the lease's own (see the
+    /// PostgreSQL chapter of the guide, "Subscriptions").
+    async fn acquire_lease(&self, name: &str) -> Result<Option<Box<dyn Lease>>, StoreError> {
+        self.acquire_lease_impl(name).await
+    }
+
+    /// An upsert into `dead_letters` keyed by (subscription, event id). The event must be
+    /// stored in this store's `events` table (a foreign key): it is referenced, not copied.
+    async fn park(&self, name: &str, event: &StoredEvent, error: &str) -> Result<(), StoreError> {
+        cqrs_core::ident::validate("subscription name", name)?;
+        // PostgreSQL text cannot hold NUL; an error message is prose, so replace it.
+        let error = error.replace('\0', "\u{fffd}");
+        sqlx::query(&self.sql.park)
+            .bind(name)
+            .bind(event.event_id)
+            .bind(&error)
+            .execute(&self.pool)
+            .await
+            .map_err(|e| match &e {
+                sqlx::Error::Database(db) if db.code().as_deref() == Some("23503") => {
+                    backend(format!(
+                        "cannot park event {} for {name}: it is not stored in this store",
+                        event.event_id
+                    ))
+                }
+                _ => map_sqlx(e),
+            })?;
+        Ok(())
+    }
+
+    async fn parked(&self, name: &str) -> Result<Vec<DeadLetter>, StoreError> {
+        cqrs_core::ident::validate("subscription name", name)?;
+        let rows = sqlx::query(&self.sql.parked)
+            .bind(name)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(map_sqlx)?;
+        let mut last = None;
+        rows.iter()
+            .map(|row| {
+                let event = row_to_event(row, row_stream(row, &mut last)?)?;
+                Ok(DeadLetter {
+                    event: Arc::new(event),
+                    error: row.try_get(EVENT_COLUMN_COUNT).map_err(map_sqlx)?,
+                    parked_at: row.try_get(EVENT_COLUMN_COUNT + 1).map_err(map_sqlx)?,
+                })
+            })
+            .collect()
     }
 }

@@ -9,6 +9,8 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::{Connection, PgConnection, Row};
 
 use crate::error::{check_server_version, map_sqlx, SetupError};
+use crate::inline::RunInline;
+use crate::lease::Releases;
 use crate::schema::SchemaName;
 use crate::sql::Sql;
 
@@ -37,6 +39,10 @@ pub struct PgStore {
     pub(crate) schema: SchemaName,
     pub(crate) sql: Arc<Sql>,
     pub(crate) poll: PollInterval,
+    /// Projections run inside each append (see [`PgStore::with_inline_projection`]).
+    pub(crate) inline: Arc<[Arc<dyn RunInline>]>,
+    /// Leases of this store being released (see `lease.rs`).
+    pub(crate) releases: Releases,
 }
 
 /// How [`wait_for_events`](cqrs_core::EventStore::wait_for_events) polls: it starts at
@@ -110,9 +116,14 @@ impl PgStore {
         Ok(Self::build(pool, SchemaName::new(schema)?))
     }
 
-    /// The same store in another schema (validated before any SQL runs).
+    /// The same store in another schema (validated before any SQL runs), with the same
+    /// poll interval and inline projections.
     pub fn with_schema(self, schema: &str) -> Result<Self, SetupError> {
-        Ok(Self::build(self.pool, SchemaName::new(schema)?).with_poll_interval(self.poll))
+        let mut store = Self::build(self.pool, SchemaName::new(schema)?);
+        store.poll = self.poll;
+        store.inline = self.inline;
+        store.releases = self.releases;
+        Ok(store)
     }
 
     /// Sets how [`wait_for_events`](cqrs_core::EventStore::wait_for_events) polls.
@@ -128,6 +139,8 @@ impl PgStore {
             schema,
             sql,
             poll: PollInterval::default(),
+            inline: Arc::new([]),
+            releases: Releases::default(),
         }
     }
 
@@ -292,6 +305,10 @@ impl std::fmt::Debug for PgStore {
         f.debug_struct("PgStore")
             .field("schema", &self.schema)
             .field("poll", &self.poll)
+            .field(
+                "inline_projections",
+                &self.inline.iter().map(|p| p.name()).collect::<Vec<_>>(),
+            )
             .finish_non_exhaustive()
     }
 }
