@@ -48,6 +48,10 @@ impl<S: EventStore + ?Sized> EventStore for Arc<S> {
         (**self).wait_for_events(after, timeout).await
     }
 
+    async fn read_horizon(&self) -> Result<Position, StoreError> {
+        (**self).read_horizon().await
+    }
+
     async fn read_by_command(
         &self,
         stream: &StreamId,

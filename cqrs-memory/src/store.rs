@@ -227,6 +227,10 @@ impl EventStore for MemoryStore {
             .collect())
     }
 
+    async fn read_horizon(&self) -> Result<Position, StoreError> {
+        Ok(position_of(self.read_log().all.len()))
+    }
+
     async fn wait_for_events(
         &self,
         after: Position,

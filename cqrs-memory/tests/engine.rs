@@ -250,6 +250,10 @@ impl cqrs_core::EventStore for LosesVersionTwo {
     ) -> Result<bool, cqrs_core::StoreError> {
         self.0.wait_for_events(after, timeout).await
     }
+
+    async fn read_horizon(&self) -> Result<cqrs_core::Position, cqrs_core::StoreError> {
+        self.0.read_horizon().await
+    }
 }
 
 #[tokio::test]

@@ -464,6 +464,23 @@ impl EventStore for PgStore {
     /// after commit costs every append a second round trip; `LISTEN` also pins a
     /// connection per waiting process and does not pass through transaction-pooling
     /// proxies. An idle poll is one index probe.
+    async fn read_horizon(&self) -> Result<Position, StoreError> {
+        let xmin: String = sqlx::query_scalar(&self.sql.read_horizon)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(map_sqlx)?;
+        let xmin: u64 = xmin
+            .parse()
+            .map_err(|e| backend(format!("transaction id {xmin:?}: {e}")))?;
+        // Every transaction below `xmin` has ended: the last position any of them can
+        // hold is the greatest `(xmin - 1, position)`. Positions are bigint, so the
+        // sequence part tops out at i64::MAX.
+        Ok(Position::from_parts(
+            xmin.saturating_sub(1),
+            i64::MAX as u64,
+        ))
+    }
+
     async fn wait_for_events(
         &self,
         after: Position,

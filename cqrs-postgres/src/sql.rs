@@ -24,6 +24,9 @@ pub(crate) struct Sql {
     pub count_after: [String; 4],
     pub read_by_command: String,
     pub has_events_after: String,
+    /// The oldest transaction still running (or the next one): everything below it has
+    /// ended.
+    pub read_horizon: String,
     pub load_snapshot: String,
     pub save_snapshot: String,
     pub load_checkpoint: String,
@@ -109,6 +112,7 @@ impl Sql {
                  WHERE stream_type = $1 AND stream_id = $2 AND command_id = $3 \
                  ORDER BY stream_version"
             ),
+            read_horizon: "SELECT pg_snapshot_xmin(pg_current_snapshot())::text".to_owned(),
             has_events_after: format!(
                 "SELECT EXISTS (SELECT 1 FROM {s}.events WHERE {BELOW_HORIZON} \
                  AND (transaction_id, position) > ($1::text::xid8, $2))"

@@ -147,6 +147,17 @@ pub trait EventStore: Send + Sync + 'static {
     async fn wait_for_events(&self, after: Position, timeout: Duration)
         -> Result<bool, StoreError>;
 
+    /// A position up to which the global order is complete: every event that will ever
+    /// be stored at or before it is readable now (or was rolled back), so a reader that
+    /// found nothing after its position may move on to this one.
+    ///
+    /// A filtered subscription needs it: without it, its position stays at the last event
+    /// it consumed while the log grows with events it does not consume, and waiting for
+    /// events "after its position" would return at once, forever. In memory it is the
+    /// last event's position; on PostgreSQL, the position just below the oldest
+    /// transaction still running.
+    async fn read_horizon(&self) -> Result<Position, StoreError>;
+
     /// The events of `stream` that were written by the command with id `command_id`
     /// ([`Metadata::command_id`](crate::Metadata::command_id)), in version order; empty
     /// when that command wrote nothing there. The engine uses it to make commands

@@ -115,7 +115,9 @@ impl Runner {
                 }
             };
             tracing::info!("active");
-            match self.active(lease.as_ref()).await? {
+            let exit = self.active(lease.as_ref()).await?;
+            drop(lease);
+            match exit {
                 Exit::Stopped => return Ok(()),
                 Exit::LeaseLost => {
                     tracing::warn!("lease lost; standing by");
@@ -123,6 +125,11 @@ impl Runner {
                         s.state = SubscriptionState::Standby;
                         s.last_error = Some("lease lost: another process may deliver".into());
                     });
+                    // Give the standbys their turn rather than taking the lease straight
+                    // back: the connection that lost it may be the unhealthy part.
+                    if !self.pause(self.sub.standby_interval).await {
+                        return Ok(());
+                    }
                 }
             }
         }
@@ -146,7 +153,10 @@ impl Runner {
         // No checkpoint (a new consumer or a new version), or one at the start (a rebuild
         // that was interrupted): the read model is emptied before the replay.
         let mut reset = loaded.is_none_or(|p| p == Position::START);
+        // `position` is the checkpoint; `scanned` is how far reads have looked, which
+        // runs ahead of it when the log holds events this subscription does not consume.
         let mut position = loaded.unwrap_or(Position::START);
+        let mut scanned = position;
         let mut failing: Option<(Uuid, u32)> = None;
         loop {
             if self.stopping() {
@@ -166,20 +176,24 @@ impl Runner {
                 }
                 reset = false;
                 position = Position::START;
+                scanned = position;
                 self.set(|s| s.position = Some(Position::START));
             }
             if !lease.is_held().await {
                 return Ok(Exit::LeaseLost);
             }
             let started = Instant::now();
-            let batch = match self
+            // Taken before the read: if the read finds nothing, everything up to here has
+            // been looked at.
+            let horizon = self.sub.events.read_horizon().await;
+            let read = self
                 .sub
                 .events
-                .read_all(position, self.sub.batch_size, consumer.filter())
-                .await
-            {
-                Ok(batch) => batch,
-                Err(e) => {
+                .read_all(scanned, self.sub.batch_size, consumer.filter())
+                .await;
+            let (horizon, batch) = match (horizon, read) {
+                (Ok(horizon), Ok(batch)) => (horizon, batch),
+                (Err(e), _) | (_, Err(e)) => {
                     if !self.trouble("reading events", &e).await {
                         return Ok(Exit::Stopped);
                     }
@@ -187,12 +201,13 @@ impl Runner {
                 }
             };
             let Some(last) = batch.last().map(|e| e.position) else {
+                scanned = scanned.max(horizon);
                 self.troubles = 0;
                 self.set(|s| {
                     s.state = SubscriptionState::Live;
                     s.caught_up_at = Some(started);
                 });
-                if !self.idle(position).await {
+                if !self.idle(scanned).await {
                     return Ok(Exit::Stopped);
                 }
                 continue;
@@ -205,6 +220,7 @@ impl Runner {
             match consumer.deliver(position, &batch, last).await {
                 Ok(()) => {
                     position = last;
+                    scanned = last;
                     failing = None;
                     self.troubles = 0;
                     self.set(|s| {
@@ -250,6 +266,7 @@ impl Runner {
                     if before > 0 {
                         if let Some(to) = self.deliver_prefix(&batch[..before], position).await {
                             position = to;
+                            scanned = to;
                         }
                         continue;
                     }
@@ -264,6 +281,7 @@ impl Runner {
                         FailurePolicy::Park => {
                             if let Some(moved) = self.park(position, &event, &message).await {
                                 position = moved;
+                                scanned = moved;
                                 failing = None;
                             }
                         }

@@ -122,6 +122,9 @@ impl EventStore for TestStore {
     ) -> Result<bool, StoreError> {
         self.inner.wait_for_events(after, timeout).await
     }
+    async fn read_horizon(&self) -> Result<Position, StoreError> {
+        self.inner.read_horizon().await
+    }
     async fn read_by_command(
         &self,
         stream: &StreamId,

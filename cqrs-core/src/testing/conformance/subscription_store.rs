@@ -178,3 +178,32 @@ pub async fn counts_after_a_position_with_filter_and_limit<S: Store>(store: S) {
     );
     assert_eq!(count(Position::START, carts, 5).await.expect("count"), 5);
 }
+
+/// The read horizon covers every event readable now, and events appended later come
+/// after it.
+pub async fn read_horizon_covers_what_is_readable<S: Store>(store: S) {
+    let stream = unique_stream("ledger");
+    let before = store.read_horizon().await.expect("horizon");
+    let stored = store
+        .append(&stream, ExpectedVersion::NoStream, events("Booked", 1, 3))
+        .await
+        .expect("append");
+    let horizon = store.read_horizon().await.expect("horizon");
+    assert!(horizon >= before, "the horizon never goes back");
+    assert!(horizon >= stored[2].position, "covers committed events");
+    assert!(store
+        .read_all(horizon, 10, &EventFilter::all())
+        .await
+        .expect("read")
+        .is_empty());
+    let later = store
+        .append(&stream, ExpectedVersion::Exact(3), events("Booked", 4, 1))
+        .await
+        .expect("append");
+    assert!(later[0].position > horizon, "later events come after it");
+    let read = store
+        .read_all(horizon, 10, &EventFilter::all())
+        .await
+        .expect("read");
+    assert_eq!(read, later);
+}
