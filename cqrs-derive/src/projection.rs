@@ -128,9 +128,11 @@ pub fn derive(input: &DeriveInput) -> syn::Result<TokenStream> {
                         }
                     }
                     let _ = __cqrs_check;
+                    // A flattened variant stands for every event type of its enum.
                     [#(#names),*]
                         .iter()
-                        .filter_map(|v| <#event>::__cqrs_event_type_of_variant(v))
+                        .flat_map(|v| <#event>::__cqrs_event_types_of_variant(v))
+                        .map(|t| t.name)
                         .collect()
                 }
             }
