@@ -1,8 +1,10 @@
-//! Derive macros for `cqrs-core`: `DomainEvent`, `Command`, `Aggregate`, `Projection`.
+//! Derive macros for `cqrs-core`: `DomainEvent`, `Command`, `Aggregate`, `Projection`,
+//! `ProcessManager`.
 //!
 //! Use them through `cqrs-core`, which re-exports them behind its default `derive`
 //! feature (as serde does with `serde_derive`): `use cqrs_core::{Aggregate, Command,
-//! DomainEvent, Projection};` imports each trait together with its derive. Generated code
+//! DomainEvent, ProcessManager, Projection};` imports each trait together with its
+//! derive. Generated code
 //! names `::cqrs_core` (and its re-exported `serde`, `serde_json`), so an application
 //! needs no dependency besides `cqrs-core` (plus `serde` if its own types derive serde
 //! traits). A crate that re-exports `cqrs_core` under another path passes it with
@@ -16,6 +18,7 @@
 //! | [`Command`] | enum or struct | enum: `id = field`, `crate`; variant/struct: `name`; field: `id` |
 //! | [`Aggregate`] | struct or enum | `command`, `event`, `error` (required), `services`, `name`, `snapshot_version`, `crate` |
 //! | [`Projection`] | struct or enum | `event` (required), `error`, `name`, `version`, `events(...)`, `crate` |
+//! | [`ProcessManager`] | struct or enum | `event` (required), `error`, `name`, `events(...)`, `crate` |
 //!
 //! # A bank, end to end
 //!
@@ -144,7 +147,9 @@
 //! `write_inherent_fns_handle_and_apply_for_<Type>`. `Projection` works the same way
 //! with `async fn handle(&self, &Envelope<Event>) -> Result<(), Error>` and
 //! `async fn reset(&self) -> Result<(), Error>` (guard trait
-//! `write_inherent_async_fns_handle_and_reset_for_<Type>`).
+//! `write_inherent_async_fns_handle_and_reset_for_<Type>`), and `ProcessManager` with
+//! `async fn handle(&self, &Envelope<Event>) -> Result<(), Error>` (guard trait
+//! `write_inherent_async_fn_handle_for_<Type>`).
 //!
 //! # Before and after
 //!
@@ -167,19 +172,20 @@
 //! case conversion), an upcaster from a version at or above the current one, a gap in an
 //! upcaster chain, a command id on some variants but not others, a variant without the
 //! enum-level id field, two id fields, a missing `command`/`event`/`error`, a projection
-//! listing a variant that does not exist, unions, generic events, tuple events with more
-//! than one field, `flatten` anywhere but on a newtype variant or beside `name`,
-//! `version`, `upcast` or `#[serde]`, a flattened type that is not an event type, and an
-//! event type name that two variants of a flattened enum share (a `const` evaluation
-//! error naming the name and both variants). `tests/ui/*.stderr` pins each message.
+//! or process manager listing a variant that does not exist, a `version` on a process
+//! manager, a missing inherent `handle` or `reset`, unions, generic events, tuple events
+//! with more than one field; for `flatten`: on anything but a newtype variant, beside
+//! `name`, `version`, `upcast` or `#[serde]`, around a type that is not an event type,
+//! and an event type name that two variants share (a `const` evaluation error naming the
+//! name and both variants). `tests/ui/*.stderr` pins each message.
 
 mod aggregate;
 mod attr;
 mod case;
 mod command;
+mod consumer;
 mod event;
 mod forward;
-mod projection;
 
 use proc_macro::TokenStream;
 use syn::{parse_macro_input, DeriveInput};
@@ -405,7 +411,59 @@ pub fn derive_aggregate(input: TokenStream) -> TokenStream {
 #[proc_macro_derive(Projection, attributes(projection))]
 pub fn derive_projection(input: TokenStream) -> TokenStream {
     let input = parse_macro_input!(input as DeriveInput);
-    projection::derive(&input)
+    consumer::derive(&input, consumer::Kind::Projection)
+        .unwrap_or_else(syn::Error::into_compile_error)
+        .into()
+}
+
+/// Derives `cqrs_core::ProcessManager` for an event handler that sends commands.
+///
+/// `#[process_manager(event = E)]` is required; optional: `error = Err` (default
+/// `std::convert::Infallible`), `name = "..."` (the key of its checkpoint; default: the
+/// Rust name in snake_case), `events(Variant, ...)` (the variants of `E` it reacts to, as
+/// for `Projection`, flattened variants included), `crate = "..."`. There is no
+/// `version`: a process manager keeps no view to rebuild.
+///
+/// You write `async fn handle(&self, event: &Envelope<E>) -> Result<(), Err>` in a plain
+/// `impl` block; the derived trait impl forwards to it. Forgetting it is a compile error
+/// naming `write_inherent_async_fn_handle_for_<Type>`. Send commands from it with
+/// `Engine::execute_caused_by`, so that a redelivered event does not act twice.
+///
+/// ```
+/// use std::sync::Mutex;
+/// use cqrs_core::{DomainEvent, Envelope, ProcessManager};
+///
+/// #[derive(DomainEvent)]
+/// #[event(prefix = "order.", rename_all = "snake_case")]
+/// enum OrderEvent { Placed { dish: String }, Confirmed { dish: String }, Cancelled }
+///
+/// #[derive(Debug, thiserror::Error)]
+/// #[error("the kitchen is closed")]
+/// struct KitchenClosed;
+///
+/// /// Stands in for an `Engine` of the kitchen aggregate.
+/// #[derive(Default, ProcessManager)]
+/// #[process_manager(event = OrderEvent, error = KitchenClosed, events(Confirmed))]
+/// struct SendToKitchen {
+///     sent: Mutex<Vec<String>>,
+/// }
+///
+/// impl SendToKitchen {
+///     async fn handle(&self, event: &Envelope<OrderEvent>) -> Result<(), KitchenClosed> {
+///         if let OrderEvent::Confirmed { dish } = &event.data {
+///             self.sent.lock().map_err(|_| KitchenClosed)?.push(dish.clone());
+///         }
+///         Ok(())
+///     }
+/// }
+///
+/// assert_eq!(SendToKitchen::NAME, "send_to_kitchen");
+/// assert_eq!(SendToKitchen::event_types(), ["order.confirmed"]);
+/// ```
+#[proc_macro_derive(ProcessManager, attributes(process_manager))]
+pub fn derive_process_manager(input: TokenStream) -> TokenStream {
+    let input = parse_macro_input!(input as DeriveInput);
+    consumer::derive(&input, consumer::Kind::ProcessManager)
         .unwrap_or_else(syn::Error::into_compile_error)
         .into()
 }
