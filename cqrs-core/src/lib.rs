@@ -58,7 +58,7 @@ pub use subscription::{ProcessManager, Subscription};
 /// trait it implements: `#[derive(DomainEvent, Command, Aggregate, Projection)]`.
 /// See the [`cqrs_derive`] crate documentation for every attribute.
 #[cfg(feature = "derive")]
-pub use cqrs_derive::{Aggregate, Command, DomainEvent, Projection};
+pub use cqrs_derive::{Aggregate, Command, DomainEvent, ProcessManager, Projection};
 
 // Re-exported so that generated code (serde, serde_json) and applications (uuid, in
 // metadata and event ids) use the same versions as this crate.
