@@ -26,7 +26,7 @@ use std::time::Duration;
 use board::OrderBoard;
 use cqrs_core::envelope::TraceParent;
 use cqrs_core::subscription::{Project, React, Subscription};
-use cqrs_core::{Aggregate, Engine, ExpectedVersion, Metadata, NewEvent, StreamId};
+use cqrs_core::{Aggregate, DomainEvent, Engine, ExpectedVersion, Metadata, NewEvent, StreamId};
 use delivery::Delivery;
 use examples::Backend;
 use flow::KitchenFlow;
@@ -38,10 +38,19 @@ const PATIENCE: Duration = Duration::from_secs(30);
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    run().await
+    run().await.map(|_| ())
 }
 
-async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// What the story leaves behind, for its test to check (the binary only prints).
+#[cfg_attr(not(test), allow(dead_code))]
+struct Story {
+    /// Every event of the pizza order, from its three aggregates, in global order.
+    journey: Vec<std::sync::Arc<cqrs_core::StoredEvent>>,
+    /// The versions of its kitchen ticket and delivery before and after the replay.
+    replay: [(u64, u64); 2],
+}
+
+async fn run() -> Result<Story, Box<dyn std::error::Error>> {
     let backend = Backend::from_env("kitchen_example").await?;
     println!("Kitchen example on {}.\n", backend.description);
     let orders = Engine::<Order>::new(backend.events.clone(), ());
@@ -106,30 +115,45 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
                 currency: "EUR".into(),
             },
         };
-        // The web request's trace context goes into the events, and from there into
-        // everything they cause.
-        let metadata = Metadata::default().with_traceparent(request.clone());
-        orders.execute_with_metadata(id, place, metadata).await?;
-        println!("  {customer} places {id}: {}", dishes.join(", "));
-    }
-    for id in [&pizza, &soup, &legacy] {
+        // One correlation id for the customer's checkout, and the web request's trace
+        // context: both go into the events, and from there into everything they cause.
+        let checkout = Metadata::default()
+            .with_correlation_id(uuid::Uuid::now_v7())
+            .with_traceparent(request.clone());
         orders
-            .send(OrderCommand::Confirm {
-                order_id: id.clone(),
-            })
+            .execute_with_metadata(id, place, checkout.clone())
             .await?;
-        println!("  {id} is confirmed");
+        let confirm = OrderCommand::Confirm {
+            order_id: id.clone(),
+        };
+        orders.execute_with_metadata(id, confirm, checkout).await?;
+        println!(
+            "  {customer} places and confirms {id}: {}",
+            dishes.join(", ")
+        );
     }
+    orders
+        .send(OrderCommand::Confirm {
+            order_id: legacy.clone(),
+        })
+        .await?;
+    println!("  {legacy} is confirmed");
 
     flow.caught_up(PATIENCE).await?;
     println!("\nThe process manager sent every confirmed order to the kitchen.");
     println!("The cook finishes the pizza and the lasagne:");
     for id in [&pizza, &legacy] {
-        kitchen
-            .send(KitchenCommand::FinishPreparation {
-                order_id: id.clone(),
-            })
-            .await?;
+        // The cook works from the ticket: the ticket's event is the cause of the
+        // command, so the order's correlation id carries on.
+        let ticket = StreamId::new(KitchenTicket::TYPE, id)?;
+        let started = backend.events.read_stream(&ticket, 1, 1).await?;
+        let started = cqrs_core::codec::decode::<kitchen::KitchenEvent>(
+            started.first().ok_or("the ticket has no event")?,
+        )?;
+        let finish = KitchenCommand::FinishPreparation {
+            order_id: id.clone(),
+        };
+        kitchen.execute_caused_by(id, finish, &started).await?;
         println!("  {id} is prepared");
     }
     flow.caught_up(PATIENCE).await?;
@@ -186,10 +210,13 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     let stream = StreamId::new(Order::TYPE, &legacy)?;
     let stored = backend.events.read_stream(&stream, 1, 1).await?;
     if let Some(first) = stored.first() {
-        let upcast = cqrs_core::codec::decode::<order::OrderEvent>(first)?;
+        let upcast = cqrs_core::codec::decode_data::<order::OrderEvent>(first)?;
         println!(
             "  stored as v{}: {}\n  read as v{}: {:?}",
-            first.event_version, first.data, upcast.event_version, upcast.data
+            first.event_version,
+            first.data,
+            upcast.event_version(),
+            upcast
         );
     }
     for event in &journey {
@@ -198,7 +225,13 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
 
     flow.shutdown().await?;
     board_feed.shutdown().await?;
-    Ok(())
+    Ok(Story {
+        journey,
+        replay: [
+            (kitchen_before, kitchen_after),
+            (delivery_before, delivery_after),
+        ],
+    })
 }
 
 #[cfg(test)]
@@ -207,6 +240,35 @@ mod story {
     /// `scripts/test`), so that it cannot rot on either backend.
     #[tokio::test]
     async fn the_kitchen_story_runs_to_the_end() {
-        super::run().await.expect("the kitchen example runs");
+        let story = super::run().await.expect("the kitchen example runs");
+        let types: Vec<&str> = story
+            .journey
+            .iter()
+            .map(|e| e.event_type.as_str())
+            .collect();
+        assert_eq!(
+            types,
+            [
+                "order.placed",
+                "order.confirmed",
+                "kitchen.preparation_started",
+                "kitchen.order_prepared",
+                "delivery.scheduled"
+            ]
+        );
+        // One correlation id across the three aggregates; from the confirmation on,
+        // each event was caused by the one before it.
+        let correlation = story.journey[0].metadata.correlation_id;
+        assert!(correlation.is_some());
+        for pair in story.journey.windows(2) {
+            assert_eq!(pair[1].metadata.correlation_id, correlation);
+        }
+        for pair in story.journey[1..].windows(2) {
+            assert_eq!(pair[1].metadata.causation_id, Some(pair[0].event_id));
+        }
+        // The replay delivered every event again and changed nothing.
+        for (before, after) in story.replay {
+            assert_eq!(before, after);
+        }
     }
 }
