@@ -258,17 +258,17 @@ impl Runner {
                     }
                     // Out of retries. The events before it in the batch did not fail:
                     // they are delivered first, so that the checkpoint ends right before
-                    // it; the next round meets it first in its batch.
+                    // it. (If that fails, the next round starts over from the checkpoint.)
                     let before = batch
                         .iter()
                         .position(|e| e.event_id == event.event_id)
                         .unwrap_or(0);
                     if before > 0 {
-                        if let Some(to) = self.deliver_prefix(&batch[..before], position).await {
-                            position = to;
-                            scanned = to;
-                        }
-                        continue;
+                        let Some(to) = self.deliver_prefix(&batch[..before], position).await else {
+                            continue;
+                        };
+                        position = to;
+                        scanned = to;
                     }
                     match self.sub.on_failure {
                         FailurePolicy::Stop => {
