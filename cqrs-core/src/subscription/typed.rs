@@ -60,13 +60,12 @@ impl<P: Projection> Consumer for Project<P> {
         events: &[Arc<StoredEvent>],
         to: Position,
     ) -> Result<(), DeliveryError> {
-        for stored in events {
-            let event = decode::<P::Event>(stored)?;
-            self.projection
-                .handle(&event)
-                .await
-                .map_err(|e| failed(stored, Box::new(e)))?;
-        }
+        let projection = &self.projection;
+        each(
+            events,
+            |event| async move { projection.handle(&event).await },
+        )
+        .await?;
         self.checkpoints
             .save_checkpoint(&self.checkpoint_name(), to)
             .await?;
@@ -131,13 +130,8 @@ impl<M: ProcessManager> Consumer for React<M> {
         events: &[Arc<StoredEvent>],
         to: Position,
     ) -> Result<(), DeliveryError> {
-        for stored in events {
-            let event = decode::<M::Event>(stored)?;
-            self.manager
-                .handle(&event)
-                .await
-                .map_err(|e| failed(stored, Box::new(e)))?;
-        }
+        let manager = &self.manager;
+        each(events, |event| async move { manager.handle(&event).await }).await?;
         self.checkpoints
             .save_checkpoint(&self.checkpoint_name(), to)
             .await?;
@@ -152,6 +146,25 @@ impl<M: ProcessManager> Consumer for React<M> {
             .await?;
         Ok(())
     }
+}
+
+/// Decodes each event and hands it to `handle`, in order, stopping at the first failure.
+async fn each<E, Error, Handled>(
+    events: &[Arc<StoredEvent>],
+    handle: impl Fn(Envelope<E>) -> Handled,
+) -> Result<(), DeliveryError>
+where
+    E: DomainEvent,
+    Error: std::error::Error + Send + Sync + 'static,
+    Handled: std::future::Future<Output = Result<(), Error>>,
+{
+    for stored in events {
+        let event = decode::<E>(stored)?;
+        handle(event)
+            .await
+            .map_err(|e| failed(stored, Box::new(e)))?;
+    }
+    Ok(())
 }
 
 /// Decodes a delivered event; a failure is the event's ([`DeliveryError::Event`]), so the
