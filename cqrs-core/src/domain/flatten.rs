@@ -158,7 +158,7 @@ pub struct Message<const N: usize>([u8; N]);
 impl<const N: usize> Message<N> {
     /// Joins `parts`, whose total length must be `N`.
     pub const fn new(parts: &[&str]) -> Self {
-        // Also what makes `as_str` sound: all `N` bytes are then copied from whole `&str`s.
+        // All `N` bytes are then copied from whole `&str`s, so `as_str` cannot fail.
         assert!(
             message_len(parts) == N,
             "message length differs from the declared length"
@@ -181,11 +181,11 @@ impl<const N: usize> Message<N> {
 
     /// The joined text.
     pub const fn as_str(&self) -> &str {
-        // SAFETY: `new` is the only constructor; it fills all `N` bytes (it checks that the
-        // parts add up to `N`) by copying whole `&str`s one after another, and a concatenation of valid UTF-8
-        // strings is valid UTF-8. (`core::str::from_utf8` is not `const` before Rust
-        // 1.87, above this crate's minimum version.)
-        unsafe { core::str::from_utf8_unchecked(&self.0) }
+        // `new` copies whole `&str`s one after another, so this never fails.
+        match core::str::from_utf8(&self.0) {
+            Ok(text) => text,
+            Err(_) => panic!("a message joined from strings is UTF-8"),
+        }
     }
 }
 
