@@ -63,17 +63,26 @@ impl<A: Aggregate> Engine<A> {
         let max_attempts = self.retry.max_attempts.max(1);
         let mut attempt = 1;
         loop {
-            let loaded = self.load_stream(&stream, None).await?;
-            let events = loaded
+            let loaded = self.load_for_command(&stream).await?;
+            let handled = loaded
                 .state
                 .handle(&command, &self.services)
                 .instrument(tracing::debug_span!("cqrs.handle"))
-                .await
-                .map_err(EngineError::Rejected)?;
+                .await;
+            let events = match handled {
+                Ok(events) => events,
+                Err(refusal) => {
+                    // A refusal changes nothing: the image goes back as it was.
+                    self.keep_image(&stream, loaded);
+                    return Err(EngineError::Rejected(refusal));
+                }
+            };
             if events.is_empty() {
+                let version = loaded.version;
+                self.keep_image(&stream, loaded);
                 return Ok(Committed {
                     events: Vec::new(),
-                    version: loaded.version,
+                    version,
                 });
             }
             let new_events = events
@@ -92,6 +101,8 @@ impl<A: Aggregate> Engine<A> {
             match appended {
                 Ok(stored) => return self.after_commit(&stream, loaded, events, stored).await,
                 Err(source @ StoreError::Conflict { .. }) => {
+                    // Another writer moved the stream: an image of it is stale.
+                    self.forget_image(&stream);
                     if attempt >= max_attempts {
                         return Err(EngineError::Conflict {
                             stream,
@@ -130,6 +141,7 @@ impl<A: Aggregate> Engine<A> {
                     .await;
             }
         }
+        self.keep_image(stream, Loaded { state, version });
 
         let envelopes: Vec<Envelope<A::Event>> = stored
             .iter()
