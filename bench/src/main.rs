@@ -63,6 +63,11 @@ pub enum BenchError {
 #[derive(Debug, Clone)]
 pub struct Sizes {
     pub smoke: bool,
+    /// The workloads to run (1 to 6); all when empty.
+    pub only: Vec<u32>,
+    /// Whether to run the memory and the PostgreSQL workloads.
+    pub memory: bool,
+    pub postgres: bool,
     /// Repetitions of each measurement.
     pub reps: usize,
     /// Workload 1: aggregates, and commands per aggregate.
@@ -89,6 +94,9 @@ impl Sizes {
     fn full() -> Self {
         Self {
             smoke: false,
+            only: Vec::new(),
+            memory: true,
+            postgres: true,
             reps: 5,
             w1_aggregates: 1_000,
             w1_commands: 10,
@@ -108,6 +116,9 @@ impl Sizes {
     fn smoke() -> Self {
         Self {
             smoke: true,
+            only: Vec::new(),
+            memory: true,
+            postgres: true,
             reps: 2,
             w1_aggregates: 20,
             w1_commands: 10,
@@ -122,6 +133,11 @@ impl Sizes {
             w5_batch: 500,
             w6_events: 10_000,
         }
+    }
+
+    /// Whether workload `n` is to run.
+    pub fn wants(&self, n: u32) -> bool {
+        self.only.is_empty() || self.only.contains(&n)
     }
 
     /// Streams per length in workload 3 on memory: fewer for long streams, so that the
@@ -336,6 +352,8 @@ struct Args {
 fn parse_args() -> Result<Args, BenchError> {
     let mut sizes = Sizes::full();
     let mut reps = None;
+    let mut only = Vec::new();
+    let mut backend = None;
     let mut threads = 1;
     let mut memory_child = None;
     let mut args = std::env::args().skip(1);
@@ -350,22 +368,49 @@ fn parse_args() -> Result<Args, BenchError> {
             "--smoke" => sizes = Sizes::smoke(),
             "--reps" => reps = Some(number("--reps", args.next())?.max(1)),
             "--threads" => threads = number("--threads", args.next())?,
+            "--backend" => match args.next().as_deref() {
+                Some("memory") => backend = Some((true, false)),
+                Some("postgres") => backend = Some((false, true)),
+                other => {
+                    return Err(BenchError::Usage(format!(
+                        "--backend takes memory or postgres, not {other:?}"
+                    )))
+                }
+            },
+            "--only" => {
+                let list = args.next().unwrap_or_default();
+                for n in list.split(',') {
+                    match u32::from_str(n.trim()) {
+                        Ok(n @ 1..=6) => only.push(n),
+                        _ => {
+                            return Err(BenchError::Usage(format!(
+                                "--only takes workload numbers 1 to 6, not {n:?}"
+                            )))
+                        }
+                    }
+                }
+            }
             "--memory-child" => memory_child = Some(number("--memory-child", args.next())?),
-            "-h" | "--help" => {
-                return Err(BenchError::Usage(
-                    "usage: bench [--smoke] [--reps N] [--threads N]\n\
+            "-h" | "--help" => return Err(BenchError::Usage(
+                "usage: bench [--smoke] [--reps N] [--threads N] [--only 1,2,...] [--backend B]\n\
                      --smoke      tiny sizes (CI)\n\
+                     --backend B  run only the workloads of backend B (memory or postgres)\n\
+                     --only LIST  run only these workloads (numbers 1 to 6)\n\
                      --reps N     repetitions of each measurement (default 5, smoke 2)\n\
                      --threads N  tokio worker threads; 1 (default) is a current-thread runtime\n\
                      DATABASE_URL names the PostgreSQL database (scripts/bench sets it)"
-                        .to_owned(),
-                ))
-            }
+                    .to_owned(),
+            )),
             other => return Err(BenchError::Usage(format!("unknown argument {other:?}"))),
         }
     }
     if let Some(reps) = reps {
         sizes.reps = reps;
+    }
+    sizes.only = only;
+    if let Some((memory, postgres)) = backend {
+        sizes.memory = memory;
+        sizes.postgres = postgres;
     }
     Ok(Args {
         sizes,
@@ -409,10 +454,18 @@ fn run() -> Result<(), BenchError> {
     let started = Instant::now();
     let mut rows = Vec::new();
     let server = rt.block_on(async {
-        memory::run(&sizes, &mut rows).await?;
-        postgres::run(&sizes, &mut rows).await
+        if sizes.memory {
+            memory::run(&sizes, &mut rows).await?;
+        }
+        if sizes.postgres && (1..=5).any(|n| sizes.wants(n)) {
+            postgres::run(&sizes, &mut rows).await
+        } else {
+            Ok("PostgreSQL not used".to_owned())
+        }
     })?;
-    memory_rows(&sizes, args.threads, &mut rows)?;
+    if sizes.memory && sizes.wants(6) {
+        memory_rows(&sizes, args.threads, &mut rows)?;
+    }
     println!(
         "cqrs bench ({} run, {} repetitions; median, min, max of the repetitions)",
         if sizes.smoke { "smoke" } else { "full" },

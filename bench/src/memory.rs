@@ -51,10 +51,18 @@ impl Setup {
 }
 
 pub async fn run(sizes: &Sizes, rows: &mut Vec<Row>) -> Result<(), BenchError> {
-    commands_one_task(sizes, rows).await?;
-    cost_by_stream_length(sizes, rows).await?;
-    multi_event(sizes, rows).await?;
-    catch_up_rows(sizes, rows).await?;
+    if sizes.wants(1) {
+        commands_one_task(sizes, rows).await?;
+    }
+    if sizes.wants(3) {
+        cost_by_stream_length(sizes, rows).await?;
+    }
+    if sizes.wants(4) {
+        multi_event(sizes, rows).await?;
+    }
+    if sizes.wants(5) {
+        catch_up_rows(sizes, rows).await?;
+    }
     Ok(())
 }
 

@@ -82,11 +82,22 @@ pub async fn run(sizes: &Sizes, rows: &mut Vec<Row>) -> Result<String, BenchErro
     let mut pg = Pg::from_env()?;
     let server = describe_server(&pg.pool(1).await?).await?;
     let result = async {
-        commands_one_task(&mut pg, sizes, rows).await?;
-        commands_sixteen_tasks(&mut pg, sizes, rows).await?;
-        cost_by_stream_length(&mut pg, sizes, rows).await?;
-        multi_event(&mut pg, sizes, rows).await?;
-        catch_up_rows(&mut pg, sizes, rows).await
+        if sizes.wants(1) {
+            commands_one_task(&mut pg, sizes, rows).await?;
+        }
+        if sizes.wants(2) {
+            commands_sixteen_tasks(&mut pg, sizes, rows).await?;
+        }
+        if sizes.wants(3) {
+            cost_by_stream_length(&mut pg, sizes, rows).await?;
+        }
+        if sizes.wants(4) {
+            multi_event(&mut pg, sizes, rows).await?;
+        }
+        if sizes.wants(5) {
+            catch_up_rows(&mut pg, sizes, rows).await?;
+        }
+        Ok(())
     }
     .await;
     pg.drop_schemas().await?;

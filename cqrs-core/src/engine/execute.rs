@@ -42,7 +42,7 @@ impl<A: Aggregate> Engine<A> {
         let stream = StreamId::new(A::TYPE, id)?;
         metadata
             .correlation_id
-            .get_or_insert_with(uuid::Uuid::now_v7);
+            .get_or_insert_with(crate::envelope::now_v7);
         let span = tracing::info_span!(
             "cqrs.execute",
             stream = %stream,
