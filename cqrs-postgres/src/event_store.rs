@@ -14,13 +14,17 @@ use sqlx::{PgConnection, PgExecutor, Row};
 use uuid::Uuid;
 
 use crate::error::map_sqlx;
-use crate::sql::filter_index;
+use crate::held::Lease;
+use crate::sql::{append_index, filter_index, AppendMode};
 use crate::PgStore;
 
-/// SQLSTATE raised by `append_events` on a version mismatch (DETAIL: the actual version).
-const CONFLICT: &str = "CQ001";
-/// SQLSTATE raised by `append_events` on an empty batch.
-const EMPTY: &str = "CQ002";
+/// Why [`PgStore::append_on`] failed.
+enum Failure {
+    /// A statement failed: map it with `append_error`, which needs the batch's event ids.
+    Sql(sqlx::Error, Vec<Uuid>),
+    /// Anything else.
+    Store(StoreError),
+}
 
 fn backend(message: String) -> StoreError {
     StoreError::Backend(message.into())
@@ -54,7 +58,11 @@ impl PgStore {
         expected: ExpectedVersion,
         events: Vec<NewEvent>,
     ) -> Result<Vec<Arc<StoredEvent>>, StoreError> {
-        self.append_on(conn, stream, expected, events).await
+        match self.append_on(conn, stream, expected, events).await {
+            Ok(stored) => Ok(stored),
+            Err(Failure::Store(e)) => Err(e),
+            Err(Failure::Sql(e, ids)) => Err(self.append_error(e, stream, expected, &ids).await),
+        }
     }
 
     /// Saves a checkpoint like [`CheckpointStore::save_checkpoint`], on a connection of the
@@ -66,75 +74,117 @@ impl PgStore {
         name: &str,
         position: Position,
     ) -> Result<(), StoreError> {
-        self.save_checkpoint_on(conn, name, position).await
+        cqrs_core::ident::validate("subscription name", name)?;
+        self.save_checkpoint_on(conn, name, position)
+            .await
+            .map_err(map_sqlx)
     }
 
-    async fn append_on<'e, E: PgExecutor<'e>>(
+    /// The append on one connection. A failed statement comes back unmapped (with the
+    /// batch's event ids), so that the caller can first decide what becomes of the
+    /// connection, then map the error with [`append_error`](Self::append_error).
+    async fn append_on(
         &self,
-        executor: E,
+        conn: &mut PgConnection,
         stream: &StreamId,
         expected: ExpectedVersion,
         events: Vec<NewEvent>,
-    ) -> Result<Vec<Arc<StoredEvent>>, StoreError> {
+    ) -> Result<Vec<Arc<StoredEvent>>, Failure> {
         if events.is_empty() {
-            return Err(StoreError::EmptyAppend {
+            return Err(Failure::Store(StoreError::EmptyAppend {
                 stream: stream.clone(),
-            });
+            }));
         }
-        let expected_param: i64 = match expected {
-            ExpectedVersion::Any => -1,
-            ExpectedVersion::NoStream => 0,
-            ExpectedVersion::Exact(v) => i64::try_from(v)
-                .map_err(|_| backend(format!("expected version {v} is out of range")))?,
+        let (mode, expected_param) = match expected {
+            ExpectedVersion::Any => (AppendMode::Any, None),
+            ExpectedVersion::NoStream | ExpectedVersion::Exact(0) => (AppendMode::NoStream, None),
+            ExpectedVersion::Exact(v) => (
+                AppendMode::Exact,
+                Some(i64::try_from(v).map_err(|_| {
+                    Failure::Store(backend(format!("expected version {v} is out of range")))
+                })?),
+            ),
         };
-        let n = events.len();
-        let mut ids = Vec::with_capacity(n);
-        let mut types = Vec::with_capacity(n);
-        let mut versions = Vec::with_capacity(n);
-        let mut data = Vec::with_capacity(n);
-        let mut metadata = Vec::with_capacity(n);
-        for event in &events {
-            ids.push(event.event_id());
-            types.push(event.event_type());
-            versions.push(i32::try_from(event.event_version()).map_err(|_| {
-                backend(format!(
+        let event_version = |event: &NewEvent| {
+            i32::try_from(event.event_version()).map_err(|_| {
+                Failure::Store(backend(format!(
                     "event version {} of {} is out of range",
                     event.event_version(),
                     event.event_type()
-                ))
-            })?);
-            data.push(event.data());
-            // Serialised once, straight to jsonb: no intermediate `Value`.
-            metadata.push(sqlx::types::Json(event.metadata()));
-        }
-        let result = sqlx::query(&self.sql.append)
-            .bind(stream.stream_type())
-            .bind(stream.id())
-            .bind(expected_param)
-            .bind(&ids)
-            .bind(&types)
-            .bind(&versions)
-            .bind(&data)
-            .bind(&metadata)
-            .fetch_all(executor)
-            .await;
-        let rows = match result {
-            Ok(rows) => rows,
-            Err(e) => return Err(self.append_error(e, stream, expected, &ids).await),
+                )))
+            })
         };
+        let n = events.len();
+        let ids: Vec<Uuid> = events.iter().map(NewEvent::event_id).collect();
+        let sql = &self.sql.append[append_index(mode, n == 1)];
+        let query = match events.as_slice() {
+            // One event, the common case: scalars, so that the statement has no arrays to
+            // unnest (measured: a third cheaper on the server than the array form).
+            [event] => sqlx::query(sql)
+                .bind(stream.stream_type())
+                .bind(stream.id())
+                .bind(event.event_id())
+                .bind(event.event_type())
+                .bind(event_version(event)?)
+                .bind(event.data())
+                // Serialised once, straight to jsonb: no intermediate `Value`.
+                .bind(sqlx::types::Json(event.metadata())),
+            _ => {
+                let mut types = Vec::with_capacity(n);
+                let mut versions = Vec::with_capacity(n);
+                let mut data = Vec::with_capacity(n);
+                let mut metadata = Vec::with_capacity(n);
+                for event in &events {
+                    types.push(event.event_type());
+                    versions.push(event_version(event)?);
+                    data.push(event.data());
+                    metadata.push(sqlx::types::Json(event.metadata()));
+                }
+                sqlx::query(sql)
+                    .bind(stream.stream_type())
+                    .bind(stream.id())
+                    .bind(&ids)
+                    .bind(types)
+                    .bind(versions)
+                    .bind(data)
+                    .bind(metadata)
+            }
+        };
+        let query = match expected_param {
+            Some(version) => query.bind(version),
+            None => query,
+        };
+        let rows = match query.fetch_all(&mut *conn).await {
+            Ok(rows) => rows,
+            Err(e) => return Err(Failure::Sql(e, ids)),
+        };
+        if rows.is_empty() {
+            // The stream row did not move: another writer got there first. Its version,
+            // read on the same connection (inside the caller's transaction, if any, which
+            // is still usable: nothing failed).
+            return match self.current_version(&mut *conn, stream).await {
+                Ok(actual) => Err(Failure::Store(StoreError::Conflict {
+                    stream: stream.clone(),
+                    expected,
+                    actual,
+                })),
+                Err(e) => Err(Failure::Sql(e, ids)),
+            };
+        }
         if rows.len() != n {
-            return Err(backend(format!(
+            return Err(Failure::Store(backend(format!(
                 "append to {stream} returned {} rows for {n} events",
                 rows.len()
-            )));
+            ))));
         }
         let mut placed: Vec<(i64, i64, i64, DateTime<Utc>)> = Vec::with_capacity(n);
         for row in &rows {
+            let get = |e| Failure::Store(map_sqlx(e));
             placed.push((
-                row.try_get(0).map_err(map_sqlx)?,
-                row.try_get(1).map_err(map_sqlx)?,
-                row.try_get(2).map_err(map_sqlx)?,
-                row.try_get(3).map_err(map_sqlx)?,
+                row.try_get(0).map_err(get)?,
+                row.try_get(1).map_err(get)?,
+                row.try_get(2).map_err(get)?,
+                row.try_get(3).map_err(get)?,
             ));
         }
         placed.sort_unstable_by_key(|p| p.2);
@@ -166,22 +216,6 @@ impl PgStore {
         let code = db.code().map(|c| c.into_owned()).unwrap_or_default();
         let pg = db.try_downcast_ref::<sqlx::postgres::PgDatabaseError>();
         match (code.as_str(), db.constraint()) {
-            (CONFLICT, _) => {
-                let actual = pg
-                    .and_then(|pg| pg.detail())
-                    .and_then(|d| d.trim().parse::<u64>().ok());
-                match actual {
-                    Some(actual) => StoreError::Conflict {
-                        stream: stream.clone(),
-                        expected,
-                        actual,
-                    },
-                    None => map_sqlx(e),
-                }
-            }
-            (EMPTY, _) => StoreError::EmptyAppend {
-                stream: stream.clone(),
-            },
             ("23505", Some("events_event_id_unique")) => {
                 let detail = pg.and_then(|pg| pg.detail()).unwrap_or_default();
                 let event_id = ids
@@ -197,8 +231,18 @@ impl PgStore {
             }
             // Only reachable if rows were written around `append_events`: the stream row
             // and the events disagree. Report the version the events table holds.
+            // Inside a caller's transaction, which the error aborted: read on another
+            // connection.
             ("23505", Some("events_stream_version_unique")) => {
-                match self.current_version(stream).await {
+                let actual = match self.lease().await {
+                    Ok(mut conn) => {
+                        let actual = self.current_version(&mut conn, stream).await;
+                        conn.keep_after(&actual);
+                        actual.map_err(map_sqlx)
+                    }
+                    Err(e) => Err(e),
+                };
+                match actual {
                     Ok(actual) => StoreError::Conflict {
                         stream: stream.clone(),
                         expected,
@@ -211,14 +255,22 @@ impl PgStore {
         }
     }
 
-    async fn current_version(&self, stream: &StreamId) -> Result<u64, StoreError> {
+    async fn current_version(
+        &self,
+        conn: &mut PgConnection,
+        stream: &StreamId,
+    ) -> Result<u64, sqlx::Error> {
         let version: Option<i64> = sqlx::query_scalar(&self.sql.stream_version)
             .bind(stream.stream_type())
             .bind(stream.id())
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(map_sqlx)?;
+            .fetch_optional(conn)
+            .await?;
         Ok(version.unwrap_or(0) as u64)
+    }
+
+    /// A connection for one operation of the store (see [`crate::held`]).
+    async fn lease(&self) -> Result<Lease, StoreError> {
+        self.held.lease().await.map_err(map_sqlx)
     }
 
     async fn save_checkpoint_on<'e, E: PgExecutor<'e>>(
@@ -226,16 +278,14 @@ impl PgStore {
         executor: E,
         name: &str,
         position: Position,
-    ) -> Result<(), StoreError> {
-        cqrs_core::ident::validate("subscription name", name)?;
+    ) -> Result<(), sqlx::Error> {
         sqlx::query(&self.sql.save_checkpoint)
             .bind(name)
             // Bit for bit: u64 -> i64 -> u64 is lossless.
             .bind(position.commit() as i64)
             .bind(position.sequence() as i64)
             .execute(executor)
-            .await
-            .map_err(map_sqlx)?;
+            .await?;
         Ok(())
     }
 }
@@ -297,7 +347,21 @@ impl EventStore for PgStore {
         expected: ExpectedVersion,
         events: Vec<NewEvent>,
     ) -> Result<Vec<Arc<StoredEvent>>, StoreError> {
-        self.append_on(&self.pool, stream, expected, events).await
+        let mut conn = self.lease().await?;
+        match self.append_on(&mut conn, stream, expected, events).await {
+            Ok(stored) => {
+                conn.keep();
+                Ok(stored)
+            }
+            Err(Failure::Store(e)) => {
+                conn.keep();
+                Err(e)
+            }
+            Err(Failure::Sql(e, ids)) => {
+                conn.keep_unless_broken(&e);
+                Err(self.append_error(e, stream, expected, &ids).await)
+            }
+        }
     }
 
     async fn read_stream(
@@ -309,14 +373,16 @@ impl EventStore for PgStore {
         if max_count == 0 {
             return Ok(Vec::new());
         }
+        let mut conn = self.lease().await?;
         let rows = sqlx::query(&self.sql.read_stream)
             .bind(stream.stream_type())
             .bind(stream.id())
             .bind(clamp_i64(from_version))
             .bind(clamp_i64(max_count as u64))
-            .fetch_all(&self.pool)
-            .await
-            .map_err(map_sqlx)?;
+            .fetch_all(&mut *conn)
+            .await;
+        conn.keep_after(&rows);
+        let rows = rows.map_err(map_sqlx)?;
         rows.iter()
             .map(|row| row_to_event(row, stream.clone()).map(Arc::new))
             .collect()
@@ -343,7 +409,10 @@ impl EventStore for PgStore {
         if by_event {
             query = query.bind(&filter.event_types);
         }
-        let rows = query.fetch_all(&self.pool).await.map_err(map_sqlx)?;
+        let mut conn = self.lease().await?;
+        let rows = query.fetch_all(&mut *conn).await;
+        conn.keep_after(&rows);
+        let rows = rows.map_err(map_sqlx)?;
         let mut last = None;
         rows.iter()
             .map(|row| row_to_event(row, row_stream(row, &mut last)?).map(Arc::new))
@@ -365,12 +434,14 @@ impl EventStore for PgStore {
         let deadline = tokio::time::Instant::now() + timeout;
         let mut pause = self.poll.min;
         loop {
-            let found: bool = sqlx::query_scalar(&self.sql.has_events_after)
+            let mut conn = self.lease().await?;
+            let found = sqlx::query_scalar(&self.sql.has_events_after)
                 .bind(after.commit().to_string())
                 .bind(after.sequence() as i64)
-                .fetch_one(&self.pool)
-                .await
-                .map_err(map_sqlx)?;
+                .fetch_one(&mut *conn)
+                .await;
+            conn.keep_after(&found);
+            let found: bool = found.map_err(map_sqlx)?;
             if found {
                 return Ok(true);
             }
@@ -387,12 +458,14 @@ impl EventStore for PgStore {
 #[async_trait]
 impl SnapshotStore for PgStore {
     async fn load_snapshot(&self, stream: &StreamId) -> Result<Option<Snapshot>, StoreError> {
+        let mut conn = self.lease().await?;
         let row = sqlx::query(&self.sql.load_snapshot)
             .bind(stream.stream_type())
             .bind(stream.id())
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(map_sqlx)?;
+            .fetch_optional(&mut *conn)
+            .await;
+        conn.keep_after(&row);
+        let row = row.map_err(map_sqlx)?;
         let Some(row) = row else {
             return Ok(None);
         };
@@ -412,16 +485,18 @@ impl SnapshotStore for PgStore {
                 snapshot.stream_version
             ))
         })?;
-        sqlx::query(&self.sql.save_snapshot)
+        let mut conn = self.lease().await?;
+        let saved = sqlx::query(&self.sql.save_snapshot)
             .bind(stream.stream_type())
             .bind(stream.id())
             .bind(version)
             // Bit for bit, like checkpoints: u32 -> i32 -> u32 is lossless.
             .bind(snapshot.schema_version as i32)
             .bind(&snapshot.state)
-            .execute(&self.pool)
-            .await
-            .map_err(map_sqlx)?;
+            .execute(&mut *conn)
+            .await;
+        conn.keep_after(&saved);
+        saved.map_err(map_sqlx)?;
         Ok(())
     }
 }
@@ -430,11 +505,13 @@ impl SnapshotStore for PgStore {
 impl CheckpointStore for PgStore {
     async fn load_checkpoint(&self, name: &str) -> Result<Option<Position>, StoreError> {
         cqrs_core::ident::validate("subscription name", name)?;
+        let mut conn = self.lease().await?;
         let row = sqlx::query(&self.sql.load_checkpoint)
             .bind(name)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(map_sqlx)?;
+            .fetch_optional(&mut *conn)
+            .await;
+        conn.keep_after(&row);
+        let row = row.map_err(map_sqlx)?;
         let Some(row) = row else {
             return Ok(None);
         };
@@ -444,6 +521,10 @@ impl CheckpointStore for PgStore {
     }
 
     async fn save_checkpoint(&self, name: &str, position: Position) -> Result<(), StoreError> {
-        self.save_checkpoint_on(&self.pool, name, position).await
+        cqrs_core::ident::validate("subscription name", name)?;
+        let mut conn = self.lease().await?;
+        let saved = self.save_checkpoint_on(&mut *conn, name, position).await;
+        conn.keep_after(&saved);
+        saved.map_err(map_sqlx)
     }
 }

@@ -20,6 +20,7 @@
 
 mod error;
 mod event_store;
+mod held;
 mod schema;
 mod sql;
 mod store;

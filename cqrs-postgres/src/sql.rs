@@ -11,8 +11,32 @@ const EVENT_COLUMNS: &str = "position, (transaction_id::text)::bigint, stream_ty
 /// joined by an earlier-positioned row that commits later.
 const BELOW_HORIZON: &str = "transaction_id < pg_snapshot_xmin(pg_current_snapshot())";
 
+/// How an append checks the stream's version: the three [`ExpectedVersion`]s.
+///
+/// [`ExpectedVersion`]: cqrs_core::ExpectedVersion
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum AppendMode {
+    /// The stream row must be at `$8`.
+    Exact,
+    /// The stream row must not exist.
+    NoStream,
+    /// No check.
+    Any,
+}
+
+/// Which `append` statement serves a mode and a batch size.
+pub(crate) fn append_index(mode: AppendMode, single: bool) -> usize {
+    let mode = match mode {
+        AppendMode::Exact => 0,
+        AppendMode::NoStream => 1,
+        AppendMode::Any => 2,
+    };
+    mode * 2 + usize::from(single)
+}
+
 pub(crate) struct Sql {
-    pub append: String,
+    /// Indexed by `append_index`.
+    pub append: [String; 6],
     pub stream_version: String,
     pub read_stream: String,
     /// Indexed by `filter_index`.
@@ -51,11 +75,66 @@ impl Sql {
                  ORDER BY transaction_id, position LIMIT $3"
             )
         };
+        // The append, as one statement in the caller's (usually implicit) transaction:
+        // move the stream row, then insert the events numbered from its new version. It
+        // does what the `append_events` function of migration 0001 does, without the cost
+        // of a PL/pgSQL call (measured: the function took 40% more server CPU than this
+        // statement; see docs/src/performance.md). If the row did not move (another
+        // writer got there first), no event is inserted and no row comes back: the caller
+        // reads the actual version and reports a conflict.
+        //
+        // $1, $2: the stream; $3..$7: event ids, types, versions, data, metadata (scalars
+        // for one event, arrays for a batch); $8: the expected version (Exact only). The
+        // leading comment names the statement in pg_stat_activity and logs.
+        let append = |mode: AppendMode, single: bool| {
+            let n = if single {
+                "1"
+            } else {
+                "cardinality($3::uuid[])"
+            };
+            let stream = match mode {
+                AppendMode::Exact => format!(
+                    "UPDATE {s}.streams SET version = version + {n} \
+                     WHERE stream_type = $1 AND stream_id = $2 AND version = $8 RETURNING version"
+                ),
+                AppendMode::NoStream => format!(
+                    "INSERT INTO {s}.streams (stream_type, stream_id, version) VALUES ($1, $2, {n}) \
+                     ON CONFLICT (stream_type, stream_id) DO NOTHING RETURNING version"
+                ),
+                AppendMode::Any => format!(
+                    "INSERT INTO {s}.streams AS st (stream_type, stream_id, version) VALUES ($1, $2, {n}) \
+                     ON CONFLICT (stream_type, stream_id) DO UPDATE SET version = st.version + {n} \
+                     RETURNING st.version"
+                ),
+            };
+            let rows = if single {
+                "SELECT $1, $2, stream.version, $3, $4, $5, $6, $7 FROM stream".to_owned()
+            } else {
+                format!(
+                    "SELECT $1, $2, stream.version - {n} + e.ord, \
+                            e.event_id, e.event_type, e.event_version, e.data, e.metadata \
+                     FROM stream, unnest($3::uuid[], $4::text[], $5::int4[], $6::jsonb[], $7::jsonb[]) \
+                          WITH ORDINALITY AS e (event_id, event_type, event_version, data, metadata, ord) \
+                     ORDER BY e.ord"
+                )
+            };
+            format!(
+                "/* append_events */ WITH stream AS ({stream}) \
+                 INSERT INTO {s}.events AS ev \
+                 (stream_type, stream_id, stream_version, event_id, event_type, event_version, data, metadata) \
+                 {rows} \
+                 RETURNING ev.position, (ev.transaction_id::text)::bigint, ev.stream_version, ev.recorded_at"
+            )
+        };
         Self {
-            append: format!(
-                "SELECT r_position, r_commit, r_version, r_recorded_at \
-                 FROM {s}.append_events($1, $2, $3, $4, $5, $6, $7, $8)"
-            ),
+            append: [
+                append(AppendMode::Exact, false),
+                append(AppendMode::Exact, true),
+                append(AppendMode::NoStream, false),
+                append(AppendMode::NoStream, true),
+                append(AppendMode::Any, false),
+                append(AppendMode::Any, true),
+            ],
             stream_version: format!(
                 "SELECT version FROM {s}.streams WHERE stream_type = $1 AND stream_id = $2"
             ),

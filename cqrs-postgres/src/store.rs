@@ -9,6 +9,7 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::{Connection, PgConnection, Row};
 
 use crate::error::{check_server_version, map_sqlx, SetupError};
+use crate::held::Held;
 use crate::schema::SchemaName;
 use crate::sql::Sql;
 
@@ -37,6 +38,8 @@ pub struct PgStore {
     pub(crate) schema: SchemaName,
     pub(crate) sql: Arc<Sql>,
     pub(crate) poll: PollInterval,
+    /// Connections kept between the store's operations (see [`crate::held`]).
+    pub(crate) held: Arc<Held>,
 }
 
 /// How [`wait_for_events`](cqrs_core::EventStore::wait_for_events) polls: it starts at
@@ -124,6 +127,7 @@ impl PgStore {
     fn build(pool: PgPool, schema: SchemaName) -> Self {
         let sql = Arc::new(Sql::new(&schema));
         Self {
+            held: Held::new(pool.clone()),
             pool,
             schema,
             sql,
