@@ -134,14 +134,15 @@ impl RawTable {
 }
 
 /// The columns and order of the store's global read, without its horizon condition,
-/// limit or keyset: a plain `SELECT` of every row, streamed, each column decoded into
-/// an owned value (jsonb into `serde_json::Value`, as the store does). Returns the
-/// number of rows.
+/// limit or keyset: a plain `SELECT` of every row in index order (the columns qualified
+/// in `ORDER BY`, or it would sort on the output column `(transaction_id::text)::bigint`),
+/// streamed, each column decoded into an owned value (jsonb into `serde_json::Value`, as
+/// the store does). Returns the number of rows.
 pub async fn select_all(pool: &PgPool, store: &PgStore) -> Result<usize, BenchError> {
     let sql = format!(
         "SELECT position, (transaction_id::text)::bigint, stream_type, stream_id, \
          stream_version, event_id, event_type, event_version, data, metadata, recorded_at \
-         FROM \"{}\".events ORDER BY transaction_id, position",
+         FROM \"{}\".events ORDER BY events.transaction_id, events.position",
         store.schema()
     );
     let mut conn = pool.acquire().await?;

@@ -9,7 +9,10 @@ use cqrs_core::{
     CheckpointStore, EventFilter, EventStore, ExpectedVersion, Metadata, NewEvent, Position,
     Snapshot, SnapshotStore, StoreError, StoredEvent, StreamId,
 };
-use sqlx::postgres::PgRow;
+use futures::TryStreamExt;
+use sqlx::postgres::{PgArguments, PgRow};
+use sqlx::query::Query;
+use sqlx::Postgres;
 use sqlx::{PgConnection, PgExecutor, Row};
 use uuid::Uuid;
 
@@ -290,12 +293,58 @@ impl PgStore {
     }
 }
 
+/// Runs a query of `EVENT_COLUMNS` on `conn`, converting each row as it arrives, so that
+/// the client decodes while the server is still sending (with `fetch_all`, the server
+/// idled while the client decoded a whole batch). The connection is kept only if the
+/// result was read to its end.
+async fn fetch_events(
+    mut conn: Lease,
+    query: Query<'_, Postgres, PgArguments>,
+    max_count: usize,
+    mut convert: impl FnMut(&PgRow) -> Result<StoredEvent, StoreError>,
+) -> Result<Vec<Arc<StoredEvent>>, StoreError> {
+    enum Stop {
+        Convert(StoreError),
+        Sql(sqlx::Error),
+    }
+    let mut events = Vec::with_capacity(max_count.min(1_024));
+    let mut rows = query.fetch(&mut *conn);
+    let stop = loop {
+        match rows.try_next().await {
+            Ok(Some(row)) => match convert(&row) {
+                Ok(event) => events.push(Arc::new(event)),
+                Err(e) => break Some(Stop::Convert(e)),
+            },
+            Ok(None) => break None,
+            Err(e) => break Some(Stop::Sql(e)),
+        }
+    };
+    drop(rows);
+    match stop {
+        None => {
+            conn.keep();
+            Ok(events)
+        }
+        // Stopped mid-result: the connection goes back to the pool, not kept.
+        Some(Stop::Convert(e)) => Err(e),
+        Some(Stop::Sql(e)) => {
+            conn.keep_unless_broken(&e);
+            Err(map_sqlx(e))
+        }
+    }
+}
+
+// Rows of `EVENT_COLUMNS` are read with `try_get_unchecked`: the store's own statements
+// fix the type of every column, so sqlx's per-column, per-row type-compatibility check
+// only costs time (a fifth of a global read's client CPU, measured with callgrind);
+// decoding still checks the bytes it reads.
+
 /// The stream of a row of `EVENT_COLUMNS`, reusing `last` when the row is of the same
 /// stream (consecutive events of one stream are common in a global read; this saves two
 /// allocations per row).
 fn row_stream(row: &PgRow, last: &mut Option<StreamId>) -> Result<StreamId, StoreError> {
-    let stream_type: &str = row.try_get(2).map_err(map_sqlx)?;
-    let stream_id: &str = row.try_get(3).map_err(map_sqlx)?;
+    let stream_type: &str = row.try_get_unchecked(2).map_err(map_sqlx)?;
+    let stream_id: &str = row.try_get_unchecked(3).map_err(map_sqlx)?;
     if let Some(stream) = last {
         if stream.stream_type() == stream_type && stream.id() == stream_id {
             return Ok(stream.clone());
@@ -312,30 +361,32 @@ fn row_stream(row: &PgRow, last: &mut Option<StreamId>) -> Result<StreamId, Stor
 
 /// Builds a stored event from a row of `EVENT_COLUMNS`, of `stream`.
 fn row_to_event(row: &PgRow, stream: StreamId) -> Result<StoredEvent, StoreError> {
-    let position: i64 = row.try_get(0).map_err(map_sqlx)?;
-    let commit: i64 = row.try_get(1).map_err(map_sqlx)?;
-    let stream_version: i64 = row.try_get(4).map_err(map_sqlx)?;
+    let position: i64 = row.try_get_unchecked(0).map_err(map_sqlx)?;
+    let commit: i64 = row.try_get_unchecked(1).map_err(map_sqlx)?;
+    let stream_version: i64 = row.try_get_unchecked(4).map_err(map_sqlx)?;
     let corrupt = |reason: String| StoreError::Corrupt {
         stream: stream.clone(),
         stream_version: stream_version as u64,
         reason,
     };
-    let event_version: i32 = row.try_get(7).map_err(map_sqlx)?;
+    let event_version: i32 = row.try_get_unchecked(7).map_err(map_sqlx)?;
     let event_version = u32::try_from(event_version)
         .map_err(|_| corrupt(format!("negative event version {event_version}")))?;
-    let metadata: serde_json::Value = row.try_get(9).map_err(map_sqlx)?;
-    let metadata: Metadata = serde_json::from_value(metadata)
+    // Straight from the jsonb bytes into `Metadata`, without a `serde_json::Value` in
+    // between (that detour cost as much as decoding the event data).
+    let metadata: sqlx::types::Json<Metadata> = row
+        .try_get_unchecked(9)
         .map_err(|e| corrupt(format!("metadata does not deserialise: {e}")))?;
     Ok(StoredEvent {
-        event_id: row.try_get(5).map_err(map_sqlx)?,
+        event_id: row.try_get_unchecked(5).map_err(map_sqlx)?,
         stream,
         stream_version: stream_version as u64,
         position: Position::from_parts(commit as u64, position as u64),
-        event_type: row.try_get(6).map_err(map_sqlx)?,
+        event_type: row.try_get_unchecked(6).map_err(map_sqlx)?,
         event_version,
-        recorded_at: row.try_get(10).map_err(map_sqlx)?,
-        metadata,
-        data: row.try_get(8).map_err(map_sqlx)?,
+        recorded_at: row.try_get_unchecked(10).map_err(map_sqlx)?,
+        metadata: metadata.0,
+        data: row.try_get_unchecked(8).map_err(map_sqlx)?,
     })
 }
 
@@ -373,19 +424,16 @@ impl EventStore for PgStore {
         if max_count == 0 {
             return Ok(Vec::new());
         }
-        let mut conn = self.lease().await?;
-        let rows = sqlx::query(&self.sql.read_stream)
+        let conn = self.lease().await?;
+        let query = sqlx::query(&self.sql.read_stream)
             .bind(stream.stream_type())
             .bind(stream.id())
             .bind(clamp_i64(from_version))
-            .bind(clamp_i64(max_count as u64))
-            .fetch_all(&mut *conn)
-            .await;
-        conn.keep_after(&rows);
-        let rows = rows.map_err(map_sqlx)?;
-        rows.iter()
-            .map(|row| row_to_event(row, stream.clone()).map(Arc::new))
-            .collect()
+            .bind(clamp_i64(max_count as u64));
+        fetch_events(conn, query, max_count, |row| {
+            row_to_event(row, stream.clone())
+        })
+        .await
     }
 
     async fn read_all(
@@ -409,14 +457,12 @@ impl EventStore for PgStore {
         if by_event {
             query = query.bind(&filter.event_types);
         }
-        let mut conn = self.lease().await?;
-        let rows = query.fetch_all(&mut *conn).await;
-        conn.keep_after(&rows);
-        let rows = rows.map_err(map_sqlx)?;
+        let conn = self.lease().await?;
         let mut last = None;
-        rows.iter()
-            .map(|row| row_to_event(row, row_stream(row, &mut last)?).map(Arc::new))
-            .collect()
+        fetch_events(conn, query, max_count, |row| {
+            row_to_event(row, row_stream(row, &mut last)?)
+        })
+        .await
     }
 
     /// Polls with exponential backoff (see [`PollInterval`](crate::PollInterval)).

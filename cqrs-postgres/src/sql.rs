@@ -7,6 +7,13 @@ use crate::schema::SchemaName;
 const EVENT_COLUMNS: &str = "position, (transaction_id::text)::bigint, stream_type, stream_id, \
      stream_version, event_id, event_type, event_version, data, metadata, recorded_at";
 
+/// The global order, served by the index `events_commit_order`. Qualified: a bare
+/// `transaction_id` in `ORDER BY` would name the output column
+/// `(transaction_id::text)::bigint` of `EVENT_COLUMNS` (PostgreSQL names a cast after its
+/// argument, and `ORDER BY` looks at output names first), and sorting on that cast cannot
+/// use the index: every batch of a catch-up scanned and sorted the whole table.
+const COMMIT_ORDER: &str = "events.transaction_id, events.position";
+
 /// Only rows of transactions older than every running transaction: those can no longer be
 /// joined by an earlier-positioned row that commits later.
 const BELOW_HORIZON: &str = "transaction_id < pg_snapshot_xmin(pg_current_snapshot())";
@@ -72,7 +79,7 @@ impl Sql {
             format!(
                 "SELECT {EVENT_COLUMNS} FROM {s}.events \
                  WHERE {BELOW_HORIZON} AND (transaction_id, position) > ($1::text::xid8, $2){filter} \
-                 ORDER BY transaction_id, position LIMIT $3"
+                 ORDER BY {COMMIT_ORDER} LIMIT $3"
             )
         };
         // The append, as one statement in the caller's (usually implicit) transaction:
@@ -176,7 +183,7 @@ impl Sql {
             ),
             transaction_ids: format!(
                 "SELECT (SELECT (transaction_id::text)::bigint FROM {s}.events \
-                         ORDER BY transaction_id DESC LIMIT 1), \
+                         ORDER BY events.transaction_id DESC LIMIT 1), \
                         (pg_snapshot_xmax(pg_current_snapshot())::text)::bigint"
             ),
             horizon_lag: format!(
@@ -193,5 +200,68 @@ impl Sql {
                      ORDER BY age(backend_xid) DESC LIMIT 1) a ON true"
             ),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::PgStore;
+    use sqlx::Row;
+
+    /// The global reads and the start-up check must be served by their indexes in order,
+    /// whatever the table size: with sorting disabled, a plan that still sorts is a
+    /// statement whose order the index cannot serve. Needs `DATABASE_URL` (set by
+    /// `scripts/test`), like the crate's integration tests.
+    #[tokio::test]
+    async fn the_global_read_follows_the_commit_order_index_without_sorting() {
+        let url = std::env::var("DATABASE_URL")
+            .expect("DATABASE_URL is not set: run the tests with scripts/test");
+        let schema = format!("t_{}", uuid::Uuid::new_v4().simple());
+        let store = PgStore::connect(&url)
+            .await
+            .expect("connect")
+            .with_schema(&schema)
+            .expect("schema name");
+        store.migrate().await.expect("migrate");
+        let sql = Sql::new(store.schema());
+        let mut conn = store.pool().acquire().await.expect("connection");
+        sqlx::query("SET enable_sort = off")
+            .execute(&mut *conn)
+            .await
+            .expect("set");
+        for (i, statement) in sql.read_all.iter().enumerate() {
+            let text = format!("EXPLAIN {statement}");
+            let mut explain = sqlx::query(&text).bind("0").bind(0_i64).bind(100_i64);
+            if i & 1 == 1 {
+                explain = explain.bind(vec!["account"]);
+            }
+            if i & 2 == 2 {
+                explain = explain.bind(vec!["deposited"]);
+            }
+            let plan: Vec<String> = explain
+                .fetch_all(&mut *conn)
+                .await
+                .expect("explain")
+                .iter()
+                .map(|row| row.get(0))
+                .collect();
+            let plan = plan.join("\n");
+            assert!(plan.contains("events_commit_order"), "{plan}");
+            assert!(!plan.contains("Sort"), "read_all[{i}] sorts:\n{plan}");
+        }
+        let plan: Vec<String> = sqlx::query(&format!("EXPLAIN {}", sql.transaction_ids))
+            .fetch_all(&mut *conn)
+            .await
+            .expect("explain")
+            .iter()
+            .map(|row| row.get(0))
+            .collect();
+        assert!(!plan.join("\n").contains("Sort"), "{plan:?}");
+        drop(conn);
+        sqlx::query(&format!("DROP SCHEMA \"{schema}\" CASCADE"))
+            .execute(store.pool())
+            .await
+            .expect("drop");
     }
 }
