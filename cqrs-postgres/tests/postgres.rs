@@ -864,3 +864,56 @@ fn out_of_range_numbers_are_clamped_or_refused_never_a_panic() {
         );
     });
 }
+
+#[test]
+fn the_store_keeps_at_most_all_but_one_connection_and_only_while_busy() {
+    runtime().block_on(async {
+        let _one = exclusive().await;
+        let migrated = fresh_pg_store().await;
+        let connect = |max| {
+            PgStore::pool_options()
+                .max_connections(max)
+                .connect_with(common::connect_options())
+        };
+        let pool = connect(2).await.expect("pool");
+        let store = PgStore::with_pool_and_schema(pool.clone(), migrated.schema().as_str())
+            .expect("schema");
+
+        // Two appends at once take both connections; afterwards the store keeps one for
+        // its next operation and gives the other back.
+        let (first, second) = (stream(), stream());
+        let (a, b) = tokio::join!(
+            store.append(&first, ExpectedVersion::NoStream, deposits(1)),
+            store.append(&second, ExpectedVersion::NoStream, deposits(1)),
+        );
+        a.expect("append");
+        b.expect("append");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(pool.size(), 2);
+        assert_eq!(
+            pool.num_idle(),
+            1,
+            "one kept by the store, one back in the pool"
+        );
+        let other = tokio::time::timeout(Duration::from_secs(1), pool.acquire())
+            .await
+            .expect("another user of the pool is served at once")
+            .expect("acquire");
+        drop(other);
+
+        // Idle, the store gives its connection back (after about half a second).
+        tokio::time::sleep(Duration::from_millis(1_500)).await;
+        assert_eq!(pool.num_idle(), 2, "a quiet store keeps nothing");
+
+        // On a pool of one connection the store keeps nothing at all.
+        let single = connect(1).await.expect("pool");
+        let store = PgStore::with_pool_and_schema(single.clone(), migrated.schema().as_str())
+            .expect("schema");
+        store
+            .append(&stream(), ExpectedVersion::NoStream, deposits(1))
+            .await
+            .expect("append");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(single.num_idle(), 1);
+    });
+}

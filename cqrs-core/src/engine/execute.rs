@@ -63,28 +63,31 @@ impl<A: Aggregate> Engine<A> {
         let max_attempts = self.retry.max_attempts.max(1);
         let mut attempt = 1;
         loop {
-            let loaded = self.load_for_command(&stream).await?;
+            let (loaded, from_image) = self.load_for_command(&stream).await?;
             let handled = loaded
                 .state
                 .handle(&command, &self.services)
                 .instrument(tracing::debug_span!("cqrs.handle"))
                 .await;
             let events = match handled {
-                Ok(events) => events,
-                Err(refusal) => {
-                    // A refusal changes nothing: the image goes back as it was.
+                Ok(events) if !events.is_empty() => events,
+                decided => {
+                    // Nothing to append, so no optimistic check: a decision made on a
+                    // cached image stands only if the stream has not moved since.
+                    if !self.decision_stands(&stream, &loaded, from_image).await? {
+                        continue;
+                    }
+                    let version = loaded.version;
                     self.keep_image(&stream, loaded);
-                    return Err(EngineError::Rejected(refusal));
+                    return match decided {
+                        Ok(_) => Ok(Committed {
+                            events: Vec::new(),
+                            version,
+                        }),
+                        Err(refusal) => Err(EngineError::Rejected(refusal)),
+                    };
                 }
             };
-            if events.is_empty() {
-                let version = loaded.version;
-                self.keep_image(&stream, loaded);
-                return Ok(Committed {
-                    events: Vec::new(),
-                    version,
-                });
-            }
             let new_events = events
                 .iter()
                 .map(|e| codec::encode(e, metadata.clone()))

@@ -11,6 +11,11 @@
 //! the engine's retry reloads from the store and decides again. Nothing the cache holds
 //! is ever written.
 //!
+//! A decision that appends nothing (a refusal, or no events) meets no optimistic check,
+//! so when it was made on an image the engine checks that the stream has no event after
+//! the image's version (a read of at most one event); if it has, the engine drops the
+//! image and decides again on a fresh load. A refusal never rests on a stale image.
+//!
 //! A command *takes* its aggregate's image out of the cache for its duration, and the
 //! engine puts it back only when the state is known to be right: after a commit (with
 //! the committed events applied, at the new version), or unchanged after a refusal or a
@@ -166,7 +171,10 @@ impl<A: Aggregate> Engine<A> {
     /// [retry policy](Self::with_retry)) on a fresh load. So the image never makes a
     /// decision on stale state stick, and correctness rests on the store's optimistic
     /// check alone. Least recently used entries (approximately: CLOCK eviction) make way
-    /// for new ones. `capacity` 0 turns the image off. Clones of the engine share it.
+    /// for new ones. A refusal (or a decision to do nothing) made on a cached state is
+    /// confirmed with a read of at most one event after the cached version, since it
+    /// appends nothing for the optimistic check to catch. `capacity` 0 turns the image
+    /// off. Clones of the engine share it.
     ///
     /// [`load`](Self::load) and [`load_at`](Self::load_at) always read the store.
     ///
@@ -181,15 +189,41 @@ impl<A: Aggregate> Engine<A> {
         self
     }
 
-    /// The state to decide a command on: the image if there is one, else a load.
+    /// The state to decide a command on: the image if there is one (`true`), else a
+    /// load (`false`).
     pub(super) async fn load_for_command(
         &self,
         stream: &StreamId,
-    ) -> Result<Loaded<A>, EngineError<A::Error>> {
+    ) -> Result<(Loaded<A>, bool), EngineError<A::Error>> {
         if let Some(loaded) = self.images.as_ref().and_then(|i| i.take(stream)) {
-            return Ok(loaded);
+            return Ok((loaded, true));
         }
-        self.load_stream(stream, None).await
+        Ok((self.load_stream(stream, None).await?, false))
+    }
+
+    /// Whether a decision that appends nothing (a refusal, or no events), made on
+    /// `loaded`, stands. One made on a freshly loaded state does. One made on an image
+    /// does if the stream has no event after the image's version: it is checked with a
+    /// read of at most one event, because without an append no optimistic check would
+    /// catch a stale image, and a refusal must not rest on another process's past.
+    pub(super) async fn decision_stands(
+        &self,
+        stream: &StreamId,
+        loaded: &Loaded<A>,
+        from_image: bool,
+    ) -> Result<bool, EngineError<A::Error>> {
+        if !from_image {
+            return Ok(true);
+        }
+        let newer = self
+            .events
+            .read_stream(stream, loaded.version + 1, 1)
+            .await?;
+        if newer.is_empty() {
+            return Ok(true);
+        }
+        tracing::debug!(version = loaded.version, "stale image; reloading");
+        Ok(false)
     }
 
     /// Puts a state known to be stored at `loaded.version` back into the image.
