@@ -83,9 +83,10 @@ pub struct Sizes {
     pub w4_commands: usize,
     pub w4_streams: usize,
     pub w4_appends: usize,
-    /// Workload 5: events to catch up on, and the batch size.
+    /// Workload 5: events to catch up on, and the batch sizes (one row each on
+    /// PostgreSQL; the first on memory).
     pub w5_events: usize,
-    pub w5_batch: usize,
+    pub w5_batches: &'static [usize],
     /// Workload 6: events stored in the memory store.
     pub w6_events: usize,
 }
@@ -108,7 +109,7 @@ impl Sizes {
             w4_streams: 100,
             w4_appends: 200,
             w5_events: 100_000,
-            w5_batch: 1_000,
+            w5_batches: &[1_000, 10_000],
             w6_events: 1_000_000,
         }
     }
@@ -130,7 +131,7 @@ impl Sizes {
             w4_streams: 5,
             w4_appends: 5,
             w5_events: 2_000,
-            w5_batch: 500,
+            w5_batches: &[500, 1_000],
             w6_events: 10_000,
         }
     }

@@ -300,6 +300,7 @@ async fn multi_event(sizes: &Sizes, rows: &mut Vec<Row>) -> Result<(), BenchErro
 async fn catch_up_rows(sizes: &Sizes, rows: &mut Vec<Row>) -> Result<(), BenchError> {
     let store = MemoryStore::new();
     crate::fill_for_catch_up(&store, sizes.w5_events).await?;
+    let batch = sizes.w5_batches[0];
     let mut samples = Samples::default();
     for rep in 0..sizes.reps {
         let start = Instant::now();
@@ -307,7 +308,7 @@ async fn catch_up_rows(sizes: &Sizes, rows: &mut Vec<Row>) -> Result<(), BenchEr
             &store,
             &store,
             &format!("catch_up_{rep}"),
-            sizes.w5_batch,
+            batch,
             &EventFilter::all(),
             Position::START,
         )
@@ -317,7 +318,7 @@ async fn catch_up_rows(sizes: &Sizes, rows: &mut Vec<Row>) -> Result<(), BenchEr
     rows.push(Row::new(
         sizes.w5_label(),
         BACKEND,
-        format!("read_all+checkpoint/{}", sizes.w5_batch),
+        format!("read_all+checkpoint/{batch}"),
         Unit::EventsPerSec,
         samples,
     ));

@@ -276,9 +276,12 @@ async fn cost_by_stream_length(
             results.push((setup, cost_per_command(&engine, &ids, sizes.reps).await?));
 
             // The raw INSERT of the same number of rows, one per transaction.
-            let work = raw_work(&account_ids(&format!("w3-raw-{length}-{i}"), count), 1);
             let mut conn = store.pool().acquire().await?;
-            for _ in 0..sizes.reps.div_ceil(3) {
+            for rep in 0..sizes.reps.div_ceil(3) {
+                let work = raw_work(
+                    &account_ids(&format!("w3-raw-{length}-{i}-{rep}"), count),
+                    1,
+                );
                 let start = Instant::now();
                 raw.insert_commands(&mut conn, &work).await?;
                 baseline.push(start.elapsed().as_secs_f64() * 1e6 / count as f64);
@@ -388,41 +391,45 @@ async fn catch_up_rows(pg: &mut Pg, sizes: &Sizes, rows: &mut Vec<Row>) -> Resul
     sqlx::query(&format!("VACUUM ANALYZE \"{}\".events", store.schema()))
         .execute(store.pool())
         .await?;
-    let mut framework = Samples::default();
+    let mut framework = vec![Samples::default(); sizes.w5_batches.len()];
     let mut baseline = Samples::default();
     for rep in 0..sizes.reps {
         let start = Instant::now();
         let read = raw::select_all(store.pool(), &store).await?;
         baseline.push(read as f64 / start.elapsed().as_secs_f64());
 
-        let start = Instant::now();
-        let read = catch_up(
-            &store,
-            &store,
-            &format!("catch_up_{rep}"),
-            sizes.w5_batch,
-            &EventFilter::all(),
-            Position::START,
-        )
-        .await?;
-        if read != sizes.w5_events {
-            return Err(BenchError::Check(format!(
-                "catch-up read {read} events, expected {}",
-                sizes.w5_events
-            )));
+        for (&batch, samples) in sizes.w5_batches.iter().zip(&mut framework) {
+            let start = Instant::now();
+            let read = catch_up(
+                &store,
+                &store,
+                &format!("catch_up_{batch}_{rep}"),
+                batch,
+                &EventFilter::all(),
+                Position::START,
+            )
+            .await?;
+            if read != sizes.w5_events {
+                return Err(BenchError::Check(format!(
+                    "catch-up read {read} events, expected {}",
+                    sizes.w5_events
+                )));
+            }
+            samples.push(read as f64 / start.elapsed().as_secs_f64());
         }
-        framework.push(read as f64 / start.elapsed().as_secs_f64());
     }
-    rows.push(
-        Row::new(
-            sizes.w5_label(),
-            BACKEND,
-            format!("read_all+checkpoint/{}", sizes.w5_batch),
-            Unit::EventsPerSec,
-            framework,
-        )
-        .with_raw(baseline)
-        .with_target(Target::RawRatio(0.7)),
-    );
+    for (&batch, samples) in sizes.w5_batches.iter().zip(framework) {
+        rows.push(
+            Row::new(
+                sizes.w5_label(),
+                BACKEND,
+                format!("read_all+checkpoint/{batch}"),
+                Unit::EventsPerSec,
+                samples,
+            )
+            .with_raw(baseline.clone())
+            .with_target(Target::RawRatio(0.7)),
+        );
+    }
     Ok(())
 }
