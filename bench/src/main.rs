@@ -141,12 +141,15 @@ impl Sizes {
         self.only.is_empty() || self.only.contains(&n)
     }
 
-    /// Streams per length in workload 3 on memory: fewer for long streams, so that the
-    /// store stays small and the plain engine's replays stay short.
+    /// Streams per length in workload 3 on memory (one command on each per repetition):
+    /// enough for a sample of several milliseconds where a command is cheap, fewer for
+    /// long streams, so that the store stays at most 200,000 events and the plain
+    /// engine's replays stay short.
     pub fn w3_memory_streams(&self, length: u64) -> usize {
         match (self.smoke, length) {
             (true, _) => 2,
-            (false, 0..=100) => 1_000,
+            (false, 0..=10) => 5_000,
+            (false, 11..=100) => 2_000,
             (false, 101..=1_000) => 200,
             (false, _) => 20,
         }
@@ -481,7 +484,10 @@ fn run() -> Result<(), BenchError> {
             format!("tokio multi-thread, {} workers", args.threads)
         }
     );
-    println!("ratio = framework speed / raw database speed, same rows, same concurrency, same commit pattern, same run");
+    println!(
+        "ratio = framework speed / raw database speed (same rows, concurrency and commit \
+         pattern, same run), rounded down"
+    );
     println!();
     print!("{}", report::render(&rows));
     println!();

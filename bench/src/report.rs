@@ -221,7 +221,10 @@ pub fn render(rows: &[Row]) -> String {
                 row.raw
                     .as_ref()
                     .map_or_else(String::new, |raw| thousands(raw.median())),
-                row.ratio().map_or_else(String::new, |r| format!("{r:.2}")),
+                // Rounded down, so that a ratio shown as 0.80 meets a 0.80 target.
+                row.ratio().map_or_else(String::new, |r| {
+                    format!("{:.2}", (r * 100.0).floor() / 100.0)
+                }),
                 row.verdict(),
             ]
         })
