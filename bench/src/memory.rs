@@ -3,8 +3,8 @@
 use std::time::Instant;
 
 use cqrs_core::{
-    codec, Aggregate, Engine, EventFilter, EventStore, ExpectedVersion, Metadata, NewEvent,
-    Position, Snapshot, SnapshotPolicy, SnapshotStore, StreamId,
+    codec, Aggregate, Engine, EventStore, ExpectedVersion, Metadata, NewEvent, Snapshot,
+    SnapshotPolicy, SnapshotStore, StreamId,
 };
 use cqrs_memory::MemoryStore;
 
@@ -302,23 +302,15 @@ async fn catch_up_rows(sizes: &Sizes, rows: &mut Vec<Row>) -> Result<(), BenchEr
     crate::fill_for_catch_up(&store, sizes.w5_events).await?;
     let batch = sizes.w5_batches[0];
     let mut samples = Samples::default();
-    for rep in 0..sizes.reps {
+    for _ in 0..sizes.reps {
         let start = Instant::now();
-        let read = catch_up(
-            &store,
-            &store,
-            &format!("catch_up_{rep}"),
-            batch,
-            &EventFilter::all(),
-            Position::START,
-        )
-        .await?;
+        let read = catch_up(&store, batch).await?;
         samples.push(read as f64 / start.elapsed().as_secs_f64());
     }
     rows.push(Row::new(
         sizes.w5_label(),
         BACKEND,
-        format!("read_all+checkpoint/{batch}"),
+        format!("subscription/{batch}"),
         Unit::EventsPerSec,
         samples,
     ));

@@ -5,7 +5,7 @@
 use std::str::FromStr;
 use std::time::Instant;
 
-use cqrs_core::{Aggregate as _, EventFilter, EventStore, ExpectedVersion, Position, StreamId};
+use cqrs_core::{Aggregate as _, EventStore, ExpectedVersion, StreamId};
 use cqrs_postgres::sqlx::postgres::PgConnectOptions;
 use cqrs_postgres::sqlx::{self, PgPool};
 use cqrs_postgres::PgStore;
@@ -393,22 +393,14 @@ async fn catch_up_rows(pg: &mut Pg, sizes: &Sizes, rows: &mut Vec<Row>) -> Resul
         .await?;
     let mut framework = vec![Samples::default(); sizes.w5_batches.len()];
     let mut baseline = Samples::default();
-    for rep in 0..sizes.reps {
+    for _ in 0..sizes.reps {
         let start = Instant::now();
         let read = raw::select_all(store.pool(), &store).await?;
         baseline.push(read as f64 / start.elapsed().as_secs_f64());
 
         for (&batch, samples) in sizes.w5_batches.iter().zip(&mut framework) {
             let start = Instant::now();
-            let read = catch_up(
-                &store,
-                &store,
-                &format!("catch_up_{batch}_{rep}"),
-                batch,
-                &EventFilter::all(),
-                Position::START,
-            )
-            .await?;
+            let read = catch_up(&store, batch).await?;
             if read != sizes.w5_events {
                 return Err(BenchError::Check(format!(
                     "catch-up read {read} events, expected {}",
@@ -423,7 +415,7 @@ async fn catch_up_rows(pg: &mut Pg, sizes: &Sizes, rows: &mut Vec<Row>) -> Resul
             Row::new(
                 sizes.w5_label(),
                 BACKEND,
-                format!("read_all+checkpoint/{batch}"),
+                format!("subscription/{batch}"),
                 Unit::EventsPerSec,
                 samples,
             )

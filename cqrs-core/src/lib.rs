@@ -37,6 +37,7 @@ pub mod engine;
 pub mod envelope;
 pub mod ident;
 pub mod store;
+pub mod subscription;
 #[cfg(feature = "testing")]
 pub mod testing;
 
@@ -47,15 +48,17 @@ pub use engine::{Committed, Engine, EngineError, Loaded, RetryPolicy, SnapshotPo
 pub use envelope::{Envelope, Metadata, NewEvent, Position, StoredEvent};
 pub use ident::StreamId;
 pub use store::{
-    CheckpointStore, EventFilter, EventStore, ExpectedVersion, Snapshot, SnapshotStore, StoreError,
+    CheckpointStore, DeadLetter, EventFilter, EventStore, ExpectedVersion, Lease, Snapshot,
+    SnapshotStore, StoreError,
 };
+pub use subscription::{ProcessManager, Subscription};
 
 /// Derives for the domain traits (feature `derive`, on by default), re-exported from
 /// `cqrs-derive` as serde does with `serde_derive`. Each derive shares the name of the
 /// trait it implements: `#[derive(DomainEvent, Command, Aggregate, Projection)]`.
 /// See the [`cqrs_derive`] crate documentation for every attribute.
 #[cfg(feature = "derive")]
-pub use cqrs_derive::{Aggregate, Command, DomainEvent, Projection};
+pub use cqrs_derive::{Aggregate, Command, DomainEvent, ProcessManager, Projection};
 
 // Re-exported so that generated code (serde, serde_json) and applications (uuid, in
 // metadata and event ids) use the same versions as this crate.

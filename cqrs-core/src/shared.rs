@@ -7,8 +7,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use crate::{
-    CheckpointStore, EventFilter, EventStore, ExpectedVersion, NewEvent, Position, Snapshot,
-    SnapshotStore, StoreError, StoredEvent, StreamId,
+    CheckpointStore, DeadLetter, EventFilter, EventStore, ExpectedVersion, Lease, NewEvent,
+    Position, Snapshot, SnapshotStore, StoreError, StoredEvent, StreamId,
 };
 
 #[async_trait]
@@ -47,6 +47,27 @@ impl<S: EventStore + ?Sized> EventStore for Arc<S> {
     ) -> Result<bool, StoreError> {
         (**self).wait_for_events(after, timeout).await
     }
+
+    async fn read_horizon(&self) -> Result<Position, StoreError> {
+        (**self).read_horizon().await
+    }
+
+    async fn read_by_command(
+        &self,
+        stream: &StreamId,
+        command_id: uuid::Uuid,
+    ) -> Result<Vec<Arc<StoredEvent>>, StoreError> {
+        (**self).read_by_command(stream, command_id).await
+    }
+
+    async fn count_after(
+        &self,
+        after: Position,
+        filter: &EventFilter,
+        limit: u64,
+    ) -> Result<u64, StoreError> {
+        (**self).count_after(after, filter, limit).await
+    }
 }
 
 #[async_trait]
@@ -68,5 +89,17 @@ impl<S: CheckpointStore + ?Sized> CheckpointStore for Arc<S> {
 
     async fn save_checkpoint(&self, name: &str, position: Position) -> Result<(), StoreError> {
         (**self).save_checkpoint(name, position).await
+    }
+
+    async fn acquire_lease(&self, name: &str) -> Result<Option<Box<dyn Lease>>, StoreError> {
+        (**self).acquire_lease(name).await
+    }
+
+    async fn park(&self, name: &str, event: &StoredEvent, error: &str) -> Result<(), StoreError> {
+        (**self).park(name, event, error).await
+    }
+
+    async fn parked(&self, name: &str) -> Result<Vec<DeadLetter>, StoreError> {
+        (**self).parked(name).await
     }
 }

@@ -1,8 +1,10 @@
-//! Derive macros for `cqrs-core`: `DomainEvent`, `Command`, `Aggregate`, `Projection`.
+//! Derive macros for `cqrs-core`: `DomainEvent`, `Command`, `Aggregate`, `Projection`,
+//! `ProcessManager`.
 //!
 //! Use them through `cqrs-core`, which re-exports them behind its default `derive`
 //! feature (as serde does with `serde_derive`): `use cqrs_core::{Aggregate, Command,
-//! DomainEvent, Projection};` imports each trait together with its derive. Generated code
+//! DomainEvent, ProcessManager, Projection};` imports each trait together with its
+//! derive. Generated code
 //! names `::cqrs_core` (and its re-exported `serde`, `serde_json`), so an application
 //! needs no dependency besides `cqrs-core` (plus `serde` if its own types derive serde
 //! traits). A crate that re-exports `cqrs_core` under another path passes it with
@@ -12,10 +14,11 @@
 //!
 //! | derive | on | attributes |
 //! |---|---|---|
-//! | [`DomainEvent`] | enum (one event type per variant) or struct (one event type) | enum: `prefix`, `rename_all`, `crate`; variant (or struct): `name`, `version`, `upcast(from, with)`; fields: `serde(...)` |
+//! | [`DomainEvent`] | enum (one event type per variant) or struct (one event type) | enum: `prefix`, `rename_all`, `crate`; variant (or struct): `name`, `version`, `upcast(from, with)`; newtype variant: `flatten`; fields: `serde(...)` |
 //! | [`Command`] | enum or struct | enum: `id = field`, `crate`; variant/struct: `name`; field: `id` |
 //! | [`Aggregate`] | struct or enum | `command`, `event`, `error` (required), `services`, `name`, `snapshot_version`, `crate` |
 //! | [`Projection`] | struct or enum | `event` (required), `error`, `name`, `version`, `events(...)`, `crate` |
+//! | [`ProcessManager`] | struct or enum | `event` (required), `error`, `name`, `events(...)`, `crate` |
 //!
 //! # A bank, end to end
 //!
@@ -97,6 +100,13 @@
 //! }
 //!
 //! impl Balances {
+//!     async fn reset(&self) -> Result<(), std::convert::Infallible> {
+//!         if let Ok(mut map) = self.by_account.lock() {
+//!             map.clear();
+//!         }
+//!         Ok(())
+//!     }
+//!
 //!     async fn handle(&self, event: &Envelope<AccountEvent>) -> Result<(), std::convert::Infallible> {
 //!         let delta = match event.data {
 //!             AccountEvent::Deposited { amount } => amount as i64,
@@ -135,7 +145,11 @@
 //! that with a second, hidden trait that has methods of the same names, so a missing
 //! method is a compile error ("multiple applicable items in scope") naming a trait called
 //! `write_inherent_fns_handle_and_apply_for_<Type>`. `Projection` works the same way
-//! with `async fn handle(&self, &Envelope<Event>) -> Result<(), Error>`.
+//! with `async fn handle(&self, &Envelope<Event>) -> Result<(), Error>` and
+//! `async fn reset(&self) -> Result<(), Error>` (guard trait
+//! `write_inherent_async_fns_handle_and_reset_for_<Type>`), and `ProcessManager` with
+//! `async fn handle(&self, &Envelope<Event>) -> Result<(), Error>` (guard trait
+//! `write_inherent_async_fn_handle_for_<Type>`).
 //!
 //! # Before and after
 //!
@@ -158,16 +172,20 @@
 //! case conversion), an upcaster from a version at or above the current one, a gap in an
 //! upcaster chain, a command id on some variants but not others, a variant without the
 //! enum-level id field, two id fields, a missing `command`/`event`/`error`, a projection
-//! listing a variant that does not exist, unions, generic events, tuple events with more
-//! than one field. `tests/ui/*.stderr` pins each message.
+//! or process manager listing a variant that does not exist, a `version` on a process
+//! manager, a missing inherent `handle` or `reset`, unions, generic events, tuple events
+//! with more than one field; for `flatten`: on anything but a newtype variant, beside
+//! `name`, `version`, `upcast` or `#[serde]`, around a type that is not an event type,
+//! and an event type name that two variants share (a `const` evaluation error naming the
+//! name and both variants). `tests/ui/*.stderr` pins each message.
 
 mod aggregate;
 mod attr;
 mod case;
 mod command;
+mod consumer;
 mod event;
 mod forward;
-mod projection;
 
 use proc_macro::TokenStream;
 use syn::{parse_macro_input, DeriveInput};
@@ -191,6 +209,17 @@ use syn::{parse_macro_input, DeriveInput};
 ///   are honoured (`rename`, `default`, `with`, `serialize_with`, `deserialize_with`,
 ///   `skip_serializing_if`, `alias`, `flatten`, ...); the enum itself needs no serde
 ///   derive. Unknown fields are ignored when decoding (a tolerant reader).
+/// - **Several aggregates' events in one type**: `#[event(flatten)]` on a newtype variant
+///   `Orders(OrderEvent)` gathers every event type of `OrderEvent` (any `DomainEvent`)
+///   into the enum, under their own names, versions and upcasters: `event_type`,
+///   `event_version` and `encode` delegate to the inner value, `decode` hands a name to
+///   the variant whose type has it, and `EVENT_TYPES` and `UPCASTERS` are the inner lists
+///   one after the other, computed at compile time. `prefix` and `rename_all` apply only to
+///   the enum's own variants, which may sit beside flattened ones. A name that two
+///   variants share fails to compile. This is the event type of a view or a process
+///   manager fed by several aggregates, which list the flattened variant in
+///   `events(...)` to consume all its types (the name echoes `#[serde(flatten)]`: the
+///   inner type's entries appear at the outer level).
 /// - Generic events are refused: an event is stored by name, so declare a concrete type.
 ///
 /// ```
@@ -212,7 +241,31 @@ use syn::{parse_macro_input, DeriveInput};
 /// assert_eq!(AccountEvent::Deposited(5).event_type(), "account.deposited");
 /// assert_eq!(AccountEvent::Closed.event_version(), 2);
 /// assert_eq!(AccountEvent::Deposited(5).encode()?, serde_json::json!(5));
-/// # Ok::<(), serde_json::Error>(())
+///
+/// #[derive(Debug, PartialEq, DomainEvent)]
+/// #[event(prefix = "card.", rename_all = "snake_case")]
+/// enum CardEvent {
+///     Issued,
+/// }
+///
+/// /// What a customer view reads: accounts and cards, restating none of their events.
+/// #[derive(Debug, PartialEq, DomainEvent)]
+/// enum CustomerEvent {
+///     #[event(flatten)]
+///     Account(AccountEvent),
+///     #[event(flatten)]
+///     Card(CardEvent),
+/// }
+///
+/// assert_eq!(
+///     CustomerEvent::event_type_names(),
+///     ["account.opened", "account.deposited", "account.closed", "card.issued"]
+/// );
+/// let issued = CustomerEvent::Card(CardEvent::Issued);
+/// assert_eq!(issued.event_type(), "card.issued");
+/// assert_eq!(CustomerEvent::decode("card.issued", &serde_json::Value::Null)?, issued);
+/// assert_eq!(CustomerEvent::UPCASTERS.len(), 1); // account.closed's, from version 1
+/// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[proc_macro_derive(DomainEvent, attributes(event, serde))]
 pub fn derive_domain_event(input: TokenStream) -> TokenStream {
@@ -316,11 +369,15 @@ pub fn derive_aggregate(input: TokenStream) -> TokenStream {
 /// `#[projection(event = E)]` is required; optional: `error = Err` (default
 /// `std::convert::Infallible`), `name = "..."` (default: the Rust name in snake_case),
 /// `version = N` (default 1; bump it to rebuild the view), `events(Variant, ...)` (the
-/// variants of `E` it consumes, by Rust name; default: all; a name that is not a variant
-/// fails to compile; `E` must derive `DomainEvent`), `crate = "..."`.
+/// variants of `E` it consumes, by Rust name; a `#[event(flatten)]` variant stands for
+/// every event type of its inner enum; default: all; a name that is not a variant fails
+/// to compile; `E` must derive `DomainEvent`), `crate = "..."`.
 ///
-/// You write `async fn handle(&self, event: &Envelope<E>) -> Result<(), Err>` in a plain
-/// `impl` block; the derived trait impl forwards to it.
+/// You write, in a plain `impl` block, `async fn handle(&self, event: &Envelope<E>) ->
+/// Result<(), Err>` (update the view with one event) and `async fn reset(&self) ->
+/// Result<(), Err>` (empty it, before a subscription rebuilds it from the first event);
+/// the derived trait impl forwards to them. Forgetting one is a compile error naming
+/// `write_inherent_async_fns_handle_and_reset_for_<Type>`.
 ///
 /// ```
 /// use std::sync::atomic::{AtomicU64, Ordering};
@@ -335,6 +392,10 @@ pub fn derive_aggregate(input: TokenStream) -> TokenStream {
 /// struct TotalDeposits(AtomicU64);
 ///
 /// impl TotalDeposits {
+///     async fn reset(&self) -> Result<(), std::convert::Infallible> {
+///         Ok(())
+///     }
+///
 ///     async fn handle(&self, e: &Envelope<AccountEvent>) -> Result<(), std::convert::Infallible> {
 ///         if let AccountEvent::Deposited { amount } = e.data {
 ///             self.0.fetch_add(amount, Ordering::Relaxed);
@@ -350,7 +411,59 @@ pub fn derive_aggregate(input: TokenStream) -> TokenStream {
 #[proc_macro_derive(Projection, attributes(projection))]
 pub fn derive_projection(input: TokenStream) -> TokenStream {
     let input = parse_macro_input!(input as DeriveInput);
-    projection::derive(&input)
+    consumer::derive(&input, consumer::Kind::Projection)
+        .unwrap_or_else(syn::Error::into_compile_error)
+        .into()
+}
+
+/// Derives `cqrs_core::ProcessManager` for an event handler that sends commands.
+///
+/// `#[process_manager(event = E)]` is required; optional: `error = Err` (default
+/// `std::convert::Infallible`), `name = "..."` (the key of its checkpoint; default: the
+/// Rust name in snake_case), `events(Variant, ...)` (the variants of `E` it reacts to, as
+/// for `Projection`, flattened variants included), `crate = "..."`. There is no
+/// `version`: a process manager keeps no view to rebuild.
+///
+/// You write `async fn handle(&self, event: &Envelope<E>) -> Result<(), Err>` in a plain
+/// `impl` block; the derived trait impl forwards to it. Forgetting it is a compile error
+/// naming `write_inherent_async_fn_handle_for_<Type>`. Send commands from it with
+/// `Engine::execute_caused_by`, so that a redelivered event does not act twice.
+///
+/// ```
+/// use std::sync::Mutex;
+/// use cqrs_core::{DomainEvent, Envelope, ProcessManager};
+///
+/// #[derive(DomainEvent)]
+/// #[event(prefix = "order.", rename_all = "snake_case")]
+/// enum OrderEvent { Placed { dish: String }, Confirmed { dish: String }, Cancelled }
+///
+/// #[derive(Debug, thiserror::Error)]
+/// #[error("the kitchen is closed")]
+/// struct KitchenClosed;
+///
+/// /// Stands in for an `Engine` of the kitchen aggregate.
+/// #[derive(Default, ProcessManager)]
+/// #[process_manager(event = OrderEvent, error = KitchenClosed, events(Confirmed))]
+/// struct SendToKitchen {
+///     sent: Mutex<Vec<String>>,
+/// }
+///
+/// impl SendToKitchen {
+///     async fn handle(&self, event: &Envelope<OrderEvent>) -> Result<(), KitchenClosed> {
+///         if let OrderEvent::Confirmed { dish } = &event.data {
+///             self.sent.lock().map_err(|_| KitchenClosed)?.push(dish.clone());
+///         }
+///         Ok(())
+///     }
+/// }
+///
+/// assert_eq!(SendToKitchen::NAME, "send_to_kitchen");
+/// assert_eq!(SendToKitchen::event_types(), ["order.confirmed"]);
+/// ```
+#[proc_macro_derive(ProcessManager, attributes(process_manager))]
+pub fn derive_process_manager(input: TokenStream) -> TokenStream {
+    let input = parse_macro_input!(input as DeriveInput);
+    consumer::derive(&input, consumer::Kind::ProcessManager)
         .unwrap_or_else(syn::Error::into_compile_error)
         .into()
 }

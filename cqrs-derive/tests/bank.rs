@@ -118,6 +118,11 @@ pub struct Balances {
 }
 
 impl Balances {
+    async fn reset(&self) -> Result<(), std::convert::Infallible> {
+        self.balances.lock().unwrap().clear();
+        Ok(())
+    }
+
     async fn handle(&self, event: &Envelope<AccountEvent>) -> Result<(), std::convert::Infallible> {
         let delta = match &event.data {
             AccountEvent::Deposited { amount, .. } => *amount as i64,

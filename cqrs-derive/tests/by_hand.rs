@@ -117,6 +117,10 @@ impl Projection for Balances {
     fn event_types() -> Vec<&'static str> {
         vec!["account.deposited", "account.withdrawn"]
     }
+    async fn reset(&self) -> Result<(), Self::Error> {
+        Ok(())
+    }
+
     async fn handle(&self, _: &Envelope<AccountEvent>) -> Result<(), Self::Error> {
         Ok(()) // body
     }

@@ -14,6 +14,13 @@ enum Ev {
     },
 }
 
+#[derive(DomainEvent)]
+enum Flat {
+    #[event(flatten)]
+    Inner(Ev),
+    Own,
+}
+
 #[derive(Command)]
 enum Cmd {
     Go {
@@ -42,6 +49,10 @@ impl Agg {
 struct View;
 
 impl View {
+    async fn reset(&self) -> Result<(), std::convert::Infallible> {
+        Ok(())
+    }
+
     async fn handle(&self, _: &Envelope<Ev>) -> Result<(), std::convert::Infallible> {
         Ok(())
     }
@@ -50,6 +61,8 @@ impl View {
 #[test]
 fn compiles_cleanly() {
     assert_eq!(Ev::event_type_names(), ["a", "b", "c"]);
+    assert_eq!(Flat::event_type_names(), ["a", "b", "c", "Own"]);
+    assert_eq!(Flat::Own.event_type(), "Own");
     assert_eq!(Cmd::Go { id: 1 }.command_name(), "Go");
     assert_eq!(Agg::TYPE, "agg");
     assert_eq!(View::NAME, "view");

@@ -79,6 +79,11 @@ pub struct TickLog {
 }
 
 impl TickLog {
+    async fn reset(&self) -> Result<(), LogFull> {
+        self.ticks.lock().map_err(|_| LogFull)?.clear();
+        Ok(())
+    }
+
     async fn handle(&self, event: &Envelope<ClockEvent>) -> Result<(), LogFull> {
         let ClockEvent::Ticked { at } = event.data;
         let mut ticks = self.ticks.lock().map_err(|_| LogFull)?;
@@ -95,6 +100,10 @@ pub struct Counting<T: Send + Sync + 'static> {
 }
 
 impl<T: Send + Sync + 'static> Counting<T> {
+    async fn reset(&self) -> Result<(), std::convert::Infallible> {
+        Ok(())
+    }
+
     async fn handle(&self, _: &Envelope<ClockEvent>) -> Result<(), std::convert::Infallible> {
         Ok(())
     }

@@ -221,6 +221,14 @@ pub enum ViaReexport {
     Happened { n: u32 },
 }
 
+#[derive(Debug, PartialEq, DomainEvent)]
+#[event(crate = "reexport::cqrs")]
+pub enum FlattenedViaReexport {
+    #[event(flatten)]
+    Inner(ViaReexport),
+    Other,
+}
+
 #[derive(Command)]
 #[command(crate = "reexport::cqrs")]
 pub struct ReexportedCommand;
@@ -234,4 +242,12 @@ fn crate_override() {
         e
     );
     assert_eq!(ReexportedCommand.command_name(), "ReexportedCommand");
+    assert_eq!(
+        FlattenedViaReexport::event_type_names(),
+        ["Happened", "Other"]
+    );
+    assert_eq!(
+        FlattenedViaReexport::decode("Happened", &json!({"n": 2})).unwrap(),
+        FlattenedViaReexport::Inner(ViaReexport::Happened { n: 2 })
+    );
 }

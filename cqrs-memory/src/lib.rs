@@ -23,6 +23,8 @@
 
 #![warn(missing_docs)]
 
+mod inline;
 mod store;
+mod subscriptions;
 
 pub use store::MemoryStore;

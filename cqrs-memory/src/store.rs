@@ -6,10 +6,13 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use cqrs_core::{
-    ident, CheckpointStore, EventFilter, EventStore, ExpectedVersion, NewEvent, Position, Snapshot,
-    SnapshotStore, StoreError, StoredEvent, StreamId,
+    EventFilter, EventStore, ExpectedVersion, NewEvent, Position, Snapshot, SnapshotStore,
+    StoreError, StoredEvent, StreamId,
 };
 use tokio::sync::watch;
+
+use crate::inline::Inline;
+use crate::subscriptions::Subscriptions;
 
 /// Event, snapshot and checkpoint store in memory.
 ///
@@ -21,13 +24,15 @@ use tokio::sync::watch;
 /// behave as on a database: exactly one wins per expected version.
 #[derive(Clone)]
 pub struct MemoryStore {
-    inner: Arc<Inner>,
+    pub(crate) inner: Arc<Inner>,
 }
 
-struct Inner {
+pub(crate) struct Inner {
     log: RwLock<Log>,
     snapshots: Mutex<HashMap<StreamId, Snapshot>>,
-    checkpoints: Mutex<HashMap<String, Position>>,
+    pub(crate) subscriptions: Subscriptions,
+    /// Projections run inside each append (see [`MemoryStore::with_inline_projection`]).
+    pub(crate) inline: Inline,
     /// The position of the last event, for `wait_for_events`.
     head: watch::Sender<Position>,
 }
@@ -49,7 +54,8 @@ impl MemoryStore {
             inner: Arc::new(Inner {
                 log: RwLock::default(),
                 snapshots: Mutex::default(),
-                checkpoints: Mutex::default(),
+                subscriptions: Subscriptions::default(),
+                inline: Inline::default(),
                 head: watch::Sender::new(Position::START),
             }),
         }
@@ -75,6 +81,74 @@ impl MemoryStore {
     }
 }
 
+impl MemoryStore {
+    fn write_log(&self) -> std::sync::RwLockWriteGuard<'_, Log> {
+        self.inner
+            .log
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Stores events checked by [`prepare`] (under the same lock, or under the inline
+    /// projections' gate) and wakes waiting readers.
+    fn commit(&self, log: &mut Log, stored: Vec<Arc<StoredEvent>>) -> Vec<Arc<StoredEvent>> {
+        let Some(first) = stored.first() else {
+            return stored;
+        };
+        log.event_ids.extend(stored.iter().map(|e| e.event_id));
+        log.all.extend(stored.iter().cloned());
+        log.streams
+            .entry(first.stream.clone())
+            .or_default()
+            .extend(stored.iter().cloned());
+        self.inner.head.send_replace(position_of(log.all.len()));
+        stored
+    }
+}
+
+/// Checks an append against `log` and builds its events, without storing them: every
+/// check is made here, so that [`MemoryStore::commit`] cannot fail and a batch is stored
+/// whole or not at all.
+fn prepare(
+    log: &Log,
+    stream: &StreamId,
+    expected: ExpectedVersion,
+    events: Vec<NewEvent>,
+) -> Result<Vec<Arc<StoredEvent>>, StoreError> {
+    let actual = log.streams.get(stream).map_or(0, Vec::len) as u64;
+    if !expected.matches(actual) {
+        return Err(StoreError::Conflict {
+            stream: stream.clone(),
+            expected,
+            actual,
+        });
+    }
+    let mut batch_ids = HashSet::with_capacity(events.len());
+    for event in &events {
+        let id = event.event_id();
+        if log.event_ids.contains(&id) || !batch_ids.insert(id) {
+            return Err(StoreError::DuplicateEventId {
+                stream: stream.clone(),
+                event_id: id,
+            });
+        }
+    }
+    let recorded_at = chrono::Utc::now();
+    let first_sequence = log.all.len() + 1;
+    Ok(events
+        .into_iter()
+        .enumerate()
+        .map(|(i, event)| {
+            Arc::new(event.into_stored(
+                stream.clone(),
+                actual + 1 + i as u64,
+                position_of(first_sequence + i),
+                recorded_at,
+            ))
+        })
+        .collect())
+}
+
 impl Default for MemoryStore {
     fn default() -> Self {
         Self::new()
@@ -90,7 +164,7 @@ impl std::fmt::Debug for MemoryStore {
 }
 
 /// The memory store's positions: the sequence number in both parts.
-fn position_of(sequence: usize) -> Position {
+pub(crate) fn position_of(sequence: usize) -> Position {
     Position::from_parts(sequence as u64, sequence as u64)
 }
 
@@ -107,54 +181,18 @@ impl EventStore for MemoryStore {
                 stream: stream.clone(),
             });
         }
-        let mut log = self
-            .inner
-            .log
-            .write()
-            .unwrap_or_else(PoisonError::into_inner);
-        let log = &mut *log;
-        let actual = log.streams.get(stream).map_or(0, Vec::len) as u64;
-        if !expected.matches(actual) {
-            return Err(StoreError::Conflict {
-                stream: stream.clone(),
-                expected,
-                actual,
-            });
+        if self.inner.inline.is_empty() {
+            let mut log = self.write_log();
+            let stored = prepare(&log, stream, expected, events)?;
+            return Ok(self.commit(&mut log, stored));
         }
-        let mut batch_ids = HashSet::with_capacity(events.len());
-        for event in &events {
-            let id = event.event_id();
-            if log.event_ids.contains(&id) || !batch_ids.insert(id) {
-                return Err(StoreError::DuplicateEventId {
-                    stream: stream.clone(),
-                    event_id: id,
-                });
-            }
-        }
-        // Every check passed: from here on nothing fails, so the batch is all-or-nothing.
-        let recorded_at = chrono::Utc::now();
-        let first_sequence = log.all.len() + 1;
-        let stored: Vec<Arc<StoredEvent>> = events
-            .into_iter()
-            .enumerate()
-            .map(|(i, event)| {
-                Arc::new(event.into_stored(
-                    stream.clone(),
-                    actual + 1 + i as u64,
-                    position_of(first_sequence + i),
-                    recorded_at,
-                ))
-            })
-            .collect();
-        log.event_ids.extend(batch_ids);
-        log.all.extend(stored.iter().cloned());
-        log.streams
-            .entry(stream.clone())
-            .or_default()
-            .extend(stored.iter().cloned());
-        let head = position_of(log.all.len());
-        self.inner.head.send_replace(head);
-        Ok(stored)
+        // With inline projections, appends take turns at the gate: the checks made under
+        // the read lock stay true while the projections run, and no reader sees the
+        // events before the projections have taken them in.
+        let _turn = self.inner.inline.gate().await;
+        let stored = prepare(&self.read_log(), stream, expected, events)?;
+        self.inner.inline.run(stream, &stored).await?;
+        Ok(self.commit(&mut self.write_log(), stored))
     }
 
     async fn read_stream(
@@ -187,6 +225,10 @@ impl EventStore for MemoryStore {
             .take(max_count)
             .cloned()
             .collect())
+    }
+
+    async fn read_horizon(&self) -> Result<Position, StoreError> {
+        Ok(position_of(self.read_log().all.len()))
     }
 
     async fn wait_for_events(
@@ -227,29 +269,6 @@ impl SnapshotStore for MemoryStore {
                 snapshots.insert(stream.clone(), snapshot);
             }
         }
-        Ok(())
-    }
-}
-
-#[async_trait]
-impl CheckpointStore for MemoryStore {
-    async fn load_checkpoint(&self, name: &str) -> Result<Option<Position>, StoreError> {
-        ident::validate("subscription name", name)?;
-        let checkpoints = self
-            .inner
-            .checkpoints
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        Ok(checkpoints.get(name).copied())
-    }
-
-    async fn save_checkpoint(&self, name: &str, position: Position) -> Result<(), StoreError> {
-        ident::validate("subscription name", name)?;
-        self.inner
-            .checkpoints
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(name.to_owned(), position);
         Ok(())
     }
 }

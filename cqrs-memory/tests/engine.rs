@@ -83,6 +83,11 @@ struct Seen {
 struct ViewDown;
 
 impl Seen {
+    async fn reset(&self) -> Result<(), ViewDown> {
+        self.events.lock().unwrap().clear();
+        Ok(())
+    }
+
     async fn handle(&self, event: &Envelope<TallyEvent>) -> Result<(), ViewDown> {
         if *self.fail.lock().unwrap() {
             return Err(ViewDown);
@@ -244,6 +249,10 @@ impl cqrs_core::EventStore for LosesVersionTwo {
         timeout: std::time::Duration,
     ) -> Result<bool, cqrs_core::StoreError> {
         self.0.wait_for_events(after, timeout).await
+    }
+
+    async fn read_horizon(&self) -> Result<cqrs_core::Position, cqrs_core::StoreError> {
+        self.0.read_horizon().await
     }
 }
 

@@ -129,6 +129,26 @@ impl EventStore for Counting {
     ) -> Result<bool, StoreError> {
         self.inner.wait_for_events(after, timeout).await
     }
+    async fn read_horizon(&self) -> Result<Position, StoreError> {
+        self.inner.read_horizon().await
+    }
+    // Forwarded rather than left to the provided implementations, which would go through
+    // `read_stream` and be counted as stream reads.
+    async fn read_by_command(
+        &self,
+        stream: &StreamId,
+        command_id: uuid::Uuid,
+    ) -> Result<Vec<Arc<StoredEvent>>, StoreError> {
+        self.inner.read_by_command(stream, command_id).await
+    }
+    async fn count_after(
+        &self,
+        after: Position,
+        filter: &EventFilter,
+        limit: u64,
+    ) -> Result<u64, StoreError> {
+        self.inner.count_after(after, filter, limit).await
+    }
 }
 
 fn engine(store: &Counting) -> Engine<Account> {

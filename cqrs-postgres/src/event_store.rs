@@ -6,19 +6,18 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use cqrs_core::{
-    CheckpointStore, EventFilter, EventStore, ExpectedVersion, Metadata, NewEvent, Position,
-    Snapshot, SnapshotStore, StoreError, StoredEvent, StreamId,
+    CheckpointStore, DeadLetter, EventFilter, EventStore, ExpectedVersion, Lease, Metadata,
+    NewEvent, Position, Snapshot, SnapshotStore, StoreError, StoredEvent, StreamId,
 };
 use futures::TryStreamExt;
 use sqlx::postgres::{PgArguments, PgRow};
 use sqlx::query::Query;
-use sqlx::Postgres;
-use sqlx::{PgConnection, PgExecutor, Row};
+use sqlx::{Connection, PgConnection, PgExecutor, Postgres, Row, Transaction};
 use uuid::Uuid;
 
-use crate::error::map_sqlx;
-use crate::held::Lease;
-use crate::sql::{append_index, filter_index, AppendMode};
+use crate::error::{is_unavailable, map_sqlx};
+use crate::held;
+use crate::sql::{append_index, filter_index, AppendMode, EVENT_COLUMN_COUNT};
 use crate::PgStore;
 
 /// Why [`PgStore::append_on`] failed.
@@ -44,6 +43,11 @@ impl PgStore {
     /// roll back with the caller's other writes. The returned events are only durable once
     /// that transaction commits.
     ///
+    /// The store's [inline projections](PgStore::with_inline_projection) run too, in a
+    /// savepoint of the caller's transaction (or in a transaction of their own when `conn`
+    /// is in none): when one fails, the append and the projections' writes are undone and
+    /// the caller's transaction can go on.
+    ///
     /// ```no_run
     /// # async fn demo(store: cqrs_postgres::PgStore, stream: cqrs_core::StreamId,
     /// #     events: Vec<cqrs_core::NewEvent>) -> Result<(), Box<dyn std::error::Error>> {
@@ -61,11 +65,24 @@ impl PgStore {
         expected: ExpectedVersion,
         events: Vec<NewEvent>,
     ) -> Result<Vec<Arc<StoredEvent>>, StoreError> {
-        match self.append_on(conn, stream, expected, events).await {
-            Ok(stored) => Ok(stored),
-            Err(Failure::Store(e)) => Err(e),
-            Err(Failure::Sql(e, ids)) => Err(self.append_error(e, stream, expected, &ids).await),
+        if self.inline.is_empty() {
+            return match self.append_on(conn, stream, expected, events).await {
+                Ok(stored) => Ok(stored),
+                Err(Failure::Store(e)) => Err(e),
+                Err(Failure::Sql(e, ids)) => {
+                    Err(self.append_error(e, stream, expected, &ids).await)
+                }
+            };
         }
+        if events.is_empty() {
+            return Err(StoreError::EmptyAppend {
+                stream: stream.clone(),
+            });
+        }
+        // sqlx makes this a SAVEPOINT inside a transaction it began, a BEGIN otherwise.
+        let tx = conn.begin().await.map_err(map_sqlx)?;
+        let (result, _) = self.append_with_inline(tx, stream, expected, events).await;
+        result
     }
 
     /// Saves a checkpoint like [`CheckpointStore::save_checkpoint`], on a connection of the
@@ -83,7 +100,50 @@ impl PgStore {
             .map_err(map_sqlx)
     }
 
-    /// The append on one connection. A failed statement comes back unmapped (with the
+    /// Appends in `tx` with the same one-statement append as every other path, runs the
+    /// inline projections on the stored events, and commits `tx` (a transaction or a
+    /// savepoint); on any failure, rolls it back first. Also says whether the connection
+    /// was left idle and outside the transaction (committed or rolled back), so that the
+    /// caller may keep it.
+    async fn append_with_inline(
+        &self,
+        mut tx: Transaction<'_, Postgres>,
+        stream: &StreamId,
+        expected: ExpectedVersion,
+        events: Vec<NewEvent>,
+    ) -> (Result<Vec<Arc<StoredEvent>>, StoreError>, bool) {
+        let ran = match self.append_on(&mut tx, stream, expected, events).await {
+            Ok(stored) => self
+                .run_inline(&mut tx, stream, &stored)
+                .await
+                .map(|()| stored)
+                .map_err(Failure::Store),
+            Err(e) => Err(e),
+        };
+        match ran {
+            Ok(stored) => match tx.commit().await {
+                Ok(()) => (Ok(stored), true),
+                Err(e) => (Err(map_sqlx(e)), false),
+            },
+            Err(failure) => {
+                // Explicitly, so that a savepoint is undone before the caller's next
+                // statement; and a connection that broke is reported as such.
+                let rolled_back = tx.rollback().await;
+                let error = match failure {
+                    Failure::Store(e) => e,
+                    Failure::Sql(e, ids) => self.append_error(e, stream, expected, &ids).await,
+                };
+                match rolled_back {
+                    Ok(()) => (Err(error), true),
+                    Err(rollback) if is_unavailable(&rollback) => (Err(map_sqlx(rollback)), false),
+                    Err(_) => (Err(error), false),
+                }
+            }
+        }
+    }
+
+    /// The append on one connection: the statement of `Sql::append` (no call to the
+    /// `append_events` function). A failed statement comes back unmapped (with the
     /// batch's event ids), so that the caller can first decide what becomes of the
     /// connection, then map the error with [`append_error`](Self::append_error).
     async fn append_on(
@@ -232,7 +292,7 @@ impl PgStore {
                     event_id,
                 }
             }
-            // Only reachable if rows were written around `append_events`: the stream row
+            // Only reachable if rows were written around the store: the stream row
             // and the events disagree. Report the version the events table holds.
             // Inside a caller's transaction, which the error aborted: read on another
             // connection.
@@ -272,7 +332,7 @@ impl PgStore {
     }
 
     /// A connection for one operation of the store (see [`crate::held`]).
-    async fn lease(&self) -> Result<Lease, StoreError> {
+    async fn lease(&self) -> Result<held::Lease, StoreError> {
         self.held.lease().await.map_err(map_sqlx)
     }
 
@@ -298,7 +358,7 @@ impl PgStore {
 /// idled while the client decoded a whole batch). The connection is kept only if the
 /// result was read to its end.
 async fn fetch_events(
-    mut conn: Lease,
+    mut conn: held::Lease,
     query: Query<'_, Postgres, PgArguments>,
     max_count: usize,
     mut convert: impl FnMut(&PgRow) -> Result<StoredEvent, StoreError>,
@@ -399,6 +459,26 @@ impl EventStore for PgStore {
         events: Vec<NewEvent>,
     ) -> Result<Vec<Arc<StoredEvent>>, StoreError> {
         let mut conn = self.lease().await?;
+        if !self.inline.is_empty() {
+            if events.is_empty() {
+                conn.keep();
+                return Err(StoreError::EmptyAppend {
+                    stream: stream.clone(),
+                });
+            }
+            // BEGIN, the append, each inline projection, COMMIT, on this one connection,
+            // kept afterwards only when it is idle and out of the transaction.
+            let (result, clean) = match Connection::begin(&mut *conn).await {
+                Ok(tx) => self.append_with_inline(tx, stream, expected, events).await,
+                // Not kept: whatever went wrong, the pool checks it.
+                Err(e) => (Err(map_sqlx(e)), false),
+            };
+            if clean {
+                conn.keep();
+            }
+            return result;
+        }
+        // One statement in an implicit transaction: one round trip.
         match self.append_on(&mut conn, stream, expected, events).await {
             Ok(stored) => {
                 conn.keep();
@@ -463,6 +543,71 @@ impl EventStore for PgStore {
             row_to_event(row, row_stream(row, &mut last)?)
         })
         .await
+    }
+
+    /// One indexed query (`events_command`, partial on `command_id IS NOT NULL`).
+    async fn read_by_command(
+        &self,
+        stream: &StreamId,
+        command_id: Uuid,
+    ) -> Result<Vec<Arc<StoredEvent>>, StoreError> {
+        let conn = self.lease().await?;
+        let query = sqlx::query(&self.sql.read_by_command)
+            .bind(stream.stream_type())
+            .bind(stream.id())
+            .bind(command_id);
+        fetch_events(conn, query, 1, |row| row_to_event(row, stream.clone())).await
+    }
+
+    /// One `count(*)` with the filter of `read_all` in SQL, stopped after `limit` rows by a
+    /// `LIMIT` in a subquery. It counts every committed event after `after`, including
+    /// those a global read does not return yet because an older transaction is still open
+    /// (they are lag too); events of transactions still open are not counted.
+    async fn count_after(
+        &self,
+        after: Position,
+        filter: &EventFilter,
+        limit: u64,
+    ) -> Result<u64, StoreError> {
+        if limit == 0 {
+            return Ok(0);
+        }
+        let by_stream = !filter.stream_types.is_empty();
+        let by_event = !filter.event_types.is_empty();
+        let mut query =
+            sqlx::query_scalar::<_, i64>(&self.sql.count_after[filter_index(by_stream, by_event)])
+                .bind(after.commit().to_string())
+                .bind(after.sequence() as i64)
+                .bind(clamp_i64(limit));
+        if by_stream {
+            query = query.bind(&filter.stream_types);
+        }
+        if by_event {
+            query = query.bind(&filter.event_types);
+        }
+        let mut conn = self.lease().await?;
+        let count = query.fetch_one(&mut *conn).await;
+        conn.keep_after(&count);
+        Ok(u64::try_from(count.map_err(map_sqlx)?).unwrap_or(0))
+    }
+
+    async fn read_horizon(&self) -> Result<Position, StoreError> {
+        let mut conn = self.lease().await?;
+        let xmin = sqlx::query_scalar::<_, String>(&self.sql.read_horizon)
+            .fetch_one(&mut *conn)
+            .await;
+        conn.keep_after(&xmin);
+        let xmin = xmin.map_err(map_sqlx)?;
+        let xmin: u64 = xmin
+            .parse()
+            .map_err(|e| backend(format!("transaction id {xmin:?}: {e}")))?;
+        // Every transaction below `xmin` has ended: the last position any of them can
+        // hold is the greatest `(xmin - 1, position)`. Positions are bigint, so the
+        // sequence part tops out at i64::MAX.
+        Ok(Position::from_parts(
+            xmin.saturating_sub(1),
+            i64::MAX as u64,
+        ))
     }
 
     /// Polls with exponential backoff (see [`PollInterval`](crate::PollInterval)).
@@ -572,5 +717,57 @@ impl CheckpointStore for PgStore {
         let saved = self.save_checkpoint_on(&mut *conn, name, position).await;
         conn.keep_after(&saved);
         saved.map_err(map_sqlx)
+    }
+
+    /// A session-level advisory lock on a connection of the lease's own (see the
+    /// PostgreSQL chapter of the guide, "Subscriptions").
+    async fn acquire_lease(&self, name: &str) -> Result<Option<Box<dyn Lease>>, StoreError> {
+        self.acquire_lease_impl(name).await
+    }
+
+    /// An upsert into `dead_letters` keyed by (subscription, event id). The event must be
+    /// stored in this store's `events` table (a foreign key): it is referenced, not copied.
+    async fn park(&self, name: &str, event: &StoredEvent, error: &str) -> Result<(), StoreError> {
+        cqrs_core::ident::validate("subscription name", name)?;
+        // PostgreSQL text cannot hold NUL; an error message is prose, so replace it.
+        let error = error.replace('\0', "\u{fffd}");
+        let mut conn = self.lease().await?;
+        let parked = sqlx::query(&self.sql.park)
+            .bind(name)
+            .bind(event.event_id)
+            .bind(&error)
+            .execute(&mut *conn)
+            .await;
+        conn.keep_after(&parked);
+        parked.map_err(|e| match &e {
+            sqlx::Error::Database(db) if db.code().as_deref() == Some("23503") => backend(format!(
+                "cannot park event {} for {name}: it is not stored in this store",
+                event.event_id
+            )),
+            _ => map_sqlx(e),
+        })?;
+        Ok(())
+    }
+
+    async fn parked(&self, name: &str) -> Result<Vec<DeadLetter>, StoreError> {
+        cqrs_core::ident::validate("subscription name", name)?;
+        let mut conn = self.lease().await?;
+        let rows = sqlx::query(&self.sql.parked)
+            .bind(name)
+            .fetch_all(&mut *conn)
+            .await;
+        conn.keep_after(&rows);
+        let rows = rows.map_err(map_sqlx)?;
+        let mut last = None;
+        rows.iter()
+            .map(|row| {
+                let event = row_to_event(row, row_stream(row, &mut last)?)?;
+                Ok(DeadLetter {
+                    event: Arc::new(event),
+                    error: row.try_get(EVENT_COLUMN_COUNT).map_err(map_sqlx)?,
+                    parked_at: row.try_get(EVENT_COLUMN_COUNT + 1).map_err(map_sqlx)?,
+                })
+            })
+            .collect()
     }
 }

@@ -14,6 +14,9 @@ const EVENT_COLUMNS: &str = "position, (transaction_id::text)::bigint, stream_ty
 /// use the index: every batch of a catch-up scanned and sorted the whole table.
 const COMMIT_ORDER: &str = "events.transaction_id, events.position";
 
+/// How many columns `EVENT_COLUMNS` has: further columns of a row start at this index.
+pub(crate) const EVENT_COLUMN_COUNT: usize = 11;
+
 /// Only rows of transactions older than every running transaction: those can no longer be
 /// joined by an earlier-positioned row that commits later.
 const BELOW_HORIZON: &str = "transaction_id < pg_snapshot_xmin(pg_current_snapshot())";
@@ -48,11 +51,21 @@ pub(crate) struct Sql {
     pub read_stream: String,
     /// Indexed by `filter_index`.
     pub read_all: [String; 4],
+    /// Indexed by `filter_index`.
+    pub count_after: [String; 4],
+    pub read_by_command: String,
     pub has_events_after: String,
+    /// The oldest transaction still running (or the next one): everything below it has
+    /// ended.
+    pub read_horizon: String,
     pub load_snapshot: String,
     pub save_snapshot: String,
     pub load_checkpoint: String,
     pub save_checkpoint: String,
+    pub lock_checkpoint: String,
+    pub create_checkpoint: String,
+    pub park: String,
+    pub parked: String,
     pub transaction_ids: String,
     pub horizon_lag: String,
 }
@@ -66,7 +79,7 @@ impl Sql {
     pub fn new(schema: &SchemaName) -> Self {
         let s = schema.quoted();
         // $1, $2: the position after which to read; $3: the limit; $4, $5: the filters.
-        let read_all = |stream_types: bool, event_types: bool| {
+        let filter = |stream_types: bool, event_types: bool| {
             let mut filter = String::new();
             let mut next = 4;
             if stream_types {
@@ -76,6 +89,10 @@ impl Sql {
             if event_types {
                 filter.push_str(&format!(" AND event_type = ANY(${next})"));
             }
+            filter
+        };
+        let read_all = |stream_types: bool, event_types: bool| {
+            let filter = filter(stream_types, event_types);
             format!(
                 "SELECT {EVENT_COLUMNS} FROM {s}.events \
                  WHERE {BELOW_HORIZON} AND (transaction_id, position) > ($1::text::xid8, $2){filter} \
@@ -133,6 +150,18 @@ impl Sql {
                  RETURNING ev.position, (ev.transaction_id::text)::bigint, ev.stream_version, ev.recorded_at"
             )
         };
+        // The rows `read_all` filters on, counted where they are, with the LIMIT in the
+        // subquery bounding the work on a long backlog. Without the horizon: an event that
+        // committed but is held back by an older open transaction is still lag, and a
+        // caller that wants to know whether everything committed was delivered must see it.
+        let count_after = |stream_types: bool, event_types: bool| {
+            let filter = filter(stream_types, event_types);
+            format!(
+                "SELECT count(*) FROM (SELECT 1 FROM {s}.events \
+                 WHERE (transaction_id, position) > ($1::text::xid8, $2){filter} \
+                 LIMIT $3) counted"
+            )
+        };
         Self {
             append: [
                 append(AppendMode::Exact, false),
@@ -156,6 +185,20 @@ impl Sql {
                 read_all(false, true),
                 read_all(true, true),
             ],
+            count_after: [
+                count_after(false, false),
+                count_after(true, false),
+                count_after(false, true),
+                count_after(true, true),
+            ],
+            // `command_id = $3` implies `command_id IS NOT NULL`, so the partial index
+            // `events_command` serves it.
+            read_by_command: format!(
+                "SELECT {EVENT_COLUMNS} FROM {s}.events \
+                 WHERE stream_type = $1 AND stream_id = $2 AND command_id = $3 \
+                 ORDER BY stream_version"
+            ),
+            read_horizon: "SELECT pg_snapshot_xmin(pg_current_snapshot())::text".to_owned(),
             has_events_after: format!(
                 "SELECT EXISTS (SELECT 1 FROM {s}.events WHERE {BELOW_HORIZON} \
                  AND (transaction_id, position) > ($1::text::xid8, $2))"
@@ -180,6 +223,26 @@ impl Sql {
                 "INSERT INTO {s}.checkpoints AS t (name, commit_part, seq_part) VALUES ($1, $2, $3) \
                  ON CONFLICT (name) DO UPDATE SET commit_part = excluded.commit_part, \
                  seq_part = excluded.seq_part, updated_at = now()"
+            ),
+            lock_checkpoint: format!(
+                "SELECT commit_part, seq_part FROM {s}.checkpoints WHERE name = $1 FOR UPDATE"
+            ),
+            create_checkpoint: format!(
+                "INSERT INTO {s}.checkpoints (name, commit_part, seq_part) VALUES ($1, 0, 0) \
+                 ON CONFLICT (name) DO NOTHING"
+            ),
+            park: format!(
+                "INSERT INTO {s}.dead_letters (subscription, event_id, error) VALUES ($1, $2, $3) \
+                 ON CONFLICT (subscription, event_id) DO UPDATE SET error = excluded.error, \
+                 parked_at = now()"
+            ),
+            // `USING (event_id)` merges the two event_id columns, so the unqualified
+            // EVENT_COLUMNS stay unambiguous; the order is qualified for the same reason
+            // as `read_all`'s.
+            parked: format!(
+                "SELECT {EVENT_COLUMNS}, error, parked_at \
+                 FROM {s}.events JOIN {s}.dead_letters USING (event_id) \
+                 WHERE subscription = $1 ORDER BY {COMMIT_ORDER}"
             ),
             transaction_ids: format!(
                 "SELECT (SELECT (transaction_id::text)::bigint FROM {s}.events \

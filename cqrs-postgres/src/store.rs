@@ -10,6 +10,8 @@ use sqlx::{Connection, PgConnection, Row};
 
 use crate::error::{check_server_version, map_sqlx, SetupError};
 use crate::held::Held;
+use crate::inline::RunInline;
+use crate::lease::Releases;
 use crate::schema::SchemaName;
 use crate::sql::Sql;
 
@@ -40,6 +42,10 @@ pub struct PgStore {
     pub(crate) poll: PollInterval,
     /// Connections kept between the store's operations (see [`crate::held`]).
     pub(crate) held: Arc<Held>,
+    /// Projections run inside each append (see [`PgStore::with_inline_projection`]).
+    pub(crate) inline: Arc<[Arc<dyn RunInline>]>,
+    /// Leases of this store being released (see `lease.rs`).
+    pub(crate) releases: Releases,
 }
 
 /// How [`wait_for_events`](cqrs_core::EventStore::wait_for_events) polls: it starts at
@@ -113,9 +119,14 @@ impl PgStore {
         Ok(Self::build(pool, SchemaName::new(schema)?))
     }
 
-    /// The same store in another schema (validated before any SQL runs).
+    /// The same store in another schema (validated before any SQL runs), with the same
+    /// poll interval and inline projections.
     pub fn with_schema(self, schema: &str) -> Result<Self, SetupError> {
-        Ok(Self::build(self.pool, SchemaName::new(schema)?).with_poll_interval(self.poll))
+        let mut store = Self::build(self.pool, SchemaName::new(schema)?);
+        store.poll = self.poll;
+        store.inline = self.inline;
+        store.releases = self.releases;
+        Ok(store)
     }
 
     /// Sets how [`wait_for_events`](cqrs_core::EventStore::wait_for_events) polls.
@@ -132,6 +143,8 @@ impl PgStore {
             schema,
             sql,
             poll: PollInterval::default(),
+            inline: Arc::new([]),
+            releases: Releases::default(),
         }
     }
 
@@ -296,6 +309,10 @@ impl std::fmt::Debug for PgStore {
         f.debug_struct("PgStore")
             .field("schema", &self.schema)
             .field("poll", &self.poll)
+            .field(
+                "inline_projections",
+                &self.inline.iter().map(|p| p.name()).collect::<Vec<_>>(),
+            )
             .finish_non_exhaustive()
     }
 }

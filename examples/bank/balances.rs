@@ -36,6 +36,14 @@ impl Balances {
 }
 
 impl Balances {
+    async fn reset(&self) -> Result<(), Infallible> {
+        self.accounts
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
+        Ok(())
+    }
+
     async fn handle(&self, event: &Envelope<AccountEvent>) -> Result<(), Infallible> {
         // A poisoned lock still holds consistent rows: each update below is one assignment.
         let mut accounts = self.accounts.write().unwrap_or_else(|e| e.into_inner());

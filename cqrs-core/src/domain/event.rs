@@ -66,6 +66,11 @@ pub enum PayloadError {
 /// assert_eq!(Light::decode("Dimmed", &data)?, dimmed);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not an event type: it does not implement `DomainEvent`",
+    label = "not an event type",
+    note = "add `#[derive(DomainEvent)]` to the event enum or struct (or implement the trait)"
+)]
 pub trait DomainEvent: Sized + Send + Sync + 'static {
     /// Every event type this family can produce, with its current schema version.
     const EVENT_TYPES: &'static [EventTypeInfo];

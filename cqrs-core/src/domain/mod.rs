@@ -6,6 +6,10 @@ mod command;
 mod event;
 mod projection;
 
+// Called by code that `#[derive(DomainEvent)]` generates for `#[event(flatten)]`.
+#[doc(hidden)]
+pub mod flatten;
+
 pub use aggregate::Aggregate;
 pub use command::Command;
 pub use event::{DomainEvent, EventTypeInfo, PayloadError};

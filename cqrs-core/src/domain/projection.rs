@@ -15,6 +15,10 @@ use crate::Envelope;
 ///
 /// Delivery is at-least-once, in commit order: a handler should be idempotent, for
 /// example by ignoring events at or below the stream version it has already seen.
+///
+/// `reset` empties the view: a subscription calls it before replaying history into the
+/// view, when the view is new, when its version changed, or when a rebuild is asked
+/// for.
 pub trait Projection: Send + Sync + 'static {
     /// Stable name of the view.
     const NAME: &'static str;
@@ -36,4 +40,7 @@ pub trait Projection: Send + Sync + 'static {
         &self,
         event: &Envelope<Self::Event>,
     ) -> impl Future<Output = Result<(), Self::Error>> + Send;
+
+    /// Empties the view, before it is built again from the first event.
+    fn reset(&self) -> impl Future<Output = Result<(), Self::Error>> + Send;
 }

@@ -31,8 +31,52 @@ impl<A: Aggregate> Engine<A> {
         self.execute(&id, command).await
     }
 
+    /// Executes a command caused by `cause`, an event seen by a
+    /// [process manager](crate::ProcessManager), against aggregate `id`.
+    ///
+    /// The new events carry the cause's correlation id (or its id, if it had none), its id
+    /// as causation id, and its trace context and application keys. The command gets an
+    /// id derived from the cause, the aggregate and the command's name, so that the same
+    /// event delivered again returns the first outcome instead of acting twice.
+    pub async fn execute_caused_by<D>(
+        &self,
+        id: &str,
+        command: A::Command,
+        cause: &Envelope<D>,
+    ) -> Result<Committed<A::Event>, A> {
+        let key = format!("{}/{}/{}", A::TYPE, id, command.command_name());
+        let metadata = Metadata {
+            correlation_id: Some(cause.metadata.correlation_id.unwrap_or(cause.event_id)),
+            causation_id: Some(cause.event_id),
+            command_id: Some(uuid::Uuid::new_v5(&cause.event_id, key.as_bytes())),
+            traceparent: cause.metadata.traceparent.clone(),
+            extra: cause.metadata.extra.clone(),
+        };
+        self.execute_with_metadata(id, command, metadata).await
+    }
+
+    /// [`execute_caused_by`](Self::execute_caused_by) for a command that names its
+    /// aggregate ([`Command::aggregate_id`]).
+    pub async fn send_caused_by<D>(
+        &self,
+        command: A::Command,
+        cause: &Envelope<D>,
+    ) -> Result<Committed<A::Event>, A> {
+        let id = command
+            .aggregate_id()
+            .ok_or(EngineError::MissingAggregateId {
+                command: command.command_name(),
+            })?;
+        self.execute_caused_by(&id, command, cause).await
+    }
+
     /// Executes `command` against aggregate `id`, stamping `metadata` on every event.
     /// A missing correlation id is filled with a fresh one.
+    ///
+    /// With a [`command_id`](Metadata::command_id), the command is idempotent: if events
+    /// with that id are already in the stream, they are returned as the outcome and the
+    /// command does not run again (a command that was refused, or wrote nothing, leaves
+    /// no trace and runs again).
     pub async fn execute_with_metadata(
         &self,
         id: &str,
@@ -63,6 +107,14 @@ impl<A: Aggregate> Engine<A> {
         let max_attempts = self.retry.max_attempts.max(1);
         let mut attempt = 1;
         loop {
+            // Idempotency first: a command already recorded returns its outcome
+            // (checked on every attempt, before the image or the stream is loaded).
+            if let Some(command_id) = metadata.command_id {
+                if let Some(done) = self.already_done(&stream, command_id).await? {
+                    tracing::debug!(%command_id, "command already executed; returning its events");
+                    return Ok(done);
+                }
+            }
             let (loaded, from_image) = self.load_for_command(&stream).await?;
             let handled = loaded
                 .state
@@ -120,6 +172,23 @@ impl<A: Aggregate> Engine<A> {
                 Err(e) => return Err(e.into()),
             }
         }
+    }
+
+    /// The outcome of command `command_id` if it already wrote events to `stream`.
+    async fn already_done(
+        &self,
+        stream: &StreamId,
+        command_id: uuid::Uuid,
+    ) -> Result<Option<Committed<A::Event>>, A> {
+        let stored = self.events.read_by_command(stream, command_id).await?;
+        let Some(version) = stored.last().map(|e| e.stream_version) else {
+            return Ok(None);
+        };
+        let events = stored
+            .iter()
+            .map(|e| codec::decode::<A::Event>(e))
+            .collect::<std::result::Result<Vec<_>, _>>()?;
+        Ok(Some(Committed { events, version }))
     }
 
     /// Folds the committed events, snapshots by policy, runs inline projections.

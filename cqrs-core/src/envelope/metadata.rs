@@ -35,6 +35,11 @@ pub struct Metadata {
     /// The id of the event or command that directly caused this event.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub causation_id: Option<Uuid>,
+    /// The id of the command that wrote this event, when the caller gave one: a command
+    /// repeated with the same id returns the events of the first one instead of running
+    /// again (see [`Engine::execute_with_metadata`](crate::Engine::execute_with_metadata)).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command_id: Option<Uuid>,
     /// W3C trace context of the writer.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub traceparent: Option<TraceParent>,
@@ -53,6 +58,13 @@ impl Metadata {
     /// Sets the causation id.
     pub fn with_causation_id(mut self, id: Uuid) -> Self {
         self.causation_id = Some(id);
+        self
+    }
+
+    /// Sets the command id, making the command idempotent: executed again with the same
+    /// id, it returns what it wrote the first time.
+    pub fn with_command_id(mut self, id: Uuid) -> Self {
+        self.command_id = Some(id);
         self
     }
 

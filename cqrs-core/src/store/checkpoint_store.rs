@@ -1,20 +1,65 @@
-//! The checkpoint store trait.
+//! The checkpoint store trait: where subscriptions keep their state.
+
+use std::sync::Arc;
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 
 use super::StoreError;
-use crate::Position;
+use crate::{Position, StoredEvent};
 
-/// Keeps the position of each named subscription.
+/// Keeps what a subscription needs to survive restarts and to run once across processes:
+/// its position, its lease, and the events it parked.
 ///
 /// Names are checked with [`ident::validate`](crate::ident::validate): an invalid name is
 /// [`StoreError::InvalidIdentifier`] before any I/O.
+///
+/// A read model should keep its checkpoint where it keeps its data: a read model in a
+/// process's memory with its checkpoint in a database would, after a restart, resume from
+/// a position whose effects were lost with the process.
 #[async_trait]
 pub trait CheckpointStore: Send + Sync + 'static {
     /// The saved position of subscription `name`, or `None` if it never saved one.
-    async fn load_checkpoint(&self, name: &str) -> Result<Option<crate::Position>, StoreError>;
+    async fn load_checkpoint(&self, name: &str) -> Result<Option<Position>, StoreError>;
 
     /// Saves the position of subscription `name`, replacing the previous one (saving
     /// [`Position::START`] resets it, for a rebuild).
     async fn save_checkpoint(&self, name: &str, position: Position) -> Result<(), StoreError>;
+
+    /// Tries to become the one active consumer of subscription `name`.
+    ///
+    /// Returns `None` at once when another holder has it. The lease lasts until the
+    /// returned value is dropped, or until the backend loses it (on PostgreSQL, when the
+    /// connection holding its lock breaks, or the process dies): holders check
+    /// [`Lease::is_held`] between batches. Within one process and one store, two calls
+    /// for the same name never both succeed.
+    async fn acquire_lease(&self, name: &str) -> Result<Option<Box<dyn Lease>>, StoreError>;
+
+    /// Parks `event` for subscription `name` with the `error` that stopped it (the
+    /// dead-letter store), so the subscription can go on. Parking the same event twice
+    /// for the same name keeps one entry (with the latest error).
+    async fn park(&self, name: &str, event: &StoredEvent, error: &str) -> Result<(), StoreError>;
+
+    /// The events parked for subscription `name`, in global order.
+    async fn parked(&self, name: &str) -> Result<Vec<DeadLetter>, StoreError>;
+}
+
+/// The right to be the active consumer of a subscription, from
+/// [`CheckpointStore::acquire_lease`]. Dropping it gives the subscription up.
+#[async_trait]
+pub trait Lease: Send + Sync + std::fmt::Debug {
+    /// Whether the lease is still held. `false` once the backend lost it; the holder must
+    /// then stop delivering and try to acquire it again.
+    async fn is_held(&self) -> bool;
+}
+
+/// An event a subscription could not handle and set aside ([`CheckpointStore::park`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeadLetter {
+    /// The event, as stored.
+    pub event: Arc<StoredEvent>,
+    /// Why it was parked (the handler's or the codec's error, as text).
+    pub error: String,
+    /// When it was parked (last time, if it was parked again).
+    pub parked_at: DateTime<Utc>,
 }

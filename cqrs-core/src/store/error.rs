@@ -57,6 +57,18 @@ pub enum StoreError {
     /// cannot apply twice).
     #[error("store unavailable: {0}")]
     Unavailable(#[source] BoxError),
+    /// A projection that runs inside the append (see the backends' inline projections)
+    /// failed, so the append was rolled back: nothing was written.
+    #[error("projection {projection} refused the append to {stream}: {source}")]
+    Projection {
+        /// The stream appended to.
+        stream: StreamId,
+        /// The projection's name.
+        projection: String,
+        /// Its error.
+        #[source]
+        source: BoxError,
+    },
     /// Any other backend failure.
     #[error("store error: {0}")]
     Backend(#[source] BoxError),

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use uuid::Uuid;
 
 use super::StoreError;
 use crate::{NewEvent, Position, StoredEvent, StreamId};
@@ -145,4 +146,74 @@ pub trait EventStore: Send + Sync + 'static {
     /// callers read again either way.
     async fn wait_for_events(&self, after: Position, timeout: Duration)
         -> Result<bool, StoreError>;
+
+    /// A position up to which the global order is complete: every event that will ever
+    /// be stored at or before it is readable now (or was rolled back), so a reader that
+    /// found nothing after its position may move on to this one.
+    ///
+    /// A filtered subscription needs it: without it, its position stays at the last event
+    /// it consumed while the log grows with events it does not consume, and waiting for
+    /// events "after its position" would return at once, forever. In memory it is the
+    /// last event's position; on PostgreSQL, the position just below the oldest
+    /// transaction still running.
+    async fn read_horizon(&self) -> Result<Position, StoreError>;
+
+    /// The events of `stream` that were written by the command with id `command_id`
+    /// ([`Metadata::command_id`](crate::Metadata::command_id)), in version order; empty
+    /// when that command wrote nothing there. The engine uses it to make commands
+    /// idempotent.
+    ///
+    /// The provided implementation reads the whole stream; a backend with an index on the
+    /// command id should override it.
+    async fn read_by_command(
+        &self,
+        stream: &StreamId,
+        command_id: Uuid,
+    ) -> Result<Vec<Arc<StoredEvent>>, StoreError> {
+        const BATCH: usize = 1_000;
+        let mut found = Vec::new();
+        let mut from = 1;
+        loop {
+            let batch = self.read_stream(stream, from, BATCH).await?;
+            let Some(last) = batch.last() else {
+                return Ok(found);
+            };
+            from = last.stream_version + 1;
+            let done = batch.len() < BATCH;
+            found.extend(
+                batch
+                    .into_iter()
+                    .filter(|e| e.metadata.command_id == Some(command_id)),
+            );
+            if done {
+                return Ok(found);
+            }
+        }
+    }
+
+    /// How many events after `after` pass `filter`, counting at most `limit` (a
+    /// subscription's lag). Events of transactions still open may or may not be counted.
+    ///
+    /// The provided implementation reads the events; a backend that can count where the
+    /// events are should override it.
+    async fn count_after(
+        &self,
+        after: Position,
+        filter: &EventFilter,
+        limit: u64,
+    ) -> Result<u64, StoreError> {
+        const BATCH: usize = 1_000;
+        let mut count = 0;
+        let mut after = after;
+        while count < limit {
+            let batch = self.read_all(after, BATCH, filter).await?;
+            let Some(last) = batch.last() else { break };
+            after = last.position;
+            count += batch.len() as u64;
+            if batch.len() < BATCH {
+                break;
+            }
+        }
+        Ok(count.min(limit))
+    }
 }

@@ -10,7 +10,7 @@ mod error;
 mod event_store;
 mod snapshot_store;
 
-pub use checkpoint_store::CheckpointStore;
+pub use checkpoint_store::{CheckpointStore, DeadLetter, Lease};
 pub use error::{BoxError, StoreError};
 pub use event_store::{EventFilter, EventStore, ExpectedVersion};
 pub use snapshot_store::{Snapshot, SnapshotStore};

@@ -2,7 +2,7 @@
 
 use proc_macro2::Span;
 use syn::spanned::Spanned;
-use syn::{Attribute, Data, DeriveInput, Field, Fields, Ident, LitStr, Path};
+use syn::{Attribute, Data, DeriveInput, Field, Fields, Ident, LitStr, Path, Variant};
 
 use crate::attr::{self, Errors};
 use crate::case::Case;
@@ -13,7 +13,56 @@ pub struct Input<'a> {
     pub krate: Option<Path>,
     /// Whether it is an enum (one event type per variant) or a struct (one event type).
     pub is_enum: bool,
-    pub types: Vec<EventType<'a>>,
+    /// The variants in declaration order (the struct itself: one event type).
+    pub members: Vec<Member<'a>>,
+}
+
+impl<'a> Input<'a> {
+    /// The event types declared here (not those of flattened variants).
+    pub fn types(&self) -> impl Iterator<Item = &EventType<'a>> {
+        self.members.iter().filter_map(|m| match m {
+            Member::Type(t) => Some(t),
+            Member::Flatten(_) => None,
+        })
+    }
+
+    /// The `#[event(flatten)]` variants.
+    pub fn flattened(&self) -> impl Iterator<Item = &Flatten<'a>> {
+        self.members.iter().filter_map(|m| match m {
+            Member::Flatten(f) => Some(f),
+            Member::Type(_) => None,
+        })
+    }
+}
+
+/// A variant (or the struct).
+pub enum Member<'a> {
+    /// One event type.
+    Type(EventType<'a>),
+    /// `#[event(flatten)] Variant(Inner)`: every event type of `Inner`.
+    Flatten(Flatten<'a>),
+}
+
+/// `#[event(flatten)] Variant(Inner)`: the event types of another `DomainEvent`, gathered
+/// into this enum under their own names, versions and upcasters.
+pub struct Flatten<'a> {
+    pub ident: &'a Ident,
+    /// The `flatten` key.
+    pub span: Span,
+    /// The variant's fields: valid when they are exactly one unnamed field.
+    pub fields: &'a Fields,
+    /// `name`, `version` or `upcast` given beside `flatten`, which it does not take.
+    pub stray_keys: Vec<(&'static str, Span)>,
+}
+
+impl<'a> Flatten<'a> {
+    /// The single field of a well-formed flattened variant.
+    pub fn field(&self) -> Option<&'a Field> {
+        match self.fields {
+            Fields::Unnamed(f) if f.unnamed.len() == 1 => f.unnamed.first(),
+            _ => None,
+        }
+    }
 }
 
 /// One event type: a variant, or the struct itself.
@@ -52,7 +101,7 @@ pub struct Upcast {
 
 const ENUM_KEYS: &str = "`prefix`, `rename_all`, `crate`";
 const STRUCT_KEYS: &str = "`name`, `version`, `upcast`, `prefix`, `rename_all`, `crate`";
-const VARIANT_KEYS: &str = "`name`, `version`, `upcast`";
+const VARIANT_KEYS: &str = "`name`, `version`, `upcast`, `flatten`";
 
 /// Attributes that may appear on the container.
 #[derive(Default)]
@@ -69,6 +118,8 @@ struct Own {
     name: Option<LitStr>,
     version: Option<(u32, Span)>,
     upcasts: Vec<Upcast>,
+    /// `flatten`, on a variant only.
+    flatten: Option<Span>,
 }
 
 pub fn parse(input: &DeriveInput) -> syn::Result<Input<'_>> {
@@ -98,7 +149,7 @@ pub fn parse(input: &DeriveInput) -> syn::Result<Input<'_>> {
             None => base,
         }
     };
-    let mut types = Vec::new();
+    let mut members = Vec::new();
     match &input.data {
         Data::Enum(data) => {
             if data.variants.is_empty() {
@@ -109,16 +160,19 @@ pub fn parse(input: &DeriveInput) -> syn::Result<Input<'_>> {
             }
             for variant in &data.variants {
                 let own = errors.take(parse_own(&variant.attrs)).unwrap_or_default();
-                types.push(event_type(&variant.ident, &variant.fields, own, &rename));
+                members.push(match own.flatten {
+                    Some(span) => Member::Flatten(flatten(variant, span, &own)),
+                    None => Member::Type(event_type(&variant.ident, &variant.fields, own, &rename)),
+                });
             }
         }
         Data::Struct(data) => {
-            types.push(event_type(
+            members.push(Member::Type(event_type(
                 &input.ident,
                 &data.fields,
                 container.own,
                 &rename,
-            ));
+            )));
         }
         Data::Union(_) => {}
     }
@@ -127,8 +181,25 @@ pub fn parse(input: &DeriveInput) -> syn::Result<Input<'_>> {
         ident: &input.ident,
         krate: container.krate,
         is_enum,
-        types,
+        members,
     })
+}
+
+fn flatten<'a>(variant: &'a Variant, span: Span, own: &Own) -> Flatten<'a> {
+    let mut stray_keys = Vec::new();
+    if let Some(lit) = &own.name {
+        stray_keys.push(("name", lit.span()));
+    }
+    if let Some((_, span)) = own.version {
+        stray_keys.push(("version", span));
+    }
+    stray_keys.extend(own.upcasts.iter().map(|u| ("upcast", u.span)));
+    Flatten {
+        ident: &variant.ident,
+        span,
+        fields: &variant.fields,
+        stray_keys,
+    }
 }
 
 fn event_type<'a>(
@@ -177,6 +248,12 @@ fn parse_container(attrs: &[Attribute], is_enum: bool) -> syn::Result<Container>
                 attr::set_once(&mut c.rename_all, case, &meta)
             } else if !is_enum && parse_own_key(&meta, &mut c.own)? {
                 Ok(())
+            } else if meta.path.is_ident("flatten") {
+                Err(meta.error(
+                    "`flatten` belongs on a newtype variant of an event enum, \
+                     `#[event(flatten)] Orders(OrderEvent)`, where it gathers the event \
+                     types of `OrderEvent` into the enum",
+                ))
             } else if is_enum
                 && ["name", "version", "upcast"]
                     .iter()
@@ -204,6 +281,9 @@ fn parse_own(attrs: &[Attribute]) -> syn::Result<Own> {
         attr.parse_nested_meta(|meta| {
             if parse_own_key(&meta, &mut own)? {
                 Ok(())
+            } else if meta.path.is_ident("flatten") {
+                let span = meta.path.span();
+                attr::set_once(&mut own.flatten, span, &meta)
             } else if ["prefix", "rename_all", "crate"]
                 .iter()
                 .any(|k| meta.path.is_ident(k))

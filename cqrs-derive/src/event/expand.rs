@@ -6,57 +6,87 @@ use syn::punctuated::Punctuated;
 use syn::spanned::Spanned;
 use syn::{Field, Meta, Token};
 
-use super::ast::{EventType, Input, Shape};
+use super::ast::{EventType, Flatten, Input, Member, Shape};
 use crate::attr;
 
 pub fn expand(input: &Input<'_>) -> syn::Result<TokenStream> {
     let krate = attr::crate_path(input.krate.as_ref());
     let krate_str = krate.to_string().replace(' ', "");
     let ident = input.ident;
-
-    let infos = input.types.iter().map(|t| {
-        let (name, version) = (&t.name, t.version);
-        quote!(#krate::EventTypeInfo { name: #name, version: #version })
-    });
-    let upcasters = input.types.iter().flat_map(|t| {
-        let name = &t.name;
-        let krate = &krate;
-        t.upcasts.iter().map(move |u| {
-            let (from, with) = (u.from, &u.with);
-            quote_spanned!(with.span()=> #krate::codec::Upcaster::new(#name, #from, #with))
-        })
-    });
+    let domain_event = quote!(#krate::DomainEvent);
 
     let mut type_arms = Vec::new();
+    let mut version_arms = Vec::new();
     let mut encode_arms = Vec::new();
     let mut decode_arms = Vec::new();
+    let mut decode_flattened = Vec::new();
     let mut variant_arms = Vec::new();
-    for t in &input.types {
-        let name = &t.name;
-        let pat = pattern(input, t);
-        type_arms.push(quote!(#pat => #name));
-        let encode = encode_body(t, &krate, &krate_str)?;
-        encode_arms.push(quote!(#pat => { #encode }));
-        let decode = decode_body(input, t, &krate, &krate_str)?;
-        decode_arms.push(quote!(#name => { #decode }));
-        let rust = t.ident.to_string();
-        variant_arms.push(quote!(#rust => ::core::option::Option::Some(#name)));
+    for member in &input.members {
+        match member {
+            Member::Type(t) => {
+                let (name, version) = (&t.name, t.version);
+                let pat = pattern(input, t);
+                type_arms.push(quote!(#pat => #name));
+                version_arms.push(quote!(#pat => #version));
+                let encode = encode_body(t, &krate, &krate_str)?;
+                encode_arms.push(quote!(#pat => { #encode }));
+                let decode = decode_body(input, t, &krate, &krate_str)?;
+                decode_arms.push(quote!(#name => { #decode }));
+                let rust = t.ident.to_string();
+                let info = info(t, &krate);
+                variant_arms.push(quote!(#rust => &[#info]));
+            }
+            Member::Flatten(f) => {
+                let (v, inner) = flattened(f)?;
+                // Spanned at the inner type, so that a type which is not a `DomainEvent`
+                // gets one error, there.
+                let domain_event = respan(&domain_event, inner.span());
+                let pat = quote!(Self::#v(__cqrs_inner));
+                let sp = inner.span();
+                type_arms
+                    .push(quote_spanned!(sp=> #pat => #domain_event::event_type(__cqrs_inner)));
+                version_arms
+                    .push(quote_spanned!(sp=> #pat => #domain_event::event_version(__cqrs_inner)));
+                encode_arms.push(quote_spanned!(sp=> #pat => #domain_event::encode(__cqrs_inner),));
+                // Own names are matched first; a name that two variants share does not
+                // compile (see `clash_check`), so the order cannot change the outcome.
+                decode_flattened.push(quote_spanned! {sp=>
+                    if <#inner as #domain_event>::version_of(event_type).is_some() {
+                        ::core::result::Result::map(
+                            <#inner as #domain_event>::decode(event_type, data),
+                            Self::#v,
+                        )
+                    } else
+                });
+                let rust = v.to_string();
+                variant_arms
+                    .push(quote_spanned!(sp=> #rust => <#inner as #domain_event>::EVENT_TYPES));
+            }
+        }
     }
+    let (event_types, upcasters, check) = if input.flattened().next().is_none() {
+        let infos = input.types().map(|t| info(t, &krate));
+        let upcasters = input.types().flat_map(|t| upcasters(t, &krate));
+        (quote!(&[#(#infos),*]), quote!(&[#(#upcasters),*]), quote!())
+    } else {
+        let (event_types, upcasters) = concatenated(input, &krate)?;
+        (event_types, upcasters, clash_check(input, &krate)?)
+    };
 
     let hidden = if input.is_enum {
         quote! {
             #[automatically_derived]
             impl #ident {
-                /// The stored event type name of a variant, by its Rust name (used by
-                /// `#[derive(Projection)]`).
+                /// The event types of a variant, by its Rust name: one, or all of a
+                /// flattened enum's (used by `#[derive(Projection)]`).
                 #[doc(hidden)]
                 #[allow(dead_code)]
-                pub fn __cqrs_event_type_of_variant(
+                pub fn __cqrs_event_types_of_variant(
                     variant: &str,
-                ) -> ::core::option::Option<&'static str> {
+                ) -> &'static [#krate::EventTypeInfo] {
                     match variant {
                         #(#variant_arms,)*
-                        _ => ::core::option::Option::None,
+                        _ => &[],
                     }
                 }
             }
@@ -67,13 +97,19 @@ pub fn expand(input: &Input<'_>) -> syn::Result<TokenStream> {
 
     Ok(quote! {
         #[automatically_derived]
-        impl #krate::DomainEvent for #ident {
-            const EVENT_TYPES: &'static [#krate::EventTypeInfo] = &[#(#infos),*];
-            const UPCASTERS: &'static [#krate::codec::Upcaster] = &[#(#upcasters),*];
+        impl #domain_event for #ident {
+            const EVENT_TYPES: &'static [#krate::EventTypeInfo] = #event_types;
+            const UPCASTERS: &'static [#krate::codec::Upcaster] = #upcasters;
 
             fn event_type(&self) -> &'static str {
                 match self {
                     #(#type_arms,)*
+                }
+            }
+
+            fn event_version(&self) -> u32 {
+                match self {
+                    #(#version_arms,)*
                 }
             }
 
@@ -92,12 +128,153 @@ pub fn expand(input: &Input<'_>) -> syn::Result<TokenStream> {
                 let _ = data;
                 match event_type {
                     #(#decode_arms)*
-                    _ => ::core::result::Result::Err(#krate::PayloadError::UnknownType),
+                    _ => #(#decode_flattened)* {
+                        ::core::result::Result::Err(#krate::PayloadError::UnknownType)
+                    }
                 }
             }
         }
 
         #hidden
+        #check
+    })
+}
+
+/// `EventTypeInfo { name, version }` of a type declared here.
+fn info(t: &EventType<'_>, krate: &TokenStream) -> TokenStream {
+    let (name, version) = (&t.name, t.version);
+    quote!(#krate::EventTypeInfo { name: #name, version: #version })
+}
+
+/// The `Upcaster`s of a type declared here.
+fn upcasters<'a>(
+    t: &'a EventType<'_>,
+    krate: &'a TokenStream,
+) -> impl Iterator<Item = TokenStream> + 'a {
+    let name = &t.name;
+    t.upcasts.iter().map(move |u| {
+        let (from, with) = (u.from, &u.with);
+        quote_spanned!(with.span()=> #krate::codec::Upcaster::new(#name, #from, #with))
+    })
+}
+
+/// `tokens` with every span set to `span` (interpolated tokens keep theirs in
+/// `quote_spanned!`).
+fn respan(tokens: &TokenStream, span: proc_macro2::Span) -> TokenStream {
+    tokens
+        .clone()
+        .into_iter()
+        .map(|mut tt| {
+            if let proc_macro2::TokenTree::Group(g) = &tt {
+                let mut group = proc_macro2::Group::new(g.delimiter(), respan(&g.stream(), span));
+                group.set_span(span);
+                return proc_macro2::TokenTree::Group(group);
+            }
+            tt.set_span(span);
+            tt
+        })
+        .collect()
+}
+
+/// The variant and the inner type of a flattened variant (validated: a newtype).
+fn flattened<'a>(f: &'a Flatten<'_>) -> syn::Result<(&'a syn::Ident, &'a syn::Type)> {
+    match f.field() {
+        Some(field) => Ok((f.ident, &field.ty)),
+        None => Err(syn::Error::new(f.span, "flatten needs a newtype variant")),
+    }
+}
+
+/// One slice per variant: its own event type, or the flattened enum's constant. A type
+/// declared here contributes `&[info]`; its length (1) and the flattened constants'
+/// `.len()` size the array, all evaluated at compile time.
+fn concatenated(input: &Input<'_>, krate: &TokenStream) -> syn::Result<(TokenStream, TokenStream)> {
+    let support = quote!(#krate::domain::flatten);
+    let domain_event = quote!(#krate::DomainEvent);
+    let mut type_parts = Vec::new();
+    let mut type_lens = Vec::new();
+    let mut up_parts = Vec::new();
+    let mut up_lens = Vec::new();
+    for member in &input.members {
+        match member {
+            Member::Type(t) => {
+                let info = info(t, krate);
+                type_parts.push(quote!(&[#info]));
+                type_lens.push(quote!(1));
+                let ups: Vec<_> = upcasters(t, krate).collect();
+                if !ups.is_empty() {
+                    let n = ups.len();
+                    up_parts.push(quote!(&[#(#ups),*]));
+                    up_lens.push(quote!(#n));
+                }
+            }
+            Member::Flatten(f) => {
+                let (_, inner) = flattened(f)?;
+                let domain_event = respan(&domain_event, inner.span());
+                let sp = inner.span();
+                let inner = quote_spanned!(sp=> <#inner as #domain_event>);
+                type_parts.push(quote_spanned!(sp=> #inner::EVENT_TYPES));
+                type_lens.push(quote_spanned!(sp=> #inner::EVENT_TYPES.len()));
+                up_parts.push(quote_spanned!(sp=> #inner::UPCASTERS));
+                up_lens.push(quote_spanned!(sp=> #inner::UPCASTERS.len()));
+            }
+        }
+    }
+    Ok((
+        quote!(&#support::concat_event_types::<{ 0 #(+ #type_lens)* }>(&[#(#type_parts),*])),
+        quote!(&#support::concat_upcasters::<{ 0 #(+ #up_lens)* }>(&[#(#up_parts),*])),
+    ))
+}
+
+/// A `const` that fails to compile when two variants produce the same event type name,
+/// with a message naming it and both variants. Names declared here were checked by
+/// `valid`; a flattened enum's names are only known as constants, hence a `const` panic.
+fn clash_check(input: &Input<'_>, krate: &TokenStream) -> syn::Result<TokenStream> {
+    let support = quote!(#krate::domain::flatten);
+    let domain_event = quote!(#krate::DomainEvent);
+    let ident = input.ident;
+    let mut groups = Vec::new();
+    for member in &input.members {
+        let (label, types) = match member {
+            Member::Type(t) => {
+                let info = info(t, krate);
+                (format!("variant `{}`", t.ident), quote!(&[#info]))
+            }
+            Member::Flatten(f) => {
+                let (v, inner) = flattened(f)?;
+                let inner_str = quote!(#inner).to_string().replace(' ', "");
+                let domain_event = respan(&domain_event, inner.span());
+                (
+                    format!("variant `{v}` (flattened `{inner_str}`)"),
+                    quote_spanned!(inner.span()=> <#inner as #domain_event>::EVENT_TYPES),
+                )
+            }
+        };
+        groups.push(quote!(#support::Group { label: #label, types: #types }));
+    }
+    let before = "duplicate event type name \"";
+    let middle = format!("\" in `{ident}`: ");
+    let after = "; each stored name must decode to exactly one variant: rename the event \
+                 type in one of them with #[event(name = \"...\")]";
+    let panic = quote_spanned!(ident.span()=> ::core::panic!("{}", __CQRS_MESSAGE.as_str()));
+    Ok(quote! {
+        const _: () = {
+            const __CQRS_CLASH: #support::Clash = #support::clash(&[#(#groups),*]);
+            const __CQRS_PARTS: &[&str] = &[
+                #before,
+                __CQRS_CLASH.name,
+                #middle,
+                __CQRS_CLASH.first,
+                " and ",
+                __CQRS_CLASH.second,
+                " both have it",
+                #after,
+            ];
+            const __CQRS_MESSAGE: #support::Message<{ #support::message_len(__CQRS_PARTS) }> =
+                #support::Message::new(__CQRS_PARTS);
+            if __CQRS_CLASH.found {
+                #panic
+            }
+        };
     })
 }
 

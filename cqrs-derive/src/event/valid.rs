@@ -2,13 +2,15 @@
 
 use std::collections::BTreeMap;
 
-use super::ast::{EventType, Input, Shape};
+use syn::spanned::Spanned;
+
+use super::ast::{EventType, Flatten, Input, Shape};
 use crate::attr::{self, Errors};
 
 pub fn validate(input: &Input<'_>) -> syn::Result<()> {
     let mut errors = Errors::default();
     let mut seen: BTreeMap<&str, &EventType<'_>> = BTreeMap::new();
-    for ty in &input.types {
+    for ty in input.types() {
         errors.take(attr::check_stored_name(
             "event type name",
             &ty.name,
@@ -35,7 +37,51 @@ pub fn validate(input: &Input<'_>) -> syn::Result<()> {
         }
         check_upcasts(ty, &mut errors);
     }
+    // A name shared with, or between, flattened enums is only known once their constants
+    // are: the expansion checks it in a `const` (see `expand::clash_check`).
+    for flat in input.flattened() {
+        check_flatten(flat, &mut errors);
+    }
     errors.finish()
+}
+
+fn check_flatten(flat: &Flatten<'_>, errors: &mut Errors) {
+    let variant = flat.ident;
+    let Some(field) = flat.field() else {
+        let span = match flat.fields {
+            syn::Fields::Unit => variant.span(),
+            fields => fields.span(),
+        };
+        errors.push(syn::Error::new(
+            span,
+            format!(
+                "`#[event(flatten)]` needs a newtype variant holding another event type, \
+                 `{variant}(OrderEvent)`: its event types become this enum's; remove \
+                 `flatten` to make `{variant}` one event type of its own"
+            ),
+        ));
+        return;
+    };
+    let inner = &field.ty;
+    let inner = quote::quote!(#inner).to_string().replace(' ', "");
+    for (key, span) in &flat.stray_keys {
+        errors.push(syn::Error::new(
+            *span,
+            format!(
+                "`{key}` does not apply to a flattened variant: `{variant}` takes the names, \
+                 versions and upcasters of `{inner}`; set them on `{inner}`'s variants"
+            ),
+        ));
+    }
+    for a in field.attrs.iter().filter(|a| a.path().is_ident("serde")) {
+        errors.push(syn::Error::new(
+            a.span(),
+            format!(
+                "#[serde(...)] has no effect on a flattened variant: `{inner}` encodes and \
+                 decodes its own events; remove it"
+            ),
+        ));
+    }
 }
 
 /// The upcasters of a type must start below its version, be unique, and form an

@@ -9,4 +9,10 @@ enum AccountEvent {
 #[projection(event = AccountEvent)]
 struct Balances;
 
+impl Balances {
+    async fn reset(&self) -> Result<(), std::convert::Infallible> {
+        Ok(())
+    }
+}
+
 fn main() {}

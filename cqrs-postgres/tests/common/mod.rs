@@ -16,8 +16,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use cqrs_core::{
-    CheckpointStore, EventFilter, EventStore, ExpectedVersion, NewEvent, Position, Snapshot,
-    SnapshotStore, StoreError, StoredEvent, StreamId,
+    CheckpointStore, DeadLetter, EventFilter, EventStore, ExpectedVersion, Lease, NewEvent,
+    Position, Snapshot, SnapshotStore, StoreError, StoredEvent, StreamId,
 };
 use cqrs_postgres::sqlx::postgres::{PgConnectOptions, PgPool};
 use cqrs_postgres::PgStore;
@@ -122,6 +122,24 @@ impl EventStore for TestStore {
     ) -> Result<bool, StoreError> {
         self.inner.wait_for_events(after, timeout).await
     }
+    async fn read_horizon(&self) -> Result<Position, StoreError> {
+        self.inner.read_horizon().await
+    }
+    async fn read_by_command(
+        &self,
+        stream: &StreamId,
+        command_id: uuid::Uuid,
+    ) -> Result<Vec<Arc<StoredEvent>>, StoreError> {
+        self.inner.read_by_command(stream, command_id).await
+    }
+    async fn count_after(
+        &self,
+        after: Position,
+        filter: &EventFilter,
+        limit: u64,
+    ) -> Result<u64, StoreError> {
+        self.inner.count_after(after, filter, limit).await
+    }
 }
 
 #[async_trait]
@@ -141,5 +159,14 @@ impl CheckpointStore for TestStore {
     }
     async fn save_checkpoint(&self, name: &str, position: Position) -> Result<(), StoreError> {
         self.inner.save_checkpoint(name, position).await
+    }
+    async fn acquire_lease(&self, name: &str) -> Result<Option<Box<dyn Lease>>, StoreError> {
+        self.inner.acquire_lease(name).await
+    }
+    async fn park(&self, name: &str, event: &StoredEvent, error: &str) -> Result<(), StoreError> {
+        self.inner.park(name, event, error).await
+    }
+    async fn parked(&self, name: &str) -> Result<Vec<DeadLetter>, StoreError> {
+        self.inner.parked(name).await
     }
 }

@@ -24,6 +24,8 @@ mod ident;
 mod race;
 mod read;
 mod snapshot;
+mod subscription;
+mod subscription_store;
 mod wait;
 
 use std::future::Future;
@@ -51,6 +53,18 @@ pub use read::{
     streams_are_isolated,
 };
 pub use snapshot::snapshots_save_load_and_keep_the_latest;
+pub use subscription::{
+    a_filtered_subscription_idles_quietly, a_view_added_late_catches_up_on_ten_thousand_events,
+    failing_events_stop_the_subscription_or_are_parked,
+    one_runner_is_active_and_another_takes_over, process_manager_commands_are_idempotent,
+    subscription_catches_up_then_goes_live, subscription_rebuilds_on_new_version_and_on_request,
+    subscription_resumes_from_its_checkpoint,
+};
+pub use subscription_store::{
+    counts_after_a_position_with_filter_and_limit, dead_letters_are_kept_per_subscription,
+    events_are_found_by_command_id, leases_are_exclusive_until_dropped,
+    read_horizon_covers_what_is_readable,
+};
 pub use wait::wait_for_events_wakes_on_append;
 
 /// What the suite needs of a backend: all three stores in one cloneable handle.
@@ -100,6 +114,19 @@ macro_rules! conformance_tests {
             invalid_identifiers_are_refused,
             engine_retries_conflicts_without_losing_commands,
             engine_snapshots_and_temporal_loads,
+            leases_are_exclusive_until_dropped,
+            dead_letters_are_kept_per_subscription,
+            events_are_found_by_command_id,
+            counts_after_a_position_with_filter_and_limit,
+            read_horizon_covers_what_is_readable,
+            subscription_catches_up_then_goes_live,
+            a_filtered_subscription_idles_quietly,
+            subscription_resumes_from_its_checkpoint,
+            a_view_added_late_catches_up_on_ten_thousand_events,
+            subscription_rebuilds_on_new_version_and_on_request,
+            failing_events_stop_the_subscription_or_are_parked,
+            one_runner_is_active_and_another_takes_over,
+            process_manager_commands_are_idempotent,
         );
     };
     (@cases $factory:path; $($case:ident),* $(,)?) => {

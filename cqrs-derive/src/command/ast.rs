@@ -1,28 +1,26 @@
-//! `#[derive(Command)]`: parse, validate, expand.
+//! Parsing `#[derive(Command)]` input into a model.
 
-use proc_macro2::{Span, TokenStream};
-use quote::{quote, quote_spanned};
+use proc_macro2::Span;
 use syn::spanned::Spanned;
 use syn::{Data, DeriveInput, Fields, Ident, LitStr, Member, Path};
 
 use crate::attr::{self, Errors};
 
-// ---- ast ----------------------------------------------------------------------------
-
 /// One command: a variant, or the struct itself.
-struct Target<'a> {
-    ident: &'a Ident,
-    name: String,
+pub struct Target<'a> {
+    pub ident: &'a Ident,
+    pub name: String,
     /// The field carrying the aggregate id, and the span to blame.
-    id: Option<(Member, Span)>,
+    pub id: Option<(Member, Span)>,
 }
 
-struct Input<'a> {
-    ident: &'a Ident,
-    generics: &'a syn::Generics,
-    krate: Option<Path>,
-    is_enum: bool,
-    targets: Vec<Target<'a>>,
+/// A type deriving `Command`.
+pub struct Input<'a> {
+    pub ident: &'a Ident,
+    pub generics: &'a syn::Generics,
+    pub krate: Option<Path>,
+    pub is_enum: bool,
+    pub targets: Vec<Target<'a>>,
 }
 
 #[derive(Default)]
@@ -36,7 +34,7 @@ const ENUM_KEYS: &str = "`id = field`, `crate`";
 const STRUCT_KEYS: &str = "`name`, `crate`";
 const VARIANT_KEYS: &str = "`name`";
 
-fn parse(input: &DeriveInput) -> syn::Result<Input<'_>> {
+pub fn parse(input: &DeriveInput) -> syn::Result<Input<'_>> {
     let mut errors = Errors::default();
     let is_enum = match &input.data {
         Data::Enum(_) => true,
@@ -197,100 +195,4 @@ fn field_id(fields: &Fields, errors: &mut Errors) -> Option<(Member, Span)> {
         }
     }
     found
-}
-
-// ---- valid --------------------------------------------------------------------------
-
-fn validate(input: &Input<'_>) -> syn::Result<()> {
-    let mut errors = Errors::default();
-    if input.is_enum && input.targets.is_empty() {
-        errors.push(syn::Error::new(
-            input.ident.span(),
-            "a command enum needs at least one variant, one per command",
-        ));
-    }
-    if let Some(with) = input.targets.iter().find(|t| t.id.is_some()) {
-        for t in input.targets.iter().filter(|t| t.id.is_none()) {
-            errors.push(syn::Error::new(
-                t.ident.span(),
-                format!(
-                    "variant `{}` names no aggregate id, but `{}` does: mark the field \
-                     carrying the id with #[command(id)] in every variant (or in none), \
-                     so that `Engine::send` can route every command",
-                    t.ident, with.ident
-                ),
-            ));
-        }
-    }
-    for t in &input.targets {
-        errors.take(attr::check_stored_name(
-            "command name",
-            &t.name,
-            t.ident.span(),
-        ));
-    }
-    errors.finish()
-}
-
-// ---- expand -------------------------------------------------------------------------
-
-fn expand(input: &Input<'_>) -> TokenStream {
-    let krate = attr::crate_path(input.krate.as_ref());
-    let ident = input.ident;
-    let (impl_generics, ty_generics, where_clause) = input.generics.split_for_impl();
-    let path = |t: &Target<'_>| {
-        if input.is_enum {
-            let v = t.ident;
-            quote!(Self::#v)
-        } else {
-            quote!(Self)
-        }
-    };
-    let name_arms = input.targets.iter().map(|t| {
-        let (p, name) = (path(t), &t.name);
-        quote!(#p { .. } => #name)
-    });
-    let any_id = input.targets.iter().any(|t| t.id.is_some());
-    let id_fn = if any_id {
-        let arms = input.targets.iter().map(|t| {
-            let p = path(t);
-            match &t.id {
-                Some((member, span)) => {
-                    quote_spanned! {*span=>
-                        #p { #member: __cqrs_id, .. } => ::core::option::Option::Some(
-                            ::std::string::ToString::to_string(__cqrs_id),
-                        )
-                    }
-                }
-                None => quote!(#p { .. } => ::core::option::Option::None),
-            }
-        });
-        quote! {
-            fn aggregate_id(&self) -> ::core::option::Option<::std::string::String> {
-                match self {
-                    #(#arms,)*
-                }
-            }
-        }
-    } else {
-        quote!()
-    };
-    quote! {
-        #[automatically_derived]
-        impl #impl_generics #krate::Command for #ident #ty_generics #where_clause {
-            fn command_name(&self) -> &'static str {
-                match self {
-                    #(#name_arms,)*
-                }
-            }
-
-            #id_fn
-        }
-    }
-}
-
-pub fn derive(input: &DeriveInput) -> syn::Result<TokenStream> {
-    let input = parse(input)?;
-    validate(&input)?;
-    Ok(expand(&input))
 }

@@ -1,0 +1,100 @@
+//! The untyped interface between the runner and what it feeds.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+use crate::store::BoxError;
+use crate::{CheckpointStore, EventFilter, Position, StoreError, StoredEvent};
+
+/// What a [`Subscription`](super::Subscription) feeds: a read model, a process manager,
+/// or a backend's transactional projection.
+///
+/// The runner reads events in global order with the consumer's [`filter`](Self::filter)
+/// (applied by the store), hands them over in batches with [`deliver`](Self::deliver),
+/// and keeps the lease, the retries and the status. A consumer decides how its effects
+/// and its checkpoint are written: one after the other (at-least-once), or in one
+/// transaction (exactly-once effect).
+///
+/// Application code rarely implements this: [`Project`](super::Project) adapts any
+/// [`Projection`](crate::Projection), [`React`](super::React) any
+/// [`ProcessManager`](super::ProcessManager), and backends adapt their own transactional
+/// projections.
+#[async_trait]
+pub trait Consumer: Send + Sync + 'static {
+    /// The subscription's name: the key of its lease and of its dead letters.
+    fn name(&self) -> &str;
+
+    /// The version of the consumer's logic. Each version has its own checkpoint, so a new
+    /// version finds none, and the runner resets the read model and replays everything.
+    fn version(&self) -> u32;
+
+    /// The events it consumes, filtered by the store.
+    fn filter(&self) -> &EventFilter;
+
+    /// Where its checkpoint, lease and dead letters are kept.
+    fn checkpoints(&self) -> &dyn CheckpointStore;
+
+    /// The key of its checkpoint: the name and the version.
+    fn checkpoint_name(&self) -> String {
+        format!("{}@v{}", self.name(), self.version())
+    }
+
+    /// Applies `events` (in global order, all after `from`) and moves the checkpoint from
+    /// `from` to `to` (the position of the last event, or beyond).
+    ///
+    /// On `Ok`, every event took effect and the checkpoint is `to`. On `Err`, the
+    /// checkpoint is still `from`: a transactional consumer rolled everything back; any
+    /// other may have applied some of the events, which will be delivered again
+    /// (at-least-once). A transactional consumer that finds the checkpoint is no longer
+    /// `from` (another process moved it) applies nothing and returns
+    /// [`DeliveryError::CheckpointMoved`].
+    async fn deliver(
+        &self,
+        from: Position,
+        events: &[Arc<StoredEvent>],
+        to: Position,
+    ) -> Result<(), DeliveryError>;
+
+    /// Empties the read model and sets the checkpoint to [`Position::START`], for a
+    /// rebuild. A transactional consumer does both in one transaction; any other saves the
+    /// checkpoint first, so that a crash in between leaves `START`, which makes the runner
+    /// reset again when it starts.
+    async fn reset(&self) -> Result<(), DeliveryError>;
+}
+
+/// Why a [`Consumer`] could not take a batch.
+#[derive(Debug, thiserror::Error)]
+pub enum DeliveryError {
+    /// This event could not be handled: it does not decode, or the handler failed. The
+    /// runner retries, then stops or parks it, as its [`FailurePolicy`](super::FailurePolicy)
+    /// says.
+    #[error(
+        "event {} at {} version {} ({} v{}) failed: {source}",
+        event.event_id, event.stream, event.stream_version, event.event_type, event.event_version
+    )]
+    Event {
+        /// The event.
+        event: Arc<StoredEvent>,
+        /// The codec's or the handler's error.
+        #[source]
+        source: BoxError,
+    },
+    /// The checkpoint was not where the runner left it: another process delivered in the
+    /// meantime. Nothing was applied; the runner reloads the checkpoint.
+    #[error("checkpoint of {name} moved: expected {expected:?}, found {actual:?}")]
+    CheckpointMoved {
+        /// The checkpoint's key.
+        name: String,
+        /// Where the runner expected it.
+        expected: Position,
+        /// Where it was.
+        actual: Option<Position>,
+    },
+    /// Emptying the read model for a rebuild failed; retried with backoff.
+    #[error("reset failed: {0}")]
+    Reset(#[source] BoxError),
+    /// The read model's or the checkpoint's store failed; retried with backoff.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}

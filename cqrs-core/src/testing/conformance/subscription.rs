@@ -1,0 +1,570 @@
+//! The subscription runner over the store: catch-up then live, restarts, rebuilds,
+//! failures, one active consumer, process managers with idempotent commands.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use super::domain::{Add, Counter, CounterEvent};
+use super::{unique_stream, Store};
+use crate::subscription::{
+    DeliveryError, FailurePolicy, Project, React, Subscription, SubscriptionError,
+    SubscriptionHandle, SubscriptionState,
+};
+use crate::{
+    codec, Engine, Envelope, ExpectedVersion, Metadata, NewEvent, Position, ProcessManager,
+    Projection, RetryPolicy, StoredEvent, StreamId,
+};
+
+const WAIT: Duration = Duration::from_secs(20);
+
+/// What a test view saw: how often each event was applied, in which order, and how
+/// often it was reset.
+#[derive(Debug, Default)]
+struct Seen {
+    applied: HashMap<uuid::Uuid, u32>,
+    order: Vec<Position>,
+    resets: u32,
+}
+
+/// A view of counter events, version `V`, that fails on the amount `poison`.
+#[derive(Clone, Default)]
+struct View<const V: u32> {
+    seen: Arc<Mutex<Seen>>,
+    poison: Option<u64>,
+}
+
+impl<const V: u32> View<V> {
+    fn poisoned(amount: u64) -> Self {
+        Self {
+            poison: Some(amount),
+            ..Self::default()
+        }
+    }
+
+    /// The same view at another version.
+    fn at<const W: u32>(&self) -> View<W> {
+        View {
+            seen: Arc::clone(&self.seen),
+            poison: self.poison,
+        }
+    }
+
+    fn seen<T>(&self, read: impl FnOnce(&Seen) -> T) -> T {
+        read(&self.seen.lock().expect("view lock"))
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("poisoned amount {0}")]
+struct Poisoned(u64);
+
+impl<const V: u32> Projection for View<V> {
+    const NAME: &'static str = "view";
+    const VERSION: u32 = V;
+    type Event = CounterEvent;
+    type Error = Poisoned;
+
+    async fn handle(&self, event: &Envelope<CounterEvent>) -> Result<(), Poisoned> {
+        let CounterEvent::Added { amount } = event.data;
+        if self.poison == Some(amount) {
+            return Err(Poisoned(amount));
+        }
+        let mut seen = self.seen.lock().expect("view lock");
+        *seen.applied.entry(event.event_id).or_default() += 1;
+        seen.order.push(event.position);
+        Ok(())
+    }
+
+    async fn reset(&self) -> Result<(), Poisoned> {
+        let mut seen = self.seen.lock().expect("view lock");
+        seen.applied.clear();
+        seen.order.clear();
+        seen.resets += 1;
+        Ok(())
+    }
+}
+
+/// Appends one `Added` event per amount to `stream`.
+async fn add<S: Store>(store: &S, stream: &StreamId, amounts: &[u64]) -> Vec<Arc<StoredEvent>> {
+    let events: Vec<NewEvent> = amounts
+        .iter()
+        .map(|&amount| {
+            codec::encode(&CounterEvent::Added { amount }, Metadata::default()).expect("encode")
+        })
+        .collect();
+    store
+        .append(stream, ExpectedVersion::Any, events)
+        .await
+        .expect("append")
+}
+
+/// Appends `count` events spread over three streams; returns them in commit order.
+async fn fill<S: Store>(store: &S, count: u64) -> Vec<Arc<StoredEvent>> {
+    let streams = [
+        unique_stream("counter"),
+        unique_stream("counter"),
+        unique_stream("counter"),
+    ];
+    let mut all = Vec::new();
+    for n in 0..count {
+        let stream = &streams[(n % 3) as usize];
+        all.extend(add(store, stream, &[n + 1_000]).await);
+    }
+    all
+}
+
+fn quick() -> RetryPolicy {
+    RetryPolicy {
+        max_attempts: 3,
+        base_delay: Duration::from_millis(1),
+    }
+}
+
+fn start<S: Store, const V: u32>(store: &S, view: &View<V>) -> SubscriptionHandle {
+    Subscription::new(store.clone(), Project::new(view.clone(), store.clone()))
+        .batch_size(50)
+        .retry(quick())
+        .idle_wait(Duration::from_millis(200))
+        .standby_interval(Duration::from_millis(50))
+        .start()
+}
+
+/// Every event in `events` applied exactly once, in global order.
+fn assert_exactly_once<const V: u32>(view: &View<V>, events: &[Arc<StoredEvent>]) {
+    view.seen(|seen| {
+        for event in events {
+            assert_eq!(
+                seen.applied.get(&event.event_id),
+                Some(&1),
+                "event {} applied once",
+                event.stream_version
+            );
+        }
+        assert_eq!(seen.applied.len(), events.len(), "nothing else applied");
+        let mut sorted = seen.order.clone();
+        sorted.sort();
+        assert_eq!(seen.order, sorted, "delivered in global order");
+    });
+}
+
+/// A subscription reads the history in batches, then follows new events as they come;
+/// its status reports the position, the lag and the state.
+pub async fn subscription_catches_up_then_goes_live<S: Store>(store: S) {
+    let mut events = fill(&store, 120).await;
+    let view = View::<1>::default();
+    let running = start(&store, &view);
+    running.caught_up(WAIT).await.expect("caught up");
+    assert_exactly_once(&view, &events);
+    assert_eq!(view.seen(|s| s.resets), 1, "a new view is reset once");
+
+    events.extend(fill(&store, 30).await);
+    running.caught_up(WAIT).await.expect("caught up again");
+    assert_exactly_once(&view, &events);
+    let status = running.status();
+    assert_eq!(status.state, SubscriptionState::Live);
+    assert_eq!(status.position, events.last().map(|e| e.position));
+    assert_eq!(status.delivered, 150);
+    assert_eq!(status.name, "view");
+    assert_eq!(running.lag().await.expect("lag"), 0);
+    running.shutdown().await.expect("clean stop");
+}
+
+/// A view added when 10,000 events already exist catches up on all of them, in order.
+pub async fn a_view_added_late_catches_up_on_ten_thousand_events<S: Store>(store: S) {
+    let mut events = Vec::new();
+    for _ in 0..100 {
+        let amounts: Vec<u64> = (0..100).collect();
+        events.extend(add(&store, &unique_stream("counter"), &amounts).await);
+    }
+    let view = View::<1>::default();
+    let running =
+        Subscription::new(store.clone(), Project::new(view.clone(), store.clone())).start();
+    running.caught_up(WAIT).await.expect("caught up");
+    assert_exactly_once(&view, &events);
+    assert_eq!(running.status().delivered, 10_000);
+    running.shutdown().await.expect("clean stop");
+}
+
+/// Counts the global reads made through it.
+#[derive(Clone)]
+struct CountingReads<S> {
+    inner: S,
+    reads: Arc<std::sync::atomic::AtomicU64>,
+}
+
+#[async_trait::async_trait]
+impl<S: Store> crate::EventStore for CountingReads<S> {
+    async fn append(
+        &self,
+        stream: &StreamId,
+        expected: ExpectedVersion,
+        events: Vec<NewEvent>,
+    ) -> Result<Vec<Arc<StoredEvent>>, crate::StoreError> {
+        self.inner.append(stream, expected, events).await
+    }
+
+    async fn read_stream(
+        &self,
+        stream: &StreamId,
+        from_version: u64,
+        max_count: usize,
+    ) -> Result<Vec<Arc<StoredEvent>>, crate::StoreError> {
+        self.inner
+            .read_stream(stream, from_version, max_count)
+            .await
+    }
+
+    async fn read_all(
+        &self,
+        after: Position,
+        max_count: usize,
+        filter: &crate::EventFilter,
+    ) -> Result<Vec<Arc<StoredEvent>>, crate::StoreError> {
+        self.reads
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.inner.read_all(after, max_count, filter).await
+    }
+
+    async fn wait_for_events(
+        &self,
+        after: Position,
+        timeout: Duration,
+    ) -> Result<bool, crate::StoreError> {
+        self.inner.wait_for_events(after, timeout).await
+    }
+
+    async fn read_horizon(&self) -> Result<Position, crate::StoreError> {
+        self.inner.read_horizon().await
+    }
+}
+
+/// A subscription to some event types, behind on none of them but with other events
+/// after its position, waits for new events instead of reading again and again.
+pub async fn a_filtered_subscription_idles_quietly<S: Store>(store: S) {
+    let counting = CountingReads {
+        inner: store.clone(),
+        reads: Arc::default(),
+    };
+    let stream = unique_stream("counter");
+    let consumed = add(&store, &stream, &[1]).await;
+    let other = unique_stream("gauge");
+    for n in 0..20 {
+        let event = NewEvent::new(
+            "Measured",
+            1,
+            serde_json::json!({ "n": n }),
+            Metadata::default(),
+        )
+        .expect("valid");
+        store
+            .append(&other, ExpectedVersion::Any, vec![event])
+            .await
+            .expect("append");
+    }
+    let view = View::<1>::default();
+    let running = Subscription::new(counting.clone(), Project::new(view.clone(), store.clone()))
+        .idle_wait(Duration::from_millis(100))
+        .start();
+    running.caught_up(WAIT).await.expect("caught up");
+    assert_exactly_once(&view, &consumed);
+    let before = counting.reads.load(std::sync::atomic::Ordering::Relaxed);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let reads = counting.reads.load(std::sync::atomic::Ordering::Relaxed) - before;
+    // One read per idle wait (100 ms) at most, plus slack for a slow machine.
+    assert!(reads <= 15, "{reads} reads in 500 ms while idle");
+    running.shutdown().await.expect("clean stop");
+}
+
+/// A subscription stopped and started again resumes from its checkpoint: nothing is lost,
+/// nothing applied twice, and the view is not reset again.
+pub async fn subscription_resumes_from_its_checkpoint<S: Store>(store: S) {
+    let mut events = fill(&store, 40).await;
+    let view = View::<1>::default();
+    let first = start(&store, &view);
+    first.caught_up(WAIT).await.expect("caught up");
+    first.shutdown().await.expect("clean stop");
+    let checkpoint = store
+        .load_checkpoint("view@v1")
+        .await
+        .expect("load checkpoint");
+    assert_eq!(checkpoint, events.last().map(|e| e.position));
+
+    events.extend(fill(&store, 40).await);
+    let second = start(&store, &view);
+    second.caught_up(WAIT).await.expect("caught up");
+    assert_exactly_once(&view, &events);
+    assert_eq!(view.seen(|s| s.resets), 1, "resumed, not rebuilt");
+    second.shutdown().await.expect("clean stop");
+}
+
+/// A new version of a view, or a rebuild on request, resets the view and replays the
+/// whole log; another subscription keeps going meanwhile.
+pub async fn subscription_rebuilds_on_new_version_and_on_request<S: Store>(store: S) {
+    let mut events = fill(&store, 60).await;
+    let v1 = View::<1>::default();
+    let running = start(&store, &v1);
+    running.caught_up(WAIT).await.expect("caught up");
+    running.shutdown().await.expect("clean stop");
+
+    let other = View::<7>::default();
+    let other_running = Subscription::new(
+        store.clone(),
+        Project::new(Renamed(other.clone()), store.clone()),
+    )
+    .idle_wait(Duration::from_millis(200))
+    .start();
+
+    let v2: View<2> = v1.at();
+    let running = start(&store, &v2);
+    running.caught_up(WAIT).await.expect("caught up");
+    assert_eq!(
+        v2.seen(|s| s.resets),
+        2,
+        "version 2 starts from a reset view"
+    );
+    assert_exactly_once(&v2, &events);
+
+    running.rebuild();
+    events.extend(fill(&store, 10).await);
+    running
+        .caught_up(WAIT)
+        .await
+        .expect("caught up after rebuild");
+    // The rebuild happens at the next batch boundary, which may come before or after the
+    // new events; either way the view ends with everything exactly once.
+    assert_eq!(v2.seen(|s| s.resets), 3, "rebuilt on request");
+    assert_exactly_once(&v2, &events);
+
+    other_running
+        .caught_up(WAIT)
+        .await
+        .expect("other caught up");
+    assert_exactly_once(&other, &events);
+    running.shutdown().await.expect("clean stop");
+    other_running.shutdown().await.expect("clean stop");
+}
+
+/// A second view under another name, sharing the test view's logic.
+#[derive(Clone)]
+struct Renamed(View<7>);
+
+impl Projection for Renamed {
+    const NAME: &'static str = "other-view";
+    type Event = CounterEvent;
+    type Error = Poisoned;
+
+    async fn handle(&self, event: &Envelope<CounterEvent>) -> Result<(), Poisoned> {
+        self.0.handle(event).await
+    }
+
+    async fn reset(&self) -> Result<(), Poisoned> {
+        self.0.reset().await
+    }
+}
+
+/// A failing event is retried, then stops the subscription with a typed error and the
+/// checkpoint just before it; with [`FailurePolicy::Park`] it is parked with its error
+/// (as is an event that does not decode) and the rest is delivered.
+pub async fn failing_events_stop_the_subscription_or_are_parked<S: Store>(store: S) {
+    let stream = unique_stream("counter");
+    let events = add(&store, &stream, &[1, 2, 13, 4]).await;
+    let view = View::<1>::poisoned(13);
+    let stopping = start(&store, &view);
+    let ended = tokio::time::timeout(WAIT, stopping.join())
+        .await
+        .expect("the subscription stops by itself");
+    match ended {
+        Err(SubscriptionError::Failed {
+            name,
+            source: DeliveryError::Event { event, source },
+        }) => {
+            assert_eq!(name, "view");
+            assert_eq!(event.event_id, events[2].event_id);
+            assert!(
+                source.to_string().contains("poisoned amount 13"),
+                "{source}"
+            );
+        }
+        other => panic!("expected the poisoned event's failure, got {other:?}"),
+    }
+    assert_eq!(
+        store.load_checkpoint("view@v1").await.expect("load"),
+        Some(events[1].position),
+        "the checkpoint stays before the failing event"
+    );
+    view.seen(|s| {
+        // Delivered at least once (again with each retry: at-least-once), and nothing
+        // after the failing event.
+        assert!(s.applied.contains_key(&events[0].event_id));
+        assert!(s.applied.contains_key(&events[1].event_id));
+        assert!(!s.applied.contains_key(&events[3].event_id));
+    });
+
+    // An event whose data does not decode: a typed failure like a handler's.
+    let bad = NewEvent::new(
+        "Added",
+        2,
+        serde_json::json!({ "amount": "not a number" }),
+        Metadata::default(),
+    )
+    .expect("valid type");
+    let bad = store
+        .append(&stream, ExpectedVersion::Exact(4), vec![bad])
+        .await
+        .expect("append");
+    let after = add(&store, &stream, &[6]).await;
+
+    let parking = Subscription::new(store.clone(), Project::new(view.clone(), store.clone()))
+        .retry(quick())
+        .on_failure(FailurePolicy::Park)
+        .start();
+    parking
+        .caught_up(WAIT)
+        .await
+        .expect("caught up past parked");
+    let status = parking.status();
+    assert_eq!(status.parked, 2);
+    assert!(status.last_error.is_some());
+    let parked = store.parked("view").await.expect("parked");
+    assert_eq!(parked.len(), 2);
+    assert_eq!(parked[0].event.event_id, events[2].event_id);
+    assert!(parked[0].error.contains("poisoned amount 13"));
+    assert_eq!(parked[1].event.event_id, bad[0].event_id);
+    assert!(
+        parked[1].error.contains(&stream.to_string()),
+        "the error names the stream: {}",
+        parked[1].error
+    );
+    view.seen(|s| {
+        // Before the undecodable event in its batch, and so delivered again with each
+        // retry of that batch: at least once.
+        assert!(s.applied.contains_key(&events[3].event_id));
+        assert_eq!(s.applied.get(&after[0].event_id), Some(&1));
+    });
+    parking.shutdown().await.expect("clean stop");
+}
+
+/// Two runners of one subscription: one delivers, the other stands by, and takes over
+/// from the checkpoint when the first stops; every event is applied exactly once.
+pub async fn one_runner_is_active_and_another_takes_over<S: Store>(store: S) {
+    let mut events = fill(&store, 50).await;
+    let view = View::<1>::default();
+    let a = start(&store, &view);
+    let b = start(&store, &view);
+    let (active, standby) = tokio::time::timeout(WAIT, async {
+        loop {
+            let (sa, sb) = (a.status().state, b.status().state);
+            if sa == SubscriptionState::Standby && sb == SubscriptionState::Live {
+                return (b, a);
+            }
+            if sb == SubscriptionState::Standby && sa == SubscriptionState::Live {
+                return (a, b);
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("one live, one standby");
+    active.caught_up(WAIT).await.expect("caught up");
+    assert_exactly_once(&view, &events);
+    assert_eq!(standby.status().delivered, 0);
+
+    active.shutdown().await.expect("clean stop");
+    events.extend(fill(&store, 50).await);
+    standby
+        .caught_up(WAIT)
+        .await
+        .expect("took over and caught up");
+    assert_exactly_once(&view, &events);
+    assert_eq!(
+        standby.status().delivered,
+        50,
+        "resumed from the checkpoint"
+    );
+    standby.shutdown().await.expect("clean stop");
+}
+
+/// Mirrors each addition to counter `a-…` onto counter `b-…`.
+struct Mirror {
+    engine: Engine<Counter>,
+}
+
+impl ProcessManager for Mirror {
+    const NAME: &'static str = "mirror";
+    type Event = CounterEvent;
+    type Error = crate::EngineError<super::domain::OverLimit>;
+
+    async fn handle(&self, event: &Envelope<CounterEvent>) -> Result<(), Self::Error> {
+        let Some(id) = event.stream.id().strip_prefix("a-") else {
+            return Ok(());
+        };
+        let CounterEvent::Added { amount } = event.data;
+        self.engine
+            .execute_caused_by(&format!("b-{id}"), Add(amount), event)
+            .await?;
+        Ok(())
+    }
+}
+
+/// A process manager's commands carry the cause's correlation id and its id as
+/// causation; replaying the same events (a redelivery) does not act twice.
+pub async fn process_manager_commands_are_idempotent<S: Store>(store: S) {
+    let engine = Engine::<Counter>::new(store.clone(), ());
+    let id = uuid::Uuid::now_v7().to_string();
+    let correlation = uuid::Uuid::now_v7();
+    let mut causes = Vec::new();
+    for amount in [3, 4, 5] {
+        let committed = engine
+            .execute_with_metadata(
+                &format!("a-{id}"),
+                Add(amount),
+                Metadata::default().with_correlation_id(correlation),
+            )
+            .await
+            .expect("execute");
+        causes.extend(committed.events);
+    }
+    let mirror = Subscription::new(
+        store.clone(),
+        React::new(
+            Mirror {
+                engine: engine.clone(),
+            },
+            store.clone(),
+        ),
+    )
+    .retry(quick())
+    .idle_wait(Duration::from_millis(200))
+    .start();
+    mirror.caught_up(WAIT).await.expect("caught up");
+    let mirrored = engine.load(&format!("b-{id}")).await.expect("load");
+    assert_eq!((mirrored.state.value, mirrored.version), (12, 3));
+    let stream = StreamId::new("counter", &format!("b-{id}")).expect("valid");
+    let written = store.read_stream(&stream, 1, 10).await.expect("read");
+    for (event, cause) in written.iter().zip(&causes) {
+        assert_eq!(event.metadata.correlation_id, Some(correlation));
+        assert_eq!(event.metadata.causation_id, Some(cause.event_id));
+        assert!(event.metadata.command_id.is_some());
+    }
+
+    // Redelivery of everything: the commands find their earlier outcome.
+    mirror.rebuild();
+    mirror
+        .caught_up(WAIT)
+        .await
+        .expect("caught up after replay");
+    let again = engine.load(&format!("b-{id}")).await.expect("load");
+    assert_eq!(
+        (again.state.value, again.version),
+        (12, 3),
+        "no second effect"
+    );
+    let outcome = engine
+        .execute_caused_by(&format!("b-{id}"), Add(3), &causes[0])
+        .await
+        .expect("repeat");
+    assert_eq!(outcome.version, 1, "the first outcome, at its version");
+    assert_eq!(outcome.events[0].event_id, written[0].event_id);
+    mirror.shutdown().await.expect("clean stop");
+}

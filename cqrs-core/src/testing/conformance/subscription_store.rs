@@ -1,0 +1,209 @@
+//! What the stores keep for subscriptions and idempotent commands: leases, dead letters,
+//! events by command id, counts for the lag.
+
+use super::{event, events, unique_stream, Store};
+use crate::{EventFilter, ExpectedVersion, Metadata, NewEvent, Position, StoreError};
+
+/// One holder per subscription name: a second acquire gets `None` until the first lease
+/// is dropped; other names are independent; invalid names are refused.
+pub async fn leases_are_exclusive_until_dropped<S: Store>(store: S) {
+    let name = format!("orders-{}", uuid::Uuid::now_v7());
+    let other = format!("audit-{}", uuid::Uuid::now_v7());
+    let lease = store
+        .acquire_lease(&name)
+        .await
+        .expect("acquire")
+        .expect("free");
+    assert!(lease.is_held().await);
+    assert!(
+        store.acquire_lease(&name).await.expect("acquire").is_none(),
+        "a second holder of the same subscription"
+    );
+    let other_lease = store.acquire_lease(&other).await.expect("acquire");
+    assert!(other_lease.is_some(), "leases are per name");
+    drop(lease);
+    // A backend may release asynchronously (a connection closing): give it a moment.
+    let mut again = None;
+    for _ in 0..100 {
+        again = store.acquire_lease(&name).await.expect("acquire");
+        if again.is_some() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let again = again.expect("a dropped lease is free again");
+    assert!(again.is_held().await);
+    assert!(matches!(
+        store.acquire_lease("").await,
+        Err(StoreError::InvalidIdentifier(_))
+    ));
+}
+
+/// Parked events are listed per subscription in global order, with their error; parking
+/// the same event again keeps one entry with the latest error.
+pub async fn dead_letters_are_kept_per_subscription<S: Store>(store: S) {
+    let stream = unique_stream("parcel");
+    let stored = store
+        .append(&stream, ExpectedVersion::NoStream, events("Shipped", 1, 3))
+        .await
+        .expect("append");
+    let name = format!("shipping-{}", uuid::Uuid::now_v7());
+    let other = format!("billing-{}", uuid::Uuid::now_v7());
+    assert!(store.parked(&name).await.expect("parked").is_empty());
+    store
+        .park(&name, &stored[2], "third failed")
+        .await
+        .expect("park");
+    store
+        .park(&name, &stored[0], "first failed")
+        .await
+        .expect("park");
+    store
+        .park(&name, &stored[2], "third failed again")
+        .await
+        .expect("park again");
+    let parked = store.parked(&name).await.expect("parked");
+    assert_eq!(parked.len(), 2, "one entry per event");
+    assert_eq!(*parked[0].event, *stored[0]);
+    assert_eq!(parked[0].error, "first failed");
+    assert_eq!(*parked[1].event, *stored[2]);
+    assert_eq!(parked[1].error, "third failed again");
+    assert!(store.parked(&other).await.expect("parked").is_empty());
+    assert!(matches!(
+        store.park("", &stored[0], "x").await,
+        Err(StoreError::InvalidIdentifier(_))
+    ));
+}
+
+/// The events a command wrote are found by its id, in version order, and only in its
+/// stream.
+pub async fn events_are_found_by_command_id<S: Store>(store: S) {
+    let stream = unique_stream("basket");
+    let other = unique_stream("basket");
+    let command = uuid::Uuid::now_v7();
+    let with_command = |n| {
+        NewEvent::new(
+            "Added",
+            1,
+            serde_json::json!({ "n": n }),
+            Metadata::default().with_command_id(command),
+        )
+        .expect("valid")
+    };
+    store
+        .append(&stream, ExpectedVersion::NoStream, vec![event("Added", 0)])
+        .await
+        .expect("append");
+    let written = store
+        .append(
+            &stream,
+            ExpectedVersion::Exact(1),
+            vec![with_command(1), with_command(2)],
+        )
+        .await
+        .expect("append");
+    store
+        .append(&stream, ExpectedVersion::Exact(3), vec![event("Added", 3)])
+        .await
+        .expect("append");
+    let found = store
+        .read_by_command(&stream, command)
+        .await
+        .expect("read by command");
+    assert_eq!(found, written);
+    assert!(store
+        .read_by_command(&stream, uuid::Uuid::now_v7())
+        .await
+        .expect("read")
+        .is_empty());
+    assert!(store
+        .read_by_command(&other, command)
+        .await
+        .expect("read")
+        .is_empty());
+}
+
+/// Counting after a position honours the filter and the limit.
+pub async fn counts_after_a_position_with_filter_and_limit<S: Store>(store: S) {
+    let a = unique_stream("cart");
+    let b = unique_stream("till");
+    let first = store
+        .append(&a, ExpectedVersion::NoStream, events("Added", 1, 4))
+        .await
+        .expect("append");
+    store
+        .append(&b, ExpectedVersion::NoStream, events("Rung", 1, 3))
+        .await
+        .expect("append");
+    store
+        .append(&a, ExpectedVersion::Exact(4), events("Removed", 5, 2))
+        .await
+        .expect("append");
+    let carts = EventFilter::all().with_stream_types([a.stream_type()]);
+    let tills = EventFilter::all().with_stream_types([b.stream_type()]);
+    let added = EventFilter::all()
+        .with_stream_types([a.stream_type()])
+        .with_event_types(["Added"]);
+    let store = &store;
+    let count = |after, filter: EventFilter, limit| async move {
+        store.count_after(after, &filter, limit).await
+    };
+    assert_eq!(
+        count(Position::START, carts.clone(), 100)
+            .await
+            .expect("count"),
+        6
+    );
+    assert_eq!(
+        count(Position::START, tills.clone(), 100)
+            .await
+            .expect("count"),
+        3
+    );
+    assert_eq!(
+        count(Position::START, added.clone(), 100)
+            .await
+            .expect("count"),
+        4
+    );
+    assert_eq!(
+        count(first[1].position, carts.clone(), 100)
+            .await
+            .expect("count"),
+        4
+    );
+    assert_eq!(
+        count(first[1].position, added, 100).await.expect("count"),
+        2
+    );
+    assert_eq!(count(Position::START, carts, 5).await.expect("count"), 5);
+}
+
+/// The read horizon covers every event readable now, and events appended later come
+/// after it.
+pub async fn read_horizon_covers_what_is_readable<S: Store>(store: S) {
+    let stream = unique_stream("ledger");
+    let before = store.read_horizon().await.expect("horizon");
+    let stored = store
+        .append(&stream, ExpectedVersion::NoStream, events("Booked", 1, 3))
+        .await
+        .expect("append");
+    let horizon = store.read_horizon().await.expect("horizon");
+    assert!(horizon >= before, "the horizon never goes back");
+    assert!(horizon >= stored[2].position, "covers committed events");
+    assert!(store
+        .read_all(horizon, 10, &EventFilter::all())
+        .await
+        .expect("read")
+        .is_empty());
+    let later = store
+        .append(&stream, ExpectedVersion::Exact(3), events("Booked", 4, 1))
+        .await
+        .expect("append");
+    assert!(later[0].position > horizon, "later events come after it");
+    let read = store
+        .read_all(horizon, 10, &EventFilter::all())
+        .await
+        .expect("read");
+    assert_eq!(read, later);
+}

@@ -1,0 +1,106 @@
+//! What subscriptions keep in the memory store: checkpoints, leases, dead letters.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use async_trait::async_trait;
+use cqrs_core::{ident, CheckpointStore, DeadLetter, Lease, Position, StoreError, StoredEvent};
+
+use crate::MemoryStore;
+
+/// The subscriptions' state of one store.
+#[derive(Default)]
+pub(crate) struct Subscriptions {
+    checkpoints: Mutex<HashMap<String, Position>>,
+    /// Names whose lease is held: a lease is a name in this set, removed when dropped.
+    leases: Arc<Mutex<HashSet<String>>>,
+    dead_letters: Mutex<HashMap<String, Vec<DeadLetter>>>,
+}
+
+/// A lease on a subscription of a [`MemoryStore`]: held until dropped.
+#[derive(Debug)]
+struct MemoryLease {
+    name: String,
+    leases: Arc<Mutex<HashSet<String>>>,
+}
+
+#[async_trait]
+impl Lease for MemoryLease {
+    /// A memory lease cannot be taken away: it lives in the same process as its holder.
+    async fn is_held(&self) -> bool {
+        true
+    }
+}
+
+impl Drop for MemoryLease {
+    fn drop(&mut self) {
+        self.leases
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&self.name);
+    }
+}
+
+// Every write below is a single insert or remove, so a poisoned lock still guards
+// consistent data and is safe to keep using.
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+#[async_trait]
+impl CheckpointStore for MemoryStore {
+    async fn load_checkpoint(&self, name: &str) -> Result<Option<Position>, StoreError> {
+        ident::validate("subscription name", name)?;
+        Ok(lock(&self.inner.subscriptions.checkpoints)
+            .get(name)
+            .copied())
+    }
+
+    async fn save_checkpoint(&self, name: &str, position: Position) -> Result<(), StoreError> {
+        ident::validate("subscription name", name)?;
+        lock(&self.inner.subscriptions.checkpoints).insert(name.to_owned(), position);
+        Ok(())
+    }
+
+    async fn acquire_lease(&self, name: &str) -> Result<Option<Box<dyn Lease>>, StoreError> {
+        ident::validate("subscription name", name)?;
+        let leases = &self.inner.subscriptions.leases;
+        if !lock(leases).insert(name.to_owned()) {
+            return Ok(None);
+        }
+        Ok(Some(Box::new(MemoryLease {
+            name: name.to_owned(),
+            leases: Arc::clone(leases),
+        })))
+    }
+
+    async fn park(&self, name: &str, event: &StoredEvent, error: &str) -> Result<(), StoreError> {
+        ident::validate("subscription name", name)?;
+        let letter = DeadLetter {
+            event: Arc::new(event.clone()),
+            error: error.to_owned(),
+            parked_at: chrono::Utc::now(),
+        };
+        let mut dead_letters = lock(&self.inner.subscriptions.dead_letters);
+        let parked = dead_letters.entry(name.to_owned()).or_default();
+        match parked
+            .iter_mut()
+            .find(|p| p.event.event_id == event.event_id)
+        {
+            Some(existing) => *existing = letter,
+            None => {
+                parked.push(letter);
+                parked.sort_by_key(|p| p.event.position);
+            }
+        }
+        Ok(())
+    }
+
+    async fn parked(&self, name: &str) -> Result<Vec<DeadLetter>, StoreError> {
+        ident::validate("subscription name", name)?;
+        Ok(lock(&self.inner.subscriptions.dead_letters)
+            .get(name)
+            .cloned()
+            .unwrap_or_default())
+    }
+}

@@ -1,0 +1,352 @@
+//! Transactional projections: read models in the events' database, updated in the same
+//! transaction as their checkpoint, so each event takes effect exactly once.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use cqrs_core::subscription::{decode, Consumer, DeliveryError};
+use cqrs_core::{
+    CheckpointStore, DomainEvent, Envelope, EventFilter, Position, StoreError, StoredEvent,
+};
+use sqlx::postgres::Postgres;
+use sqlx::{PgConnection, Row, Transaction};
+
+use crate::error::{is_unavailable, map_sqlx};
+use crate::PgStore;
+
+/// A read model kept in tables of the events' PostgreSQL database, written through the
+/// transaction it is handed.
+///
+/// The same trait serves two ways of running it:
+/// - as a subscription, with [`PgStore::transactional`]: events are delivered in batches
+///   after they commit, and each batch's effects commit together with the subscription's
+///   checkpoint, so that a crash, a retry or a second process never applies an event
+///   twice (exactly-once effect, eventually consistent);
+/// - inside every append, with [`PgStore::with_inline_projection`]: the read model
+///   commits with the events themselves (strongly consistent), and a failing handler
+///   refuses the append.
+///
+/// Handlers must write through `tx` only: work done on another connection is not rolled
+/// back with the batch and breaks the exactly-once guarantee.
+///
+/// ```no_run
+/// use cqrs_core::{DomainEvent, Envelope};
+/// use cqrs_postgres::sqlx::{self, PgConnection};
+/// use cqrs_postgres::PgProjection;
+///
+/// #[derive(Debug, DomainEvent)]
+/// enum AccountEvent {
+///     Deposited { amount: i64 },
+/// }
+///
+/// /// Balance per account, in table `balances`.
+/// struct Balances;
+///
+/// impl PgProjection for Balances {
+///     const NAME: &'static str = "balances";
+///     type Event = AccountEvent;
+///     type Error = sqlx::Error;
+///
+///     async fn handle(&self, tx: &mut PgConnection, event: &Envelope<AccountEvent>)
+///         -> Result<(), sqlx::Error> {
+///         let AccountEvent::Deposited { amount } = event.data;
+///         sqlx::query("INSERT INTO balances (account, balance) VALUES ($1, $2) \
+///                      ON CONFLICT (account) DO UPDATE SET balance = balances.balance + $2")
+///             .bind(event.stream.id())
+///             .bind(amount)
+///             .execute(&mut *tx)
+///             .await?;
+///         Ok(())
+///     }
+///
+///     async fn reset(&self, tx: &mut PgConnection) -> Result<(), sqlx::Error> {
+///         sqlx::query("TRUNCATE balances").execute(&mut *tx).await?;
+///         Ok(())
+///     }
+/// }
+/// ```
+pub trait PgProjection: Send + Sync + 'static {
+    /// Stable name of the read model: the key of its subscription's lease, checkpoint
+    /// (`NAME@vVERSION`) and dead letters.
+    const NAME: &'static str;
+    /// Version of the read model's logic: a new version finds no checkpoint, so its
+    /// subscription resets the read model and replays every event.
+    const VERSION: u32 = 1;
+
+    /// The events it reads.
+    type Event: DomainEvent;
+    /// Why handling an event failed. A [`sqlx::Error`] that means the connection broke is
+    /// recognised (also as the source of another error) and retried as a store failure,
+    /// never parked as the event's fault.
+    type Error: std::error::Error + Send + Sync + 'static;
+
+    /// The event types it consumes, filtered in SQL; by default all of [`Self::Event`].
+    fn event_types() -> Vec<&'static str> {
+        Self::Event::event_type_names()
+    }
+
+    /// The stream (aggregate) types it consumes, filtered in SQL; by default all of them.
+    /// Restrict it when two aggregates use the same event type name for different data.
+    fn stream_types() -> Vec<&'static str> {
+        Vec::new()
+    }
+
+    /// Applies one event, on `tx`: an open transaction that commits with the checkpoint
+    /// (or with the append, for an inline projection).
+    fn handle(
+        &self,
+        tx: &mut PgConnection,
+        event: &Envelope<Self::Event>,
+    ) -> impl Future<Output = Result<(), Self::Error>> + Send;
+
+    /// Empties the read model, on `tx`, before it is built again from the first event. It
+    /// commits together with the checkpoint's move back to the start.
+    fn reset(&self, tx: &mut PgConnection) -> impl Future<Output = Result<(), Self::Error>> + Send;
+}
+
+/// The filter of a projection: its event types and stream types, for the store.
+pub(crate) fn filter_of<P: PgProjection>() -> EventFilter {
+    EventFilter::all()
+        .with_event_types(P::event_types())
+        .with_stream_types(P::stream_types())
+}
+
+/// Whether `error` (or one of its sources) is a driver error that means the connection
+/// broke: then the failure is the database's, not the event's.
+pub(crate) fn connection_lost(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = Some(error);
+    while let Some(e) = cause {
+        if e.downcast_ref::<sqlx::Error>().is_some_and(is_unavailable) {
+            return true;
+        }
+        cause = e.source();
+    }
+    false
+}
+
+/// Feeds a [`PgProjection`] from a [`Subscription`](cqrs_core::Subscription), with
+/// exactly-once effect: built by [`PgStore::transactional`].
+///
+/// Each batch is one transaction: lock the checkpoint row (`SELECT ... FOR UPDATE`,
+/// creating it if absent), check that it is where the runner says it is, decode and
+/// handle every event, move the checkpoint, commit. A failing handler rolls the whole
+/// batch back. A checkpoint found elsewhere (another process delivered since: the lease
+/// changed hands) applies nothing and returns
+/// [`DeliveryError::CheckpointMoved`], which fences a stale runner even if, for a moment,
+/// two believe they hold the lease.
+///
+/// While a batch runs, its transaction holds the read horizon: no subscriber of the
+/// cluster sees events committed after the batch started until it commits. Keep handlers
+/// quick and batches moderate ([`Subscription::batch_size`](cqrs_core::Subscription::batch_size)).
+///
+/// ```no_run
+/// # async fn demo<P: cqrs_postgres::PgProjection>(store: cqrs_postgres::PgStore, view: P)
+/// #     -> Result<(), Box<dyn std::error::Error>> {
+/// use cqrs_core::Subscription;
+/// let running = Subscription::new(store.clone(), store.transactional(view)).start();
+/// // ...
+/// running.shutdown().await?;
+/// # Ok(()) }
+/// ```
+pub struct Transactional<P> {
+    projection: P,
+    store: PgStore,
+    filter: EventFilter,
+}
+
+impl<P: PgProjection> Transactional<P> {
+    /// A consumer that feeds `projection` and keeps its checkpoint, lease and dead letters
+    /// in `store`, the database of the read model.
+    pub fn new(projection: P, store: PgStore) -> Self {
+        Self {
+            projection,
+            store,
+            filter: filter_of::<P>(),
+        }
+    }
+
+    /// The projection it feeds.
+    pub fn projection(&self) -> &P {
+        &self.projection
+    }
+
+    /// Locks the checkpoint row of `key` for the rest of `tx` and returns it; creates it
+    /// at [`Position::START`] when it is absent and `from` is the start (a new consumer
+    /// whose reset did not save one, e.g. after a manual delete).
+    async fn lock_checkpoint(
+        &self,
+        tx: &mut PgConnection,
+        key: &str,
+        from: Position,
+    ) -> Result<Option<Position>, StoreError> {
+        let locked = self.select_for_update(tx, key).await?;
+        if locked.is_some() || from != Position::START {
+            return Ok(locked);
+        }
+        // A concurrent creator makes this wait for its commit, then do nothing; the next
+        // select then sees (and locks) its row.
+        sqlx::query(&self.store.sql.create_checkpoint)
+            .bind(key)
+            .execute(&mut *tx)
+            .await
+            .map_err(map_sqlx)?;
+        self.select_for_update(tx, key).await
+    }
+
+    async fn select_for_update(
+        &self,
+        tx: &mut PgConnection,
+        key: &str,
+    ) -> Result<Option<Position>, StoreError> {
+        let row = sqlx::query(&self.store.sql.lock_checkpoint)
+            .bind(key)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(map_sqlx)?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let commit: i64 = row.try_get(0).map_err(map_sqlx)?;
+        let sequence: i64 = row.try_get(1).map_err(map_sqlx)?;
+        // Bit for bit, as `save_checkpoint` stored them.
+        Ok(Some(Position::from_parts(commit as u64, sequence as u64)))
+    }
+}
+
+/// Rolls `tx` back after a handler failed, and says whose failure it was: the store's
+/// when the connection broke (retried without limit, never parked), the event's otherwise
+/// (`event`, or a reset when `event` is `None`).
+async fn failed<E: std::error::Error + Send + Sync + 'static>(
+    tx: Transaction<'static, Postgres>,
+    event: Option<&Arc<StoredEvent>>,
+    error: E,
+) -> DeliveryError {
+    let lost = connection_lost(&error);
+    if let Err(e) = tx.rollback().await {
+        if is_unavailable(&e) {
+            return DeliveryError::Store(map_sqlx(e));
+        }
+    }
+    if lost {
+        return DeliveryError::Store(StoreError::Unavailable(Box::new(error)));
+    }
+    match event {
+        Some(event) => DeliveryError::Event {
+            event: Arc::clone(event),
+            source: Box::new(error),
+        },
+        None => DeliveryError::Reset(Box::new(error)),
+    }
+}
+
+#[async_trait]
+impl<P: PgProjection> Consumer for Transactional<P> {
+    fn name(&self) -> &str {
+        P::NAME
+    }
+
+    fn version(&self) -> u32 {
+        P::VERSION
+    }
+
+    fn filter(&self) -> &EventFilter {
+        &self.filter
+    }
+
+    fn checkpoints(&self) -> &dyn CheckpointStore {
+        &self.store
+    }
+
+    async fn deliver(
+        &self,
+        from: Position,
+        events: &[Arc<StoredEvent>],
+        to: Position,
+    ) -> Result<(), DeliveryError> {
+        let key = self.checkpoint_name();
+        cqrs_core::ident::validate("subscription name", &key).map_err(StoreError::from)?;
+        let mut tx = self.store.pool.begin().await.map_err(map_sqlx)?;
+        let actual = self.lock_checkpoint(&mut tx, &key, from).await?;
+        if actual != Some(from) {
+            // Dropping `tx` rolls it back: nothing applied, nothing locked.
+            return Err(DeliveryError::CheckpointMoved {
+                name: key,
+                expected: from,
+                actual,
+            });
+        }
+        for stored in events {
+            let event = decode::<P::Event>(stored)?;
+            if let Err(e) = self.projection.handle(&mut tx, &event).await {
+                return Err(failed(tx, Some(stored), e).await);
+            }
+        }
+        self.store.save_checkpoint_in(&mut tx, &key, to).await?;
+        tx.commit().await.map_err(map_sqlx)?;
+        Ok(())
+    }
+
+    /// Empties the read model and moves the checkpoint to the start in one transaction:
+    /// a crash leaves either both done or neither.
+    async fn reset(&self) -> Result<(), DeliveryError> {
+        let key = self.checkpoint_name();
+        cqrs_core::ident::validate("subscription name", &key).map_err(StoreError::from)?;
+        let mut tx = self.store.pool.begin().await.map_err(map_sqlx)?;
+        if let Err(e) = self.projection.reset(&mut tx).await {
+            return Err(failed(tx, None, e).await);
+        }
+        self.store
+            .save_checkpoint_in(&mut tx, &key, Position::START)
+            .await?;
+        tx.commit().await.map_err(map_sqlx)?;
+        Ok(())
+    }
+}
+
+impl<P> std::fmt::Debug for Transactional<P> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Transactional")
+            .field("projection", &std::any::type_name::<P>())
+            .field("store", &self.store)
+            .field("filter", &self.filter)
+            .finish()
+    }
+}
+
+impl PgStore {
+    /// A subscription consumer that feeds `projection` with exactly-once effect: see
+    /// [`Transactional`].
+    ///
+    /// ```no_run
+    /// # async fn demo<P: cqrs_postgres::PgProjection>(store: cqrs_postgres::PgStore, view: P) {
+    /// use cqrs_core::Subscription;
+    /// let running = Subscription::new(store.clone(), store.transactional(view)).start();
+    /// # }
+    /// ```
+    pub fn transactional<P: PgProjection>(&self, projection: P) -> Transactional<P> {
+        Transactional::new(projection, self.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::connection_lost;
+
+    #[derive(Debug, thiserror::Error)]
+    enum ViewError {
+        #[error("database: {0}")]
+        Db(#[from] sqlx::Error),
+        #[error("bad data")]
+        Bad,
+    }
+
+    #[test]
+    fn a_broken_connection_is_found_through_wrapping_errors() {
+        let io = std::io::Error::new(std::io::ErrorKind::ConnectionReset, "reset");
+        assert!(connection_lost(&sqlx::Error::Io(io)));
+        assert!(connection_lost(&ViewError::Db(sqlx::Error::PoolClosed)));
+        assert!(!connection_lost(&ViewError::Db(sqlx::Error::RowNotFound)));
+        assert!(!connection_lost(&ViewError::Bad));
+    }
+}
