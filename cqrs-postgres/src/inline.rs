@@ -56,8 +56,8 @@ impl<P: PgProjection> RunInline for Inline<P> {
 
 impl PgStore {
     /// Runs `projection` inside every append of this store (and of its later clones):
-    /// the append becomes `BEGIN`, the append function, each inline projection's
-    /// [`handle`](PgProjection::handle) on the events it consumes, `COMMIT`, on one pooled
+    /// the append becomes `BEGIN`, the append statement, each inline projection's
+    /// [`handle`](PgProjection::handle) on the events it consumes, `COMMIT`, on one
     /// connection. When the append returns, the read model holds its events; no reader
     /// ever sees the events without their effect. A failing projection rolls everything
     /// back and the append fails with

@@ -26,6 +26,7 @@
 
 mod error;
 mod event_store;
+mod held;
 mod inline;
 mod lease;
 mod projection;

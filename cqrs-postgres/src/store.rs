@@ -9,6 +9,7 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::{Connection, PgConnection, Row};
 
 use crate::error::{check_server_version, map_sqlx, SetupError};
+use crate::held::Held;
 use crate::inline::RunInline;
 use crate::lease::Releases;
 use crate::schema::SchemaName;
@@ -39,6 +40,8 @@ pub struct PgStore {
     pub(crate) schema: SchemaName,
     pub(crate) sql: Arc<Sql>,
     pub(crate) poll: PollInterval,
+    /// Connections kept between the store's operations (see [`crate::held`]).
+    pub(crate) held: Arc<Held>,
     /// Projections run inside each append (see [`PgStore::with_inline_projection`]).
     pub(crate) inline: Arc<[Arc<dyn RunInline>]>,
     /// Leases of this store being released (see `lease.rs`).
@@ -135,6 +138,7 @@ impl PgStore {
     fn build(pool: PgPool, schema: SchemaName) -> Self {
         let sql = Arc::new(Sql::new(&schema));
         Self {
+            held: Held::new(pool.clone()),
             pool,
             schema,
             sql,

@@ -312,31 +312,62 @@ fn a_100_event_append_is_one_round_trip_in_an_implicit_transaction() {
             .host("127.0.0.1")
             .port(port)
             .ssl_mode(sqlx::postgres::PgSslMode::Disable);
+        // Two connections: the one the store keeps between its operations, and one for
+        // `append_in`.
         let pool = PgStore::pool_options()
-            .max_connections(1)
+            .max_connections(2)
             .connect_with(proxied)
             .await
             .expect("pool through the proxy");
         let store =
             PgStore::with_pool_and_schema(pool, migrated.schema().as_str()).expect("schema");
         let stream = stream();
-        // The first append on a connection also prepares the statement (one more round
-        // trip, once per connection).
+        // The first append of each form (one event, a batch) on a connection also
+        // prepares its statement: one more round trip, once per connection.
         store
             .append(&stream, ExpectedVersion::NoStream, deposits(1))
             .await
             .expect("warm-up append");
-        // On a connection held by the test, so that sqlx's pool does not add its own
-        // traffic: exactly one statement and one Sync.
-        let mut conn = store.pool().acquire().await.expect("acquire");
+        store
+            .append(&stream, ExpectedVersion::Exact(1), deposits(2))
+            .await
+            .expect("warm-up batch");
+
+        // Through the store (`EventStore::append`): Bind, Execute, Close (of the portal),
+        // Sync: one statement, no Parse (prepared and cached on the connection), no
+        // BEGIN/COMMIT (implicit transaction). And nothing after it: the store keeps the
+        // connection for its next operation, so the pool does not ping it on release.
         let before = sent.lock().expect("log").len();
         let stored = store
-            .append_in(&mut conn, &stream, ExpectedVersion::Exact(1), deposits(100))
+            .append(&stream, ExpectedVersion::Exact(3), deposits(100))
             .await
             .expect("append 100");
+        tokio::time::sleep(Duration::from_millis(200)).await;
         let messages: Vec<u8> = sent.lock().expect("log")[before..].to_vec();
-        // Bind, Execute, Close (of the portal), Sync: one statement, no Parse (prepared
-        // and cached on the connection), no BEGIN/COMMIT (implicit transaction).
+        assert_eq!(
+            messages,
+            b"BECS",
+            "one round trip, no release ping; messages sent: {:?}",
+            String::from_utf8_lossy(&messages)
+        );
+
+        // On a connection of the caller (`append_in`): the same one statement.
+        let mut conn = store.pool().acquire().await.expect("acquire");
+        store
+            .append_in(&mut conn, &stream, ExpectedVersion::Exact(103), deposits(2))
+            .await
+            .expect("warm-up batch on this connection");
+        let before = sent.lock().expect("log").len();
+        let stored_in = store
+            .append_in(
+                &mut conn,
+                &stream,
+                ExpectedVersion::Exact(105),
+                deposits(100),
+            )
+            .await
+            .expect("append 100 more");
+        let messages: Vec<u8> = sent.lock().expect("log")[before..].to_vec();
         assert_eq!(
             messages,
             b"BECS",
@@ -345,43 +376,35 @@ fn a_100_event_append_is_one_round_trip_in_an_implicit_transaction() {
         );
         drop(conn);
 
-        // Through the pool (`EventStore::append`): the same one round trip before the
-        // caller gets its result. sqlx 0.8 then pings every connection it takes back
-        // (one more Sync, off the caller's path, not configurable); nothing else.
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        let before = sent.lock().expect("log").len();
-        store
-            .append(&stream, ExpectedVersion::Exact(101), deposits(100))
-            .await
-            .expect("append 100 more");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        let messages: Vec<u8> = sent.lock().expect("log")[before..].to_vec();
-        assert_eq!(
-            messages,
-            b"BECSS",
-            "the append, then the pool's release ping: {:?}",
-            String::from_utf8_lossy(&messages)
-        );
         assert_eq!(stored.len(), 100);
         assert_eq!(
             stored.iter().map(|e| e.stream_version).collect::<Vec<_>>(),
-            (2..=101).collect::<Vec<_>>()
+            (4..=103).collect::<Vec<_>>()
+        );
+        assert_eq!(
+            stored_in
+                .iter()
+                .map(|e| e.stream_version)
+                .collect::<Vec<_>>(),
+            (106..=205).collect::<Vec<_>>()
         );
         let read = migrated
             .read_stream(&stream, 1, usize::MAX)
             .await
             .expect("read");
-        assert_eq!(read.len(), 201);
+        assert_eq!(read.len(), 205);
         assert_eq!(
-            read.iter().map(|e| e.event_id).collect::<Vec<_>>()[1..101],
+            read.iter().map(|e| e.event_id).collect::<Vec<_>>()[3..103],
             stored.iter().map(|e| e.event_id).collect::<Vec<_>>()[..]
         );
-        // All 100 rows come from one transaction.
-        let distinct = stored
-            .iter()
-            .map(|e| e.position.commit())
-            .collect::<HashSet<_>>();
-        assert_eq!(distinct.len(), 1);
+        // Each batch of 100 rows comes from one transaction.
+        for batch in [&stored, &stored_in] {
+            let distinct = batch
+                .iter()
+                .map(|e| e.position.commit())
+                .collect::<HashSet<_>>();
+            assert_eq!(distinct.len(), 1);
+        }
     });
 }
 
@@ -847,5 +870,58 @@ fn out_of_range_numbers_are_clamped_or_refused_never_a_panic() {
                 .len(),
             2
         );
+    });
+}
+
+#[test]
+fn the_store_keeps_at_most_all_but_one_connection_and_only_while_busy() {
+    runtime().block_on(async {
+        let _one = exclusive().await;
+        let migrated = fresh_pg_store().await;
+        let connect = |max| {
+            PgStore::pool_options()
+                .max_connections(max)
+                .connect_with(common::connect_options())
+        };
+        let pool = connect(2).await.expect("pool");
+        let store = PgStore::with_pool_and_schema(pool.clone(), migrated.schema().as_str())
+            .expect("schema");
+
+        // Two appends at once take both connections; afterwards the store keeps one for
+        // its next operation and gives the other back.
+        let (first, second) = (stream(), stream());
+        let (a, b) = tokio::join!(
+            store.append(&first, ExpectedVersion::NoStream, deposits(1)),
+            store.append(&second, ExpectedVersion::NoStream, deposits(1)),
+        );
+        a.expect("append");
+        b.expect("append");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(pool.size(), 2);
+        assert_eq!(
+            pool.num_idle(),
+            1,
+            "one kept by the store, one back in the pool"
+        );
+        let other = tokio::time::timeout(Duration::from_secs(1), pool.acquire())
+            .await
+            .expect("another user of the pool is served at once")
+            .expect("acquire");
+        drop(other);
+
+        // Idle, the store gives its connection back (after about half a second).
+        tokio::time::sleep(Duration::from_millis(1_500)).await;
+        assert_eq!(pool.num_idle(), 2, "a quiet store keeps nothing");
+
+        // On a pool of one connection the store keeps nothing at all.
+        let single = connect(1).await.expect("pool");
+        let store = PgStore::with_pool_and_schema(single.clone(), migrated.schema().as_str())
+            .expect("schema");
+        store
+            .append(&stream(), ExpectedVersion::NoStream, deposits(1))
+            .await
+            .expect("append");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(single.num_idle(), 1);
     });
 }

@@ -86,7 +86,7 @@ impl<A: Aggregate> Engine<A> {
         let stream = StreamId::new(A::TYPE, id)?;
         metadata
             .correlation_id
-            .get_or_insert_with(uuid::Uuid::now_v7);
+            .get_or_insert_with(crate::envelope::now_v7);
         let span = tracing::info_span!(
             "cqrs.execute",
             stream = %stream,
@@ -107,25 +107,39 @@ impl<A: Aggregate> Engine<A> {
         let max_attempts = self.retry.max_attempts.max(1);
         let mut attempt = 1;
         loop {
+            // Idempotency first: a command already recorded returns its outcome
+            // (checked on every attempt, before the image or the stream is loaded).
             if let Some(command_id) = metadata.command_id {
                 if let Some(done) = self.already_done(&stream, command_id).await? {
                     tracing::debug!(%command_id, "command already executed; returning its events");
                     return Ok(done);
                 }
             }
-            let loaded = self.load_stream(&stream, None).await?;
-            let events = loaded
+            let (loaded, from_image) = self.load_for_command(&stream).await?;
+            let handled = loaded
                 .state
                 .handle(&command, &self.services)
                 .instrument(tracing::debug_span!("cqrs.handle"))
-                .await
-                .map_err(EngineError::Rejected)?;
-            if events.is_empty() {
-                return Ok(Committed {
-                    events: Vec::new(),
-                    version: loaded.version,
-                });
-            }
+                .await;
+            let events = match handled {
+                Ok(events) if !events.is_empty() => events,
+                decided => {
+                    // Nothing to append, so no optimistic check: a decision made on a
+                    // cached image stands only if the stream has not moved since.
+                    if !self.decision_stands(&stream, &loaded, from_image).await? {
+                        continue;
+                    }
+                    let version = loaded.version;
+                    self.keep_image(&stream, loaded);
+                    return match decided {
+                        Ok(_) => Ok(Committed {
+                            events: Vec::new(),
+                            version,
+                        }),
+                        Err(refusal) => Err(EngineError::Rejected(refusal)),
+                    };
+                }
+            };
             let new_events = events
                 .iter()
                 .map(|e| codec::encode(e, metadata.clone()))
@@ -142,6 +156,8 @@ impl<A: Aggregate> Engine<A> {
             match appended {
                 Ok(stored) => return self.after_commit(&stream, loaded, events, stored).await,
                 Err(source @ StoreError::Conflict { .. }) => {
+                    // Another writer moved the stream: an image of it is stale.
+                    self.forget_image(&stream);
                     if attempt >= max_attempts {
                         return Err(EngineError::Conflict {
                             stream,
@@ -197,6 +213,7 @@ impl<A: Aggregate> Engine<A> {
                     .await;
             }
         }
+        self.keep_image(stream, Loaded { state, version });
 
         let envelopes: Vec<Envelope<A::Event>> = stored
             .iter()

@@ -2,7 +2,8 @@
 //!
 //! ```text
 //! execute(id, command)
-//!   ├─ load:   latest snapshot (if any) + the events after it, folded with `apply`
+//!   ├─ load:   the memory image if enabled and cached (see `with_image_cache`), else
+//!   │          the latest snapshot (if any) + the events after it, folded with `apply`
 //!   ├─ handle: the aggregate decides: events, or a refusal (returned as is)
 //!   ├─ append: with the loaded version as the expected version
 //!   │          conflict? another writer won: reload and handle again (bounded)
@@ -17,6 +18,7 @@
 
 mod error;
 mod execute;
+mod image;
 mod inline;
 mod load;
 mod policy;
@@ -67,6 +69,7 @@ pub struct Engine<A: Aggregate> {
     services: Arc<A::Services>,
     retry: RetryPolicy,
     projections: Vec<Arc<dyn InlineProjection<A::Event>>>,
+    images: Option<Arc<image::ImageCache<A>>>,
 }
 
 impl<A: Aggregate> Engine<A> {
@@ -79,6 +82,7 @@ impl<A: Aggregate> Engine<A> {
             services: Arc::new(services),
             retry: RetryPolicy::default(),
             projections: Vec::new(),
+            images: None,
         }
     }
 
@@ -122,6 +126,7 @@ impl<A: Aggregate> Clone for Engine<A> {
             services: Arc::clone(&self.services),
             retry: self.retry,
             projections: self.projections.clone(),
+            images: self.images.clone(),
         }
     }
 }
@@ -142,6 +147,10 @@ impl<A: Aggregate> fmt::Debug for Engine<A> {
                     .iter()
                     .map(|p| p.name())
                     .collect::<Vec<_>>(),
+            )
+            .field(
+                "image_cache",
+                &self.images.as_ref().map(|images| images.capacity()),
             )
             .finish()
     }

@@ -2,6 +2,7 @@
 //! metadata and data.
 
 mod cloudevent;
+mod id;
 mod metadata;
 mod position;
 
@@ -13,6 +14,8 @@ use crate::StreamId;
 
 pub use metadata::{InvalidTraceParent, Metadata, TraceParent};
 pub use position::Position;
+
+pub(crate) use id::now_v7;
 
 /// One recorded event: the envelope (who, where, when, why) around its data.
 ///
@@ -95,7 +98,7 @@ impl NewEvent {
         let event_type = event_type.into();
         ident::validate("event type", &event_type)?;
         Ok(Self {
-            event_id: Uuid::now_v7(),
+            event_id: id::now_v7(),
             event_type,
             event_version,
             data,
