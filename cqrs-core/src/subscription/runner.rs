@@ -183,17 +183,9 @@ impl Runner {
                 return Ok(Exit::LeaseLost);
             }
             let started = Instant::now();
-            // Taken before the read: if the read finds nothing, everything up to here has
-            // been looked at.
-            let horizon = self.sub.events.read_horizon().await;
-            let read = self
-                .sub
-                .events
-                .read_all(scanned, self.sub.batch_size, consumer.filter())
-                .await;
-            let (horizon, batch) = match (horizon, read) {
-                (Ok(horizon), Ok(batch)) => (horizon, batch),
-                (Err(e), _) | (_, Err(e)) => {
+            let (batch, horizon) = match self.read(scanned).await {
+                Ok(read) => read,
+                Err(e) => {
                     if !self.trouble("reading events", &e).await {
                         return Ok(Exit::Stopped);
                     }
@@ -201,7 +193,9 @@ impl Runner {
                 }
             };
             let Some(last) = batch.last().map(|e| e.position) else {
-                scanned = scanned.max(horizon);
+                if let Some(horizon) = horizon {
+                    scanned = scanned.max(horizon);
+                }
                 self.troubles = 0;
                 self.set(|s| {
                     s.state = SubscriptionState::Live;
@@ -299,6 +293,32 @@ impl Runner {
                 }
             }
         }
+    }
+
+    /// Reads the next batch after `scanned`. When there is none, also returns the store's
+    /// read horizon, checked by a second read: the horizon is taken after the first read
+    /// found nothing, and an event at or below it that became readable in between would
+    /// otherwise be passed over. So the horizon costs a round trip only when idle.
+    async fn read(
+        &self,
+        scanned: Position,
+    ) -> Result<(Vec<Arc<StoredEvent>>, Option<Position>), crate::StoreError> {
+        let events = &self.sub.events;
+        let filter = self.sub.consumer.filter();
+        let batch = events
+            .read_all(scanned, self.sub.batch_size, filter)
+            .await?;
+        if !batch.is_empty() {
+            return Ok((batch, None));
+        }
+        let horizon = events.read_horizon().await?;
+        let batch = events
+            .read_all(scanned, self.sub.batch_size, filter)
+            .await?;
+        if !batch.is_empty() {
+            return Ok((batch, None));
+        }
+        Ok((batch, Some(horizon)))
     }
 
     /// Delivers `prefix`, the events of a batch before one that keeps failing; returns
