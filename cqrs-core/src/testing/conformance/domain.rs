@@ -90,3 +90,96 @@ impl Aggregate for Counter {
         }
     }
 }
+
+/// An account that refuses to go below zero: the suite's domain where a stale state can
+/// decide wrongly both ways (accept what the fresh state refuses, and the reverse).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub(crate) struct Account {
+    pub balance: u64,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Money {
+    Deposit(u64),
+    Withdraw(u64),
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) enum AccountEvent {
+    Deposited { amount: u64 },
+    Withdrawn { amount: u64 },
+}
+
+#[derive(Debug, PartialEq, thiserror::Error)]
+#[error("insufficient funds: {balance} < {requested}")]
+pub(crate) struct InsufficientFunds {
+    pub balance: u64,
+    pub requested: u64,
+}
+
+impl DomainEvent for AccountEvent {
+    const EVENT_TYPES: &'static [EventTypeInfo] = &[
+        EventTypeInfo {
+            name: "Deposited",
+            version: 1,
+        },
+        EventTypeInfo {
+            name: "Withdrawn",
+            version: 1,
+        },
+    ];
+
+    fn event_type(&self) -> &'static str {
+        match self {
+            AccountEvent::Deposited { .. } => "Deposited",
+            AccountEvent::Withdrawn { .. } => "Withdrawn",
+        }
+    }
+
+    fn encode(&self) -> Result<Value, serde_json::Error> {
+        serde_enum::encode(self)
+    }
+
+    fn decode(event_type: &str, data: &Value) -> Result<Self, PayloadError> {
+        serde_enum::decode(event_type, data)
+    }
+}
+
+impl Command for Money {
+    fn command_name(&self) -> &'static str {
+        match self {
+            Money::Deposit(_) => "Deposit",
+            Money::Withdraw(_) => "Withdraw",
+        }
+    }
+}
+
+impl Aggregate for Account {
+    const TYPE: &'static str = "account";
+    type Command = Money;
+    type Event = AccountEvent;
+    type Error = InsufficientFunds;
+    type Services = ();
+
+    async fn handle(
+        &self,
+        command: &Money,
+        _: &(),
+    ) -> Result<Vec<AccountEvent>, InsufficientFunds> {
+        match *command {
+            Money::Deposit(amount) => Ok(vec![AccountEvent::Deposited { amount }]),
+            Money::Withdraw(amount) if amount > self.balance => Err(InsufficientFunds {
+                balance: self.balance,
+                requested: amount,
+            }),
+            Money::Withdraw(amount) => Ok(vec![AccountEvent::Withdrawn { amount }]),
+        }
+    }
+
+    fn apply(&mut self, event: &AccountEvent) {
+        match event {
+            AccountEvent::Deposited { amount } => self.balance += amount,
+            AccountEvent::Withdrawn { amount } => self.balance -= amount,
+        }
+    }
+}

@@ -18,9 +18,11 @@
 mod append;
 mod checkpoint;
 mod codec;
+mod counting;
 pub(crate) mod domain;
 mod engine;
 mod ident;
+mod image;
 mod race;
 mod read;
 mod snapshot;
@@ -44,6 +46,9 @@ pub use engine::{
     engine_retries_conflicts_without_losing_commands, engine_snapshots_and_temporal_loads,
 };
 pub use ident::{identifiers_are_stored_faithfully, invalid_identifiers_are_refused};
+pub use image::{
+    a_stale_image_is_caught_and_decided_again, caching_engines_interleaving_lose_nothing,
+};
 pub use race::{
     racing_appends_have_one_winner_per_version, racing_writers_lose_nothing,
     writers_on_distinct_streams_do_not_conflict,
@@ -114,6 +119,8 @@ macro_rules! conformance_tests {
             invalid_identifiers_are_refused,
             engine_retries_conflicts_without_losing_commands,
             engine_snapshots_and_temporal_loads,
+            a_stale_image_is_caught_and_decided_again,
+            caching_engines_interleaving_lose_nothing,
             leases_are_exclusive_until_dropped,
             dead_letters_are_kept_per_subscription,
             events_are_found_by_command_id,

@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use super::counting::Counting;
 use super::domain::{Add, Counter, CounterEvent};
 use super::{unique_stream, Store};
 use crate::subscription::{
@@ -186,66 +187,10 @@ pub async fn a_view_added_late_catches_up_on_ten_thousand_events<S: Store>(store
     running.shutdown().await.expect("clean stop");
 }
 
-/// Counts the global reads made through it.
-#[derive(Clone)]
-struct CountingReads<S> {
-    inner: S,
-    reads: Arc<std::sync::atomic::AtomicU64>,
-}
-
-#[async_trait::async_trait]
-impl<S: Store> crate::EventStore for CountingReads<S> {
-    async fn append(
-        &self,
-        stream: &StreamId,
-        expected: ExpectedVersion,
-        events: Vec<NewEvent>,
-    ) -> Result<Vec<Arc<StoredEvent>>, crate::StoreError> {
-        self.inner.append(stream, expected, events).await
-    }
-
-    async fn read_stream(
-        &self,
-        stream: &StreamId,
-        from_version: u64,
-        max_count: usize,
-    ) -> Result<Vec<Arc<StoredEvent>>, crate::StoreError> {
-        self.inner
-            .read_stream(stream, from_version, max_count)
-            .await
-    }
-
-    async fn read_all(
-        &self,
-        after: Position,
-        max_count: usize,
-        filter: &crate::EventFilter,
-    ) -> Result<Vec<Arc<StoredEvent>>, crate::StoreError> {
-        self.reads
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        self.inner.read_all(after, max_count, filter).await
-    }
-
-    async fn wait_for_events(
-        &self,
-        after: Position,
-        timeout: Duration,
-    ) -> Result<bool, crate::StoreError> {
-        self.inner.wait_for_events(after, timeout).await
-    }
-
-    async fn read_horizon(&self) -> Result<Position, crate::StoreError> {
-        self.inner.read_horizon().await
-    }
-}
-
 /// A subscription to some event types, behind on none of them but with other events
 /// after its position, waits for new events instead of reading again and again.
 pub async fn a_filtered_subscription_idles_quietly<S: Store>(store: S) {
-    let counting = CountingReads {
-        inner: store.clone(),
-        reads: Arc::default(),
-    };
+    let counting = Counting::new(store.clone());
     let stream = unique_stream("counter");
     let consumed = add(&store, &stream, &[1]).await;
     let other = unique_stream("gauge");
@@ -268,9 +213,9 @@ pub async fn a_filtered_subscription_idles_quietly<S: Store>(store: S) {
         .start();
     running.caught_up(WAIT).await.expect("caught up");
     assert_exactly_once(&view, &consumed);
-    let before = counting.reads.load(std::sync::atomic::Ordering::Relaxed);
+    let before = counting.global_reads();
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let reads = counting.reads.load(std::sync::atomic::Ordering::Relaxed) - before;
+    let reads = counting.global_reads() - before;
     // One read per idle wait (100 ms) at most, plus slack for a slow machine.
     assert!(reads <= 15, "{reads} reads in 500 ms while idle");
     running.shutdown().await.expect("clean stop");
