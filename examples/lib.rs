@@ -57,13 +57,3 @@ impl Backend {
 pub fn run_id() -> String {
     uuid::Uuid::now_v7().simple().to_string()[24..].to_owned()
 }
-
-/// The README's code, compiled and run as a doc-test so that it cannot drift.
-#[doc = include_str!("../README.md")]
-#[cfg(doctest)]
-pub struct ReadmeDoctests;
-
-/// The guide's quickstart, compiled and run as a doc-test.
-#[doc = include_str!("../docs/src/quickstart.md")]
-#[cfg(doctest)]
-pub struct QuickstartDoctests;

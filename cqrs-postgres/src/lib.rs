@@ -33,6 +33,8 @@ mod projection;
 mod schema;
 mod sql;
 mod store;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 pub use error::{SetupError, MIN_SERVER_VERSION_NUM};
 pub use lease::LEASE_APPLICATION_NAME;

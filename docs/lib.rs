@@ -1,0 +1,84 @@
+//! The guide (`docs/src/*.md`, an mdBook) and the README, compiled and run as doc-tests:
+//! every chapter is the documentation of one item below, so `cargo test -p cqrs-guide
+//! --doc` builds and runs each of its Rust code blocks. A block the reader should not run
+//! is marked `no_run` (compiled only) or `ignore` (with a reason next to it).
+
+/// The README.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct Readme;
+
+/// `docs/src/why.md`.
+#[doc = include_str!("src/why.md")]
+#[cfg(doctest)]
+pub struct Why;
+
+/// `docs/src/quickstart.md`.
+#[doc = include_str!("src/quickstart.md")]
+#[cfg(doctest)]
+pub struct Quickstart;
+
+/// `docs/src/events.md`.
+#[doc = include_str!("src/events.md")]
+#[cfg(doctest)]
+pub struct Events;
+
+/// `docs/src/commands-and-aggregates.md`.
+#[doc = include_str!("src/commands-and-aggregates.md")]
+#[cfg(doctest)]
+pub struct CommandsAndAggregates;
+
+/// `docs/src/engine.md`.
+#[doc = include_str!("src/engine.md")]
+#[cfg(doctest)]
+pub struct Engine;
+
+/// `docs/src/read-side.md`.
+#[doc = include_str!("src/read-side.md")]
+#[cfg(doctest)]
+pub struct ReadSide;
+
+/// `docs/src/process-managers.md`.
+#[doc = include_str!("src/process-managers.md")]
+#[cfg(doctest)]
+pub struct ProcessManagers;
+
+/// `docs/src/testing.md`.
+#[doc = include_str!("src/testing.md")]
+#[cfg(doctest)]
+pub struct Testing;
+
+/// `docs/src/postgres.md`.
+#[doc = include_str!("src/postgres.md")]
+#[cfg(doctest)]
+pub struct Postgres;
+
+/// `docs/src/memory.md`.
+#[doc = include_str!("src/memory.md")]
+#[cfg(doctest)]
+pub struct Memory;
+
+/// `docs/src/performance.md`.
+#[doc = include_str!("src/performance.md")]
+#[cfg(doctest)]
+pub struct Performance;
+
+/// `docs/src/reliability.md`.
+#[doc = include_str!("src/reliability.md")]
+#[cfg(doctest)]
+pub struct Reliability;
+
+/// `docs/src/scaling.md`.
+#[doc = include_str!("src/scaling.md")]
+#[cfg(doctest)]
+pub struct Scaling;
+
+/// `docs/src/migrating-from-cqrs-es.md`.
+#[doc = include_str!("src/migrating-from-cqrs-es.md")]
+#[cfg(doctest)]
+pub struct MigratingFromCqrsEs;
+
+/// `docs/src/derive.md`.
+#[doc = include_str!("src/derive.md")]
+#[cfg(doctest)]
+pub struct Derive;
