@@ -162,6 +162,10 @@ impl Runner {
             if self.stopping() {
                 return Ok(Exit::Stopped);
             }
+            // Taken before the rebuild check: an empty read proves "caught up" only for
+            // callers that came before it, and a `rebuild()` after this instant is seen
+            // by this check or the next, before any later read can count.
+            let started = Instant::now();
             reset |= self.shared.rebuild.swap(false, Ordering::SeqCst);
             if reset {
                 self.set(|s| s.state = SubscriptionState::Rebuilding);
@@ -182,7 +186,6 @@ impl Runner {
             if !lease.is_held().await {
                 return Ok(Exit::LeaseLost);
             }
-            let started = Instant::now();
             let (batch, horizon) = match self.read(scanned).await {
                 Ok(read) => read,
                 Err(e) => {

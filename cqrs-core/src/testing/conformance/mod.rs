@@ -21,6 +21,7 @@ mod codec;
 mod counting;
 pub(crate) mod domain;
 mod engine;
+mod gated;
 mod ident;
 mod image;
 mod race;
@@ -60,6 +61,7 @@ pub use read::{
 pub use snapshot::snapshots_save_load_and_keep_the_latest;
 pub use subscription::{
     a_filtered_subscription_idles_quietly, a_view_added_late_catches_up_on_ten_thousand_events,
+    caught_up_after_a_rebuild_waits_for_the_rebuild,
     failing_events_stop_the_subscription_or_are_parked,
     one_runner_is_active_and_another_takes_over, process_manager_commands_are_idempotent,
     subscription_catches_up_then_goes_live, subscription_rebuilds_on_new_version_and_on_request,
@@ -131,6 +133,7 @@ macro_rules! conformance_tests {
             subscription_resumes_from_its_checkpoint,
             a_view_added_late_catches_up_on_ten_thousand_events,
             subscription_rebuilds_on_new_version_and_on_request,
+            caught_up_after_a_rebuild_waits_for_the_rebuild,
             failing_events_stop_the_subscription_or_are_parked,
             one_runner_is_active_and_another_takes_over,
             process_manager_commands_are_idempotent,

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use super::counting::Counting;
 use super::domain::{Add, Counter, CounterEvent};
+use super::gated::Gated;
 use super::{unique_stream, Store};
 use crate::subscription::{
     DeliveryError, FailurePolicy, Project, React, Subscription, SubscriptionError,
@@ -33,6 +34,8 @@ struct Seen {
 struct View<const V: u32> {
     seen: Arc<Mutex<Seen>>,
     poison: Option<u64>,
+    /// When set, each reset waits for a permit of this gate.
+    reset_gate: Option<Arc<tokio::sync::Notify>>,
 }
 
 impl<const V: u32> View<V> {
@@ -48,6 +51,7 @@ impl<const V: u32> View<V> {
         View {
             seen: Arc::clone(&self.seen),
             poison: self.poison,
+            reset_gate: self.reset_gate.clone(),
         }
     }
 
@@ -78,6 +82,9 @@ impl<const V: u32> Projection for View<V> {
     }
 
     async fn reset(&self) -> Result<(), Poisoned> {
+        if let Some(gate) = &self.reset_gate {
+            gate.notified().await;
+        }
         let mut seen = self.seen.lock().expect("view lock");
         seen.applied.clear();
         seen.order.clear();
@@ -288,6 +295,45 @@ pub async fn subscription_rebuilds_on_new_version_and_on_request<S: Store>(store
     assert_exactly_once(&other, &events);
     running.shutdown().await.expect("clean stop");
     other_running.shutdown().await.expect("clean stop");
+}
+
+/// `caught_up()` after `rebuild()` returns only once the rebuild is done, even when the
+/// rebuild is asked for while the runner is between its rebuild check and its read.
+pub async fn caught_up_after_a_rebuild_waits_for_the_rebuild<S: Store>(store: S) {
+    let events = fill(&store, 20).await;
+    // Resets wait at a gate, so that a `caught_up` that returned before the rebuild
+    // would be seen returning before the view was reset.
+    let reset_gate = Arc::new(tokio::sync::Notify::new());
+    reset_gate.notify_one(); // the first reset, of a new view, goes through
+    let view = View::<1> {
+        reset_gate: Some(Arc::clone(&reset_gate)),
+        ..View::default()
+    };
+    let checkpoints = Gated::new(store.clone());
+    let running = Subscription::new(
+        store.clone(),
+        Project::new(view.clone(), checkpoints.clone()),
+    )
+    .idle_wait(Duration::from_millis(20))
+    .start();
+    running.caught_up(WAIT).await.expect("caught up");
+    assert_eq!(view.seen(|s| s.resets), 1, "a new view starts from a reset");
+
+    // Held at its lease check, the runner is past its rebuild check and before its read.
+    tokio::time::timeout(WAIT, checkpoints.arm())
+        .await
+        .expect("the runner comes round to its lease check");
+    running.rebuild();
+    // `caught_up` takes its starting time when first polled, which is before the release.
+    let (caught_up, ()) = tokio::join!(running.caught_up(WAIT), async {
+        checkpoints.release();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        reset_gate.notify_one();
+    });
+    caught_up.expect("caught up after rebuild");
+    assert_eq!(view.seen(|s| s.resets), 2, "the rebuild happened first");
+    assert_exactly_once(&view, &events);
+    running.shutdown().await.expect("clean stop");
 }
 
 /// A second view under another name, sharing the test view's logic.
