@@ -107,15 +107,17 @@ impl<A: Aggregate> Engine<A> {
         let max_attempts = self.retry.max_attempts.max(1);
         let mut attempt = 1;
         loop {
-            // Idempotency first: a command already recorded returns its outcome
-            // (checked on every attempt, before the image or the stream is loaded).
+            let (loaded, from_image) = self.load_for_command(&stream).await?;
+            // Idempotency: a command already recorded returns its outcome. Checked on
+            // every attempt and *after* loading: a copy of this command that commits
+            // after the check also moved the stream past what was loaded, so this
+            // attempt's append conflicts and the next attempt's check finds it.
             if let Some(command_id) = metadata.command_id {
                 if let Some(done) = self.already_done(&stream, command_id).await? {
                     tracing::debug!(%command_id, "command already executed; returning its events");
                     return Ok(done);
                 }
             }
-            let (loaded, from_image) = self.load_for_command(&stream).await?;
             let handled = loaded
                 .state
                 .handle(&command, &self.services)

@@ -5,6 +5,7 @@ use std::time::Duration;
 use serde_json::json;
 
 use super::domain::{Add, Counter, CounterEvent, OverLimit, LIMIT};
+use super::gated::Gated;
 use super::Store;
 use crate::{Engine, EngineError, Metadata, RetryPolicy, Snapshot, SnapshotPolicy, StreamId};
 
@@ -157,4 +158,49 @@ pub async fn engine_snapshots_and_temporal_loads<S: Store>(store: S) {
         committed.events[0].metadata.correlation_id,
         Some(correlation)
     );
+}
+
+/// Two copies of one command (one command id) racing: the second looks its id up before
+/// the first commits, and would load after it. It must still return the first's outcome, not
+/// append a second time.
+pub async fn a_command_racing_its_own_repeat_is_applied_once<S: Store>(store: S) {
+    let gated = Gated::new(store.clone());
+    let repeat_engine = Engine::<Counter>::new(gated.clone(), ());
+    let first_engine = Engine::<Counter>::new(store.clone(), ());
+    let id = uuid::Uuid::now_v7().to_string();
+    let metadata = Metadata::default().with_command_id(uuid::Uuid::now_v7());
+
+    let lookup = gated.command_lookup.clone();
+    let armed = tokio::spawn(async move { lookup.arm().await });
+    let repeat = {
+        let (id, metadata) = (id.clone(), metadata.clone());
+        tokio::spawn(async move {
+            repeat_engine
+                .execute_with_metadata(&id, Add(5), metadata)
+                .await
+        })
+    };
+    tokio::time::timeout(Duration::from_secs(20), armed)
+        .await
+        .expect("the repeat looks its command id up")
+        .expect("arming task");
+    // The repeat has looked its id up (nothing yet) and is held; the first copy runs and
+    // commits meanwhile.
+    let first = first_engine
+        .execute_with_metadata(&id, Add(5), metadata)
+        .await
+        .expect("the first copy commits");
+    gated.command_lookup.release();
+    let repeat = repeat
+        .await
+        .expect("repeat task")
+        .expect("the repeat succeeds");
+
+    assert_eq!(
+        repeat.version, first.version,
+        "the repeat returns the first's outcome"
+    );
+    let stream = StreamId::new("counter", &id).expect("valid stream id");
+    let stored = store.read_stream(&stream, 1, 100).await.expect("read");
+    assert_eq!(stored.len(), 1, "the command was applied once: {stored:?}");
 }

@@ -1,48 +1,71 @@
-//! A checkpoint store whose next lease check can be held at a gate, so that a test can
-//! act while the subscription runner is at a known point of its loop (between its rebuild
-//! check and its read), the window a race would need.
+//! A store wrapper that can hold the next call of one kind at a gate, so that a test can
+//! act while the caller is at a known point (the window a race would need): the lease
+//! check of a subscription runner (between its rebuild check and its read), or the
+//! engine's look-up of a command id.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use tokio::sync::Notify;
 
-use crate::{CheckpointStore, DeadLetter, Lease, Position, StoreError, StoredEvent};
+use crate::{
+    CheckpointStore, DeadLetter, EventFilter, EventStore, ExpectedVersion, Lease, NewEvent,
+    Position, StoreError, StoredEvent, StreamId,
+};
 
+/// Holds the first call after [`arm`](Self::arm) until [`release`](Self::release).
 #[derive(Default)]
-struct Gate {
+pub(crate) struct Gate {
     armed: AtomicBool,
     entered: Notify,
     release: Notify,
 }
 
-/// Forwards to `inner`; its leases wait at the gate on the first `is_held` after
-/// [`arm`](Self::arm).
+impl Gate {
+    /// Holds the next call; returns once a caller is waiting at the gate.
+    pub async fn arm(&self) {
+        let entered = self.entered.notified();
+        self.armed.store(true, Ordering::SeqCst);
+        entered.await;
+    }
+
+    /// Lets the held call go on.
+    pub fn release(&self) {
+        self.release.notify_one();
+    }
+
+    async fn pass(&self) {
+        if self.armed.swap(false, Ordering::SeqCst) {
+            self.entered.notify_one();
+            self.release.notified().await;
+        }
+    }
+}
+
+impl std::fmt::Debug for Gate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Gate")
+    }
+}
+
+/// Forwards to `inner` (never to the traits' provided methods), with a gate before
+/// `Lease::is_held` of its leases and one after `read_by_command`.
 #[derive(Clone)]
 pub(crate) struct Gated<S> {
     inner: S,
-    gate: Arc<Gate>,
+    pub lease_check: Arc<Gate>,
+    pub command_lookup: Arc<Gate>,
 }
 
 impl<S> Gated<S> {
     pub fn new(inner: S) -> Self {
         Self {
             inner,
-            gate: Arc::default(),
+            lease_check: Arc::default(),
+            command_lookup: Arc::default(),
         }
-    }
-
-    /// Holds the next lease check; returns once the runner is waiting there.
-    pub async fn arm(&self) {
-        let entered = self.gate.entered.notified();
-        self.gate.armed.store(true, Ordering::SeqCst);
-        entered.await;
-    }
-
-    /// Lets the held lease check go on.
-    pub fn release(&self) {
-        self.gate.release.notify_one();
     }
 }
 
@@ -52,20 +75,75 @@ struct GatedLease {
     gate: Arc<Gate>,
 }
 
-impl std::fmt::Debug for Gate {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Gate")
+#[async_trait]
+impl Lease for GatedLease {
+    async fn is_held(&self) -> bool {
+        self.gate.pass().await;
+        self.inner.is_held().await
     }
 }
 
 #[async_trait]
-impl Lease for GatedLease {
-    async fn is_held(&self) -> bool {
-        if self.gate.armed.swap(false, Ordering::SeqCst) {
-            self.gate.entered.notify_one();
-            self.gate.release.notified().await;
-        }
-        self.inner.is_held().await
+impl<S: EventStore> EventStore for Gated<S> {
+    async fn append(
+        &self,
+        stream: &StreamId,
+        expected: ExpectedVersion,
+        events: Vec<NewEvent>,
+    ) -> Result<Vec<Arc<StoredEvent>>, StoreError> {
+        self.inner.append(stream, expected, events).await
+    }
+
+    async fn read_stream(
+        &self,
+        stream: &StreamId,
+        from_version: u64,
+        max_count: usize,
+    ) -> Result<Vec<Arc<StoredEvent>>, StoreError> {
+        self.inner
+            .read_stream(stream, from_version, max_count)
+            .await
+    }
+
+    async fn read_all(
+        &self,
+        after: Position,
+        max_count: usize,
+        filter: &EventFilter,
+    ) -> Result<Vec<Arc<StoredEvent>>, StoreError> {
+        self.inner.read_all(after, max_count, filter).await
+    }
+
+    async fn wait_for_events(
+        &self,
+        after: Position,
+        timeout: Duration,
+    ) -> Result<bool, StoreError> {
+        self.inner.wait_for_events(after, timeout).await
+    }
+
+    async fn read_horizon(&self) -> Result<Position, StoreError> {
+        self.inner.read_horizon().await
+    }
+
+    async fn read_by_command(
+        &self,
+        stream: &StreamId,
+        command_id: uuid::Uuid,
+    ) -> Result<Vec<Arc<StoredEvent>>, StoreError> {
+        // Held after the look-up: its answer is already taken when the gate opens.
+        let found = self.inner.read_by_command(stream, command_id).await;
+        self.command_lookup.pass().await;
+        found
+    }
+
+    async fn count_after(
+        &self,
+        after: Position,
+        filter: &EventFilter,
+        limit: u64,
+    ) -> Result<u64, StoreError> {
+        self.inner.count_after(after, filter, limit).await
     }
 }
 
@@ -84,7 +162,7 @@ impl<S: CheckpointStore> CheckpointStore for Gated<S> {
         Ok(lease.map(|inner| {
             Box::new(GatedLease {
                 inner,
-                gate: Arc::clone(&self.gate),
+                gate: Arc::clone(&self.lease_check),
             }) as Box<dyn Lease>
         }))
     }

@@ -320,13 +320,13 @@ pub async fn caught_up_after_a_rebuild_waits_for_the_rebuild<S: Store>(store: S)
     assert_eq!(view.seen(|s| s.resets), 1, "a new view starts from a reset");
 
     // Held at its lease check, the runner is past its rebuild check and before its read.
-    tokio::time::timeout(WAIT, checkpoints.arm())
+    tokio::time::timeout(WAIT, checkpoints.lease_check.arm())
         .await
         .expect("the runner comes round to its lease check");
     running.rebuild();
     // `caught_up` takes its starting time when first polled, which is before the release.
     let (caught_up, ()) = tokio::join!(running.caught_up(WAIT), async {
-        checkpoints.release();
+        checkpoints.lease_check.release();
         tokio::time::sleep(Duration::from_millis(300)).await;
         reset_gate.notify_one();
     });
