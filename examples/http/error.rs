@@ -2,7 +2,7 @@
 //! `{ "error": <kind>, "message": <for people> }`.
 
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
-use axum::http::{header, StatusCode};
+use axum::http::{header, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use cqrs_core::{EngineError, StoreError};
@@ -23,6 +23,9 @@ pub enum ApiError {
     /// 404: nothing at that path, or a version the stream has not reached.
     #[error("{0}")]
     NotFound(String),
+    /// 405: the path exists, but not for that method.
+    #[error("{0}")]
+    MethodNotAllowed(String),
     /// 409: opening an account that is already open.
     #[error("{0}")]
     AlreadyOpen(String),
@@ -55,6 +58,7 @@ impl ApiError {
         match self {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::UnknownAccount(_) | ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::AlreadyOpen(_) | ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::Refused { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::ReadModelBehind(_) | ApiError::Unavailable(_) => {
@@ -70,6 +74,7 @@ impl ApiError {
             ApiError::BadRequest(_) => "bad_request",
             ApiError::UnknownAccount(_) => "unknown_account",
             ApiError::NotFound(_) => "not_found",
+            ApiError::MethodNotAllowed(_) => "method_not_allowed",
             ApiError::AlreadyOpen(_) => "already_open",
             ApiError::Conflict(_) => "conflict",
             ApiError::Refused { kind, .. } => kind,
@@ -80,8 +85,14 @@ impl ApiError {
     }
 
     /// For the router's fallback: no route at that path.
-    pub async fn no_route(uri: axum::http::Uri) -> Self {
+    pub async fn no_route(uri: Uri) -> Self {
         ApiError::NotFound(format!("nothing at {}", uri.path()))
+    }
+
+    /// For the router's other fallback: a route, but not for that method (axum adds the
+    /// `Allow` header).
+    pub async fn wrong_method(method: Method, uri: Uri) -> Self {
+        ApiError::MethodNotAllowed(format!("{} does not take {method}", uri.path()))
     }
 }
 

@@ -27,6 +27,8 @@
 //!   - 422 `insufficient_funds`, `zero_amount`: the account refused (a business rule);
 //!   - 503 `unavailable`: the store is unreachable (never a 4xx: the request was fine);
 //!     500 `internal`: stored data or the service itself is at fault;
+//!   - and, for paths and methods the service does not have, 404 `not_found` and 405
+//!     `method_not_allowed`;
 //! - queries answered from a read model that a subscription feeds, so eventually
 //!   consistent, and saying so: the account's version in the view and the
 //!   subscription's position; `?min_version=N` waits for the view to reach a version a

@@ -39,6 +39,7 @@ pub fn router(state: AppState) -> Router {
         .route("/accounts/{id}/withdrawals", post(commands::withdraw))
         .route("/status", get(status::status))
         .fallback(ApiError::no_route)
+        .method_not_allowed_fallback(ApiError::wrong_method)
         .with_state(state)
 }
 

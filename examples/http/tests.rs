@@ -133,6 +133,8 @@ async fn each_outcome_of_a_command_has_its_status_and_json_body() {
     assert_error(&unknown, StatusCode::NOT_FOUND, "unknown_account");
     let nowhere = get(&client, "/nowhere").await;
     assert_error(&nowhere, StatusCode::NOT_FOUND, "not_found");
+    let wrong = get(&client, &deposits).await;
+    assert_error(&wrong, StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed");
 
     // 400: malformed JSON, a missing field, a wrong type, ids the store refuses.
     for body in [
