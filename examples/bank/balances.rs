@@ -13,25 +13,23 @@ use crate::domain::AccountEvent;
 #[derive(Debug, Clone, Default, Projection)]
 #[projection(event = AccountEvent)]
 pub struct Balances {
-    accounts: Arc<RwLock<HashMap<String, Row>>>,
+    accounts: Arc<RwLock<HashMap<String, Balance>>>,
 }
 
-#[derive(Debug, Clone, Copy, Default)]
-struct Row {
-    balance: u64,
-    /// The last stream version applied: delivery is at-least-once, so an event at or
-    /// below it is a repeat and is ignored.
-    version: u64,
+/// What the view knows of one account.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Balance {
+    pub balance: u64,
+    /// The last stream version applied: how up to date this row is (the view is
+    /// eventually consistent). Delivery is at-least-once, so an event at or below it is a
+    /// repeat and is ignored.
+    pub version: u64,
 }
 
 impl Balances {
-    /// The balance of an account, if it is open.
-    pub fn get(&self, account_id: &str) -> Option<u64> {
-        self.accounts
-            .read()
-            .ok()?
-            .get(account_id)
-            .map(|row| row.balance)
+    /// The balance of an account, and the version it is at, if it is open.
+    pub fn get(&self, account_id: &str) -> Option<Balance> {
+        self.accounts.read().ok()?.get(account_id).copied()
     }
 }
 

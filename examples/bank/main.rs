@@ -82,7 +82,7 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
                     .collect::<Vec<_>>()
                     .join(", "),
                 committed.version,
-                balances.get(account).unwrap_or_default(),
+                balances.get(account).unwrap_or_default().balance,
             ),
             Err(EngineError::Rejected(reason)) => {
                 println!("  {what:<30} REFUSED: {reason}; nothing was recorded")

@@ -1,0 +1,181 @@
+//! `GET /status`: can this instance serve? 200 with the details, or 503 with the reasons.
+//!
+//! It checks the store with a cheap call (`read_horizon`) and the read model's
+//! subscription: its state, and its lag (events stored after its checkpoint). Any of
+//! these makes it 503: the store does not answer within [`STORE_WAIT`], the subscription
+//! is not delivering (starting, standing by, rebuilding, retrying, stopped or failed), or
+//! it lags by more than [`MAX_LAG`] events.
+
+use std::future::Future;
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::Json;
+use cqrs_core::subscription::{SubscriptionState, SubscriptionStatus};
+use cqrs_core::{Position, StoreError};
+use serde_json::{json, Value};
+
+use crate::service::AppState;
+
+/// The most events the read model may be behind and still be called healthy.
+pub const MAX_LAG: u64 = 1_000;
+
+/// How long the store has to answer (a pool may wait longer for a connection).
+pub const STORE_WAIT: Duration = Duration::from_secs(2);
+
+/// `GET /status`.
+pub async fn status(State(app): State<AppState>) -> (StatusCode, Json<Value>) {
+    let horizon = answered(app.events.read_horizon()).await;
+    let feed = app.feed.status();
+    // Counting needs the store: when it is down, that is already said.
+    let lag = match &horizon {
+        Ok(_) => answered(app.feed.lag()).await,
+        Err(_) => Err("not counted: the store is unreachable".to_owned()),
+    };
+    let reasons = assess(&horizon, &feed, &lag, MAX_LAG);
+    let code = if reasons.is_empty() {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    let store = match &horizon {
+        Ok(horizon) => json!({ "reachable": true, "horizon": horizon.to_string() }),
+        Err(error) => json!({ "reachable": false, "error": error }),
+    };
+    let body = json!({
+        "status": if reasons.is_empty() { "ok" } else { "unavailable" },
+        "reasons": reasons,
+        "store": store,
+        "subscription": {
+            "name": feed.name,
+            "state": state_name(feed.state),
+            "position": feed.position.map(|p| p.to_string()),
+            "lag": lag.as_ref().ok(),
+            "max_lag": MAX_LAG,
+            "delivered": feed.delivered,
+            "last_error": feed.last_error,
+        },
+    });
+    (code, Json(body))
+}
+
+/// A store call's result, or why it has none within [`STORE_WAIT`].
+async fn answered<T>(call: impl Future<Output = Result<T, StoreError>>) -> Result<T, String> {
+    match tokio::time::timeout(STORE_WAIT, call).await {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(error)) => Err(error.to_string()),
+        Err(_) => Err(format!("no answer within {STORE_WAIT:?}")),
+    }
+}
+
+/// Why the service cannot serve; empty when it can.
+fn assess(
+    horizon: &Result<Position, String>,
+    feed: &SubscriptionStatus,
+    lag: &Result<u64, String>,
+    max_lag: u64,
+) -> Vec<String> {
+    let mut reasons = Vec::new();
+    if let Err(error) = horizon {
+        reasons.push(format!("the store is unreachable: {error}"));
+    }
+    let last_error = feed.last_error.as_deref().unwrap_or("none recorded");
+    let not_delivering = match feed.state {
+        SubscriptionState::Live | SubscriptionState::CatchingUp => None,
+        SubscriptionState::Starting => Some("is starting".to_owned()),
+        SubscriptionState::Standby => Some("is standing by for its lease".to_owned()),
+        SubscriptionState::Rebuilding => Some("is rebuilding the read model".to_owned()),
+        SubscriptionState::Retrying => Some(format!("is retrying after: {last_error}")),
+        SubscriptionState::Stopped => Some("has stopped".to_owned()),
+        SubscriptionState::Failed => Some(format!("has failed: {last_error}")),
+    };
+    if let Some(why) = not_delivering {
+        reasons.push(format!("the read model's subscription {why}"));
+    }
+    match lag {
+        Ok(lag) if *lag > max_lag => reasons.push(format!(
+            "the read model is {lag} events behind (more than {max_lag})"
+        )),
+        Ok(_) => {}
+        Err(error) if horizon.is_ok() => {
+            reasons.push(format!("the read model's lag is unknown: {error}"))
+        }
+        Err(_) => {}
+    }
+    reasons
+}
+
+/// A subscription state as the JSON answers spell it.
+pub fn state_name(state: SubscriptionState) -> &'static str {
+    match state {
+        SubscriptionState::Starting => "starting",
+        SubscriptionState::Standby => "standby",
+        SubscriptionState::Rebuilding => "rebuilding",
+        SubscriptionState::CatchingUp => "catching_up",
+        SubscriptionState::Live => "live",
+        SubscriptionState::Retrying => "retrying",
+        SubscriptionState::Stopped => "stopped",
+        SubscriptionState::Failed => "failed",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn feed(state: SubscriptionState) -> SubscriptionStatus {
+        SubscriptionStatus {
+            name: "balances".into(),
+            version: 1,
+            state,
+            position: Some(Position::START),
+            delivered: 0,
+            parked: 0,
+            last_error: Some("reading events: store unavailable".into()),
+            caught_up_at: None,
+        }
+    }
+
+    const HORIZON: Result<Position, String> = Ok(Position::START);
+
+    #[test]
+    fn a_live_subscription_within_the_lag_on_a_reachable_store_is_healthy() {
+        for state in [SubscriptionState::Live, SubscriptionState::CatchingUp] {
+            assert!(assess(&HORIZON, &feed(state), &Ok(1_000), 1_000).is_empty());
+        }
+    }
+
+    #[test]
+    fn each_cause_is_a_reason() {
+        let live = feed(SubscriptionState::Live);
+        let down = Err("connection refused".to_owned());
+        let reasons = assess(&down, &live, &Err("not counted".into()), 1_000);
+        assert_eq!(reasons.len(), 1, "one cause, one reason: {reasons:?}");
+        assert!(reasons[0].contains("store is unreachable: connection refused"));
+
+        let reasons = assess(&HORIZON, &live, &Ok(1_001), 1_000);
+        assert_eq!(
+            reasons,
+            ["the read model is 1001 events behind (more than 1000)"]
+        );
+
+        let reasons = assess(&HORIZON, &live, &Err("timed out".into()), 1_000);
+        assert_eq!(reasons, ["the read model's lag is unknown: timed out"]);
+
+        for state in [
+            SubscriptionState::Starting,
+            SubscriptionState::Standby,
+            SubscriptionState::Rebuilding,
+            SubscriptionState::Retrying,
+            SubscriptionState::Stopped,
+            SubscriptionState::Failed,
+        ] {
+            let reasons = assess(&HORIZON, &feed(state), &Ok(0), 1_000);
+            assert_eq!(reasons.len(), 1, "{state:?}: {reasons:?}");
+            assert!(reasons[0].starts_with("the read model's subscription"));
+        }
+        let failed = assess(&HORIZON, &feed(SubscriptionState::Failed), &Ok(0), 1_000);
+        assert!(failed[0].ends_with("has failed: reading events: store unavailable"));
+    }
+}
