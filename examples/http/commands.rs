@@ -4,6 +4,9 @@
 //! - `POST /accounts/{id}/deposits` `{"amount": 100}`: 200;
 //! - `POST /accounts/{id}/withdrawals` `{"amount": 30}`: 200.
 //!
+//! Deposits and withdrawals may carry `"expected_version"`: the command then runs only if
+//! the account is still at that version (409 `stale_version` if not).
+//!
 //! The answer is `{"account_id", "version", "events": [...]}`: `version` is the account's
 //! version after the command, which a query may ask the read model to have reached.
 
@@ -26,10 +29,14 @@ pub struct OpenAccount {
     owner: String,
 }
 
-/// The body of a deposit or a withdrawal.
+/// The body of a deposit or a withdrawal. With `expected_version` (the account's
+/// version the client based its decision on, from a command's answer or a query), the
+/// command runs only if nothing was written since: otherwise 409 `stale_version`.
 #[derive(Debug, Deserialize)]
 pub struct Amount {
     amount: u64,
+    #[serde(default)]
+    expected_version: Option<u64>,
 }
 
 /// `POST /accounts`: opens an account. Opening one that is open is a 409.
@@ -72,11 +79,16 @@ async fn move_money(
     body: Result<Json<Amount>, JsonRejection>,
     command: fn(String, u64) -> AccountCommand,
 ) -> Result<Json<Value>, ApiError> {
-    let (Path(account_id), Json(Amount { amount })) = (id?, body?);
-    let committed = app
-        .engine
-        .execute(&account_id, command(account_id.clone(), amount))
-        .await?;
+    let (Path(account_id), Json(body)) = (id?, body?);
+    let command = command(account_id.clone(), body.amount);
+    let committed = match body.expected_version {
+        Some(version) => {
+            app.engine
+                .execute_expecting(&account_id, version, command)
+                .await?
+        }
+        None => app.engine.execute(&account_id, command).await?,
+    };
     Ok(Json(answer(&account_id, &committed)?))
 }
 

@@ -33,6 +33,10 @@ pub enum ApiError {
     /// Sending the command again may succeed.
     #[error("{0}")]
     Conflict(String),
+    /// 409: the account is no longer at the version the client expected. Read it again
+    /// before deciding.
+    #[error("{0}")]
+    StaleVersion(String),
     /// 422: the account refused the command (a business rule).
     #[error("{message}")]
     Refused {
@@ -59,7 +63,9 @@ impl ApiError {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::UnknownAccount(_) | ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
-            ApiError::AlreadyOpen(_) | ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::AlreadyOpen(_) | ApiError::Conflict(_) | ApiError::StaleVersion(_) => {
+                StatusCode::CONFLICT
+            }
             ApiError::Refused { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::ReadModelBehind(_) | ApiError::Unavailable(_) => {
                 StatusCode::SERVICE_UNAVAILABLE
@@ -77,6 +83,7 @@ impl ApiError {
             ApiError::MethodNotAllowed(_) => "method_not_allowed",
             ApiError::AlreadyOpen(_) => "already_open",
             ApiError::Conflict(_) => "conflict",
+            ApiError::StaleVersion(_) => "stale_version",
             ApiError::Refused { kind, .. } => kind,
             ApiError::ReadModelBehind(_) => "read_model_behind",
             ApiError::Unavailable(_) => "unavailable",
@@ -132,6 +139,9 @@ impl From<EngineError<AccountError>> for ApiError {
             EngineError::MissingAggregateId { .. } => ApiError::Internal(message),
             EngineError::Conflict { .. } => {
                 ApiError::Conflict(format!("{message}; send the command again"))
+            }
+            EngineError::UnexpectedVersion { .. } => {
+                ApiError::StaleVersion(format!("{message}; read the account again"))
             }
             EngineError::VersionNotFound { .. } => ApiError::NotFound(message),
             EngineError::Store(store) => store.into(),

@@ -23,7 +23,8 @@
 //!   - 404 `unknown_account`: a command on an account never opened;
 //!   - 409 `already_open`: opening an account that exists (the resource is there), and
 //!     409 `conflict`: other writers kept changing the account through every retry of
-//!     the engine (send it again);
+//!     the engine (send it again), and 409 `stale_version`: a deposit or withdrawal
+//!     sent with `"expected_version"` when the account has moved on (read it again);
 //!   - 422 `insufficient_funds`, `zero_amount`: the account refused (a business rule);
 //!   - 503 `unavailable`: the store is unreachable (never a 4xx: the request was fine);
 //!     500 `internal`: stored data or the service itself is at fault;

@@ -107,6 +107,18 @@ async fn each_outcome_of_a_command_has_its_status_and_json_body() {
     let again = post(&client, "/accounts", &opening).await;
     assert_error(&again, StatusCode::CONFLICT, "already_open");
 
+    // 409: a decision based on a version that is no longer the account's.
+    let stale = post(
+        &client,
+        &withdrawals,
+        r#"{"amount": 10, "expected_version": 1}"#,
+    )
+    .await;
+    assert_error(&stale, StatusCode::CONFLICT, "stale_version");
+    assert!(stale.body["message"]
+        .as_str()
+        .is_some_and(|m| m.contains("at version 2, not at the expected version 1")));
+
     // 422: business rules.
     let refused = post(&client, &withdrawals, r#"{"amount": 101}"#).await;
     assert_error(
@@ -167,8 +179,14 @@ async fn each_outcome_of_a_command_has_its_status_and_json_body() {
     let bad = get(&client, &format!("/accounts/{ada}?min_version=soon")).await;
     assert_error(&bad, StatusCode::BAD_REQUEST, "bad_request");
 
-    // None of the refused commands wrote anything: the next event is version 3.
-    let withdrawn = post(&client, &withdrawals, r#"{"amount": 100}"#).await;
+    // None of the refused commands wrote anything: the next event is version 3, and a
+    // client that saw version 2 may write it.
+    let withdrawn = post(
+        &client,
+        &withdrawals,
+        r#"{"amount": 100, "expected_version": 2}"#,
+    )
+    .await;
     assert_eq!(withdrawn.status, StatusCode::OK, "{}", withdrawn.body);
     assert_eq!(withdrawn.body["version"], 3);
 

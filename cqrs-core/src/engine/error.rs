@@ -20,6 +20,18 @@ pub enum EngineError<E: std::error::Error + 'static> {
         /// The command's name.
         command: &'static str,
     },
+    /// The aggregate is not at the version the caller based its command on
+    /// ([`execute_expecting`](crate::Engine::execute_expecting)). Nothing was written;
+    /// sending the same command again fails the same way: read the aggregate again first.
+    #[error("{stream} is at version {actual}, not at the expected version {expected}")]
+    UnexpectedVersion {
+        /// The stream.
+        stream: StreamId,
+        /// The version the caller expected.
+        expected: u64,
+        /// The version the stream is at.
+        actual: u64,
+    },
     /// Every attempt lost a race with another writer. Nothing was written.
     #[error("gave up on {stream} after {attempts} conflicting attempts: {source}")]
     Conflict {

@@ -21,6 +21,36 @@ impl<A: Aggregate> Engine<A> {
             .await
     }
 
+    /// Executes `command` against aggregate `id` only if the aggregate is at `version`:
+    /// optimistic concurrency held by the caller across a read and a write. A client that
+    /// showed a user the account at version 7 sends the withdrawal with 7; if anything
+    /// was written since, the command is not run and the answer is
+    /// [`EngineError::UnexpectedVersion`] (an HTTP service answers 409 or, for `If-Match`,
+    /// 412). Conflicts are not retried: a retry would decide on a version the caller never
+    /// saw. Version 0 means "no events yet".
+    pub async fn execute_expecting(
+        &self,
+        id: &str,
+        version: u64,
+        command: A::Command,
+    ) -> Result<Committed<A::Event>, A> {
+        let stream = StreamId::new(A::TYPE, id)?;
+        let metadata = Metadata {
+            correlation_id: Some(crate::envelope::now_v7()),
+            ..Metadata::default()
+        };
+        let span = tracing::info_span!(
+            "cqrs.execute",
+            stream = %stream,
+            command = command.command_name(),
+            expected_version = version,
+            correlation_id = %metadata.correlation_id.unwrap_or_default(),
+        );
+        self.execute_inner(stream, command, metadata, Some(version))
+            .instrument(span)
+            .await
+    }
+
     /// Executes a command that names its aggregate ([`Command::aggregate_id`]).
     pub async fn send(&self, command: A::Command) -> Result<Committed<A::Event>, A> {
         let id = command
@@ -93,7 +123,7 @@ impl<A: Aggregate> Engine<A> {
             command = command.command_name(),
             correlation_id = %metadata.correlation_id.unwrap_or_default(),
         );
-        self.execute_inner(stream, command, metadata)
+        self.execute_inner(stream, command, metadata, None)
             .instrument(span)
             .await
     }
@@ -103,8 +133,13 @@ impl<A: Aggregate> Engine<A> {
         stream: StreamId,
         command: A::Command,
         metadata: Metadata,
+        expected_version: Option<u64>,
     ) -> Result<Committed<A::Event>, A> {
-        let max_attempts = self.retry.max_attempts.max(1);
+        // A caller's version pins the decision to that version: one attempt.
+        let max_attempts = match expected_version {
+            Some(_) => 1,
+            None => self.retry.max_attempts.max(1),
+        };
         let mut attempt = 1;
         loop {
             let (loaded, from_image) = self.load_for_command(&stream).await?;
@@ -117,6 +152,18 @@ impl<A: Aggregate> Engine<A> {
                     tracing::debug!(%command_id, "command already executed; returning its events");
                     return Ok(done);
                 }
+            }
+            if let Some(expected) = expected_version.filter(|&v| v != loaded.version) {
+                if from_image {
+                    // The image may be behind the stream (it was taken out of the cache,
+                    // so the next load reads the stream itself).
+                    continue;
+                }
+                return Err(EngineError::UnexpectedVersion {
+                    stream,
+                    expected,
+                    actual: loaded.version,
+                });
             }
             let handled = loaded
                 .state
@@ -160,6 +207,15 @@ impl<A: Aggregate> Engine<A> {
                 Err(source @ StoreError::Conflict { .. }) => {
                     // Another writer moved the stream: an image of it is stale.
                     self.forget_image(&stream);
+                    if let (Some(expected), StoreError::Conflict { actual, .. }) =
+                        (expected_version, &source)
+                    {
+                        return Err(EngineError::UnexpectedVersion {
+                            stream,
+                            expected,
+                            actual: *actual,
+                        });
+                    }
                     if attempt >= max_attempts {
                         return Err(EngineError::Conflict {
                             stream,

@@ -204,3 +204,62 @@ pub async fn a_command_racing_its_own_repeat_is_applied_once<S: Store>(store: S)
     let stored = store.read_stream(&stream, 1, 100).await.expect("read");
     assert_eq!(stored.len(), 1, "the command was applied once: {stored:?}");
 }
+
+/// `execute_expecting` runs a command only at the caller's version, without retrying,
+/// also on an engine whose memory image is behind or ahead of what the caller saw.
+pub async fn commands_expecting_a_version_run_only_at_it<S: Store>(store: S) {
+    let cached = Engine::<Counter>::new(store.clone(), ()).with_image_cache(16);
+    let other = Engine::<Counter>::new(store.clone(), ());
+    let id = uuid::Uuid::now_v7().to_string();
+    let unexpected = |result: Result<_, EngineError<OverLimit>>| match result {
+        Err(EngineError::UnexpectedVersion {
+            expected, actual, ..
+        }) => (expected, actual),
+        other => panic!("expected UnexpectedVersion, got {other:?}"),
+    };
+
+    let first = cached
+        .execute_expecting(&id, 0, Add(1))
+        .await
+        .expect("v0: new");
+    assert_eq!(first.version, 1);
+    assert_eq!(
+        unexpected(cached.execute_expecting(&id, 0, Add(1)).await),
+        (0, 1)
+    );
+    other
+        .execute(&id, Add(1))
+        .await
+        .expect("another writer: v2");
+    // The cached image (v1) agrees with the caller, the stream does not: the append's
+    // check refuses it, with no retry.
+    assert_eq!(
+        unexpected(cached.execute_expecting(&id, 1, Add(5)).await),
+        (1, 2)
+    );
+    let third = cached
+        .execute_expecting(&id, 2, Add(5))
+        .await
+        .expect("at v2");
+    assert_eq!(third.version, 3);
+    other
+        .execute(&id, Add(1))
+        .await
+        .expect("another writer: v4");
+    // The caller saw v4; the cached image is behind at v3: decided on the stream.
+    let fifth = cached
+        .execute_expecting(&id, 4, Add(1))
+        .await
+        .expect("at v4");
+    assert_eq!(fifth.version, 5);
+    assert_eq!(
+        unexpected(other.execute_expecting(&id, 9, Add(1)).await),
+        (9, 5)
+    );
+    let loaded = other.load(&id).await.expect("load");
+    assert_eq!(
+        (loaded.version, loaded.state.value),
+        (5, 9),
+        "refusals wrote nothing"
+    );
+}

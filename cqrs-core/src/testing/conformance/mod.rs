@@ -44,7 +44,7 @@ pub use codec::{
     envelope_round_trips, stored_data_is_never_rewritten, undecodable_events_are_typed_errors,
 };
 pub use engine::{
-    a_command_racing_its_own_repeat_is_applied_once,
+    a_command_racing_its_own_repeat_is_applied_once, commands_expecting_a_version_run_only_at_it,
     engine_retries_conflicts_without_losing_commands, engine_snapshots_and_temporal_loads,
 };
 pub use ident::{identifiers_are_stored_faithfully, invalid_identifiers_are_refused};
@@ -123,6 +123,7 @@ macro_rules! conformance_tests {
             engine_retries_conflicts_without_losing_commands,
             engine_snapshots_and_temporal_loads,
             a_command_racing_its_own_repeat_is_applied_once,
+            commands_expecting_a_version_run_only_at_it,
             a_stale_image_is_caught_and_decided_again,
             caching_engines_interleaving_lose_nothing,
             leases_are_exclusive_until_dropped,
