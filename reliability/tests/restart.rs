@@ -1,0 +1,322 @@
+//! A database restart under load: writers and a transactional subscription run while
+//! the server is stopped at once (`pg_ctl stop -m immediate`, as a crash or a power cut
+//! would) and started again, on a private cluster ([`TempCluster`]), never the shared one.
+//!
+//! What must hold: every append that returned success is stored afterwards; a batch is
+//! stored whole or not at all, also one whose commit was in flight when the server died
+//! (the writer cannot know: it finds out by retrying the same batch at the same expected
+//! version); during the outage writers get typed, retriable errors that say what happened,
+//! and succeed after it; the subscription resumes from its checkpoint (no reset, no event
+//! applied twice); its read model equals a fresh rebuild.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use cqrs_core::subscription::{Subscription, SubscriptionHandle};
+use cqrs_core::{EventStore, ExpectedVersion, RetryPolicy, StoreError, StreamId};
+use cqrs_postgres::testing::TempCluster;
+use cqrs_postgres::PgStore;
+use cqrs_reliability::amounts::{deposits, Amounts, Applications};
+use cqrs_reliability::mix;
+use uuid::Uuid;
+
+const WRITERS: u64 = 4;
+/// How long the server stays down.
+const OUTAGE: Duration = Duration::from_secs(2);
+/// Successful appends each writer makes after the restart before it stops.
+const AFTER_RESTART: u64 = 30;
+
+fn stream(writer: u64) -> StreamId {
+    StreamId::new("account", &format!("w{writer}")).expect("stream id")
+}
+
+/// One batch a writer tried, and how it ended.
+struct Batch {
+    ids: Vec<Uuid>,
+    amounts: Vec<i64>,
+    /// The versions it was stored at, as the successful append reported them.
+    versions: Vec<u64>,
+    settled: Settled,
+}
+
+/// How a batch's append ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Settled {
+    /// The first attempt succeeded.
+    AtOnce,
+    /// An attempt failed with the server gone; a retry stored it.
+    Retried,
+    /// An attempt failed with the server gone, yet had committed: a retry found the
+    /// batch stored (the outcome was in doubt until then).
+    FoundStored,
+}
+
+/// What a writer saw.
+#[derive(Default)]
+struct Writer {
+    batches: Vec<Batch>,
+    /// Every error an append returned.
+    errors: Vec<String>,
+}
+
+/// Shared by the writers and the test.
+struct Control {
+    restarted: AtomicBool,
+    stop: AtomicBool,
+}
+
+/// Appends batches of 1–5 deposits to the writer's own stream at the exact expected
+/// version until told to stop (and at least `AFTER_RESTART` successes after the restart).
+/// A failed append is retried with the same events at the same expected version until it
+/// is settled: stored now, or found stored by the attempt that failed.
+async fn write(store: PgStore, writer: u64, control: Arc<Control>) -> Writer {
+    let mut seen = Writer::default();
+    let mut version = 0;
+    let mut after_restart = 0;
+    for round in 0.. {
+        if control.stop.load(Ordering::SeqCst) && after_restart >= AFTER_RESTART {
+            return seen;
+        }
+        let random = mix(writer << 32 | round);
+        let amounts: Vec<i64> = (0..1 + random % 5)
+            .map(|i| 1 + (mix(random + i) % 1_000) as i64)
+            .collect();
+        let events = deposits(amounts.iter().copied());
+        let ids: Vec<Uuid> = events.iter().map(|e| e.event_id()).collect();
+        let expected = match version {
+            0 => ExpectedVersion::NoStream,
+            v => ExpectedVersion::Exact(v),
+        };
+        let mut in_doubt = false;
+        let (versions, settled) = loop {
+            match store
+                .append(&stream(writer), expected, events.clone())
+                .await
+            {
+                Ok(stored) => {
+                    assert_eq!(stored.iter().map(|e| e.event_id).collect::<Vec<_>>(), ids);
+                    let settled = if in_doubt {
+                        Settled::Retried
+                    } else {
+                        Settled::AtOnce
+                    };
+                    break (stored.iter().map(|e| e.stream_version).collect(), settled);
+                }
+                Err(StoreError::Conflict { actual, .. }) if in_doubt => {
+                    // The attempt that failed had committed: the stream moved by exactly
+                    // this batch (nobody else writes to it).
+                    assert_eq!(actual, version + ids.len() as u64);
+                    let stored = store
+                        .read_stream(&stream(writer), version + 1, usize::MAX)
+                        .await
+                        .expect("read back a batch in doubt");
+                    assert_eq!(
+                        stored.iter().map(|e| e.event_id).collect::<Vec<_>>(),
+                        ids,
+                        "the batch in doubt is stored whole"
+                    );
+                    let versions = stored.iter().map(|e| e.stream_version).collect();
+                    break (versions, Settled::FoundStored);
+                }
+                Err(error) => {
+                    assert!(
+                        matches!(error, StoreError::Unavailable(_)) && error.is_retriable(),
+                        "writer {writer}: the outage must give a retriable Unavailable, got \
+                         {error:?}"
+                    );
+                    seen.errors.push(error.to_string());
+                    in_doubt = true;
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            }
+        };
+        version += ids.len() as u64;
+        if control.restarted.load(Ordering::SeqCst) {
+            after_restart += 1;
+        }
+        seen.batches.push(Batch {
+            ids,
+            amounts,
+            versions,
+            settled,
+        });
+    }
+    seen
+}
+
+fn subscribe<const V: u32>(store: &PgStore, view: Amounts<V>) -> SubscriptionHandle {
+    Subscription::new(store.clone(), store.transactional(view))
+        .batch_size(100)
+        .retry(RetryPolicy {
+            max_attempts: 5,
+            base_delay: Duration::from_millis(10),
+        })
+        .idle_wait(Duration::from_millis(100))
+        .standby_interval(Duration::from_millis(100))
+        .start()
+}
+
+/// Waits until the subscription has applied every stored event.
+async fn settle(handle: &SubscriptionHandle) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        handle
+            .caught_up(Duration::from_secs(60))
+            .await
+            .expect("caught up");
+        if handle.lag().await.expect("lag") == 0 {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "never settled: {:?}",
+            handle.status()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writers_and_a_subscription_ride_out_an_immediate_stop_and_restart() {
+    let mut cluster = tokio::task::block_in_place(TempCluster::start).expect("a private cluster");
+    // An acquire timeout shorter than the outage, so that appends also fail while no
+    // connection can be made at all (not only on connections the stop cut).
+    let pool = PgStore::pool_options()
+        .max_connections(12)
+        .acquire_timeout(Duration::from_secs(1))
+        .connect_with(cluster.connect_options())
+        .await
+        .expect("connect");
+    let store = PgStore::with_pool_and_schema(pool, "restart").expect("schema");
+    store.migrate().await.expect("migrate");
+    let view = Amounts::<1>::create(&store, "live").await;
+    let live = subscribe(&store, view.clone());
+
+    let control = Arc::new(Control {
+        restarted: AtomicBool::new(false),
+        stop: AtomicBool::new(false),
+    });
+    let writers: Vec<_> = (0..WRITERS)
+        .map(|writer| tokio::spawn(write(store.clone(), writer, control.clone())))
+        .collect();
+
+    // Under way: events written and delivered.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while live.status().delivered < 200 {
+        assert!(
+            Instant::now() < deadline,
+            "no progress: {:?}",
+            live.status()
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let delivered_before = live.status().delivered;
+
+    let stopped_at = Instant::now();
+    tokio::task::block_in_place(|| cluster.stop_immediately()).expect("stop");
+    tokio::time::sleep(OUTAGE).await;
+    let during = live.status();
+    tokio::task::block_in_place(|| cluster.restart()).expect("restart");
+    let outage = stopped_at.elapsed();
+    control.restarted.store(true, Ordering::SeqCst);
+    control.stop.store(true, Ordering::SeqCst);
+
+    let mut batches = Vec::new();
+    let mut errors = Vec::new();
+    for writer in writers {
+        let seen = writer.await.expect("a writer panicked");
+        batches.push(seen.batches);
+        errors.extend(seen.errors);
+    }
+    settle(&live).await;
+    let status = live.status();
+
+    // Every append that returned success is stored, with nothing else, batches whole and
+    // at the versions reported.
+    let mut expected: BTreeMap<String, (i64, i64)> = BTreeMap::new();
+    let mut settled: BTreeMap<String, usize> = BTreeMap::new();
+    let mut total_events = 0;
+    for (writer, batches) in batches.iter().enumerate() {
+        let stream = stream(writer as u64);
+        let stored = store
+            .read_stream(&stream, 1, usize::MAX)
+            .await
+            .expect("read");
+        let stored_ids: Vec<Uuid> = stored.iter().map(|e| e.event_id).collect();
+        let acked: Vec<Uuid> = batches.iter().flat_map(|b| b.ids.clone()).collect();
+        assert_eq!(
+            stored_ids, acked,
+            "{stream}: exactly the acknowledged batches, in order"
+        );
+        for batch in batches {
+            let at: Vec<u64> = batch
+                .ids
+                .iter()
+                .map(|id| stored_ids.iter().position(|s| s == id).expect("stored") as u64 + 1)
+                .collect();
+            assert_eq!(
+                at, batch.versions,
+                "{stream}: a batch at the versions reported"
+            );
+            *settled.entry(format!("{:?}", batch.settled)).or_default() += 1;
+            let entry = expected.entry(stream.id().to_owned()).or_default();
+            entry.0 += batch.amounts.iter().sum::<i64>();
+            entry.1 += batch.amounts.len() as i64;
+        }
+        total_events += stored.len() as i64;
+    }
+
+    // The outage was seen, as retriable errors that say what happened.
+    assert!(!errors.is_empty(), "no writer noticed the outage");
+    for error in &errors {
+        assert!(error.starts_with("store unavailable: "), "{error}");
+    }
+    let kinds: HashSet<&str> = errors.iter().map(|e| e.as_str()).collect();
+
+    // The subscription went through the outage, resumed from its checkpoint and applied
+    // each event once.
+    assert!(
+        during.last_error.is_some() || status.last_error.is_some(),
+        "the subscription never noticed the outage: {during:?}"
+    );
+    assert_eq!(
+        status.delivered, total_events as u64,
+        "each event delivered once: no replay from the start, no batch delivered twice"
+    );
+    assert_eq!(
+        view.applications(store.pool()).await,
+        Applications {
+            events: total_events,
+            most: 1
+        },
+        "each event applied exactly once"
+    );
+    let live_totals = view.totals(store.pool()).await;
+    assert_eq!(
+        live_totals, expected,
+        "the read model holds every acknowledged deposit"
+    );
+    live.shutdown()
+        .await
+        .expect("the live subscription stopped");
+
+    // A fresh rebuild (version 2, tables of its own) equals the live read model.
+    let rebuilt = Amounts::<2>::create(&store, "rebuild").await;
+    let rebuild = subscribe(&store, rebuilt.clone());
+    settle(&rebuild).await;
+    assert_eq!(rebuilt.totals(store.pool()).await, live_totals);
+    rebuild.shutdown().await.expect("the rebuild stopped");
+
+    eprintln!(
+        "outage {outage:.1?}; {} batches ({total_events} events) stored, settled {settled:?}; \
+         {} append errors, distinct: {kinds:#?}; subscription: {} delivered before the stop, \
+         {} in all, last error {:?}",
+        batches.iter().map(Vec::len).sum::<usize>(),
+        errors.len(),
+        delivered_before,
+        status.delivered,
+        status.last_error,
+    );
+}
