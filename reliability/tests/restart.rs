@@ -6,21 +6,27 @@
 //! stored whole or not at all, also one whose commit was in flight when the server died
 //! (the writer cannot know: it finds out by retrying the same batch at the same expected
 //! version); during the outage writers get typed, retriable errors that say what happened,
-//! and succeed after it; the subscription resumes from its checkpoint (no reset, no event
+//! and succeed after it; a command sent again through the engine with the same command id
+//! takes effect once; the subscription resumes from its checkpoint (no reset, no event
 //! applied twice); its read model equals a fresh rebuild.
 
 use std::collections::BTreeMap;
+use std::convert::Infallible;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use cqrs_core::subscription::{Subscription, SubscriptionHandle};
-use cqrs_core::{EventStore, ExpectedVersion, RetryPolicy, StoreError, StreamId};
+use cqrs_core::{
+    Aggregate, Command, Engine, EngineError, EventStore, ExpectedVersion, Metadata, RetryPolicy,
+    StoreError, StreamId,
+};
 use cqrs_postgres::sqlx;
 use cqrs_postgres::testing::TempCluster;
 use cqrs_postgres::{NoConnection, PgStore};
-use cqrs_reliability::amounts::{deposits, Amounts, Applications};
+use cqrs_reliability::amounts::{deposits, Amounts, Applications, Money};
 use cqrs_reliability::mix;
+use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 const WRITERS: u64 = 4;
@@ -147,6 +153,94 @@ async fn write(store: PgStore, writer: u64, control: Arc<Control>) -> Writer {
     seen
 }
 
+/// Deposits in one to three parts, one event each: the engine writer's command.
+#[derive(Debug, Clone, Command)]
+struct Deposit {
+    parts: Vec<i64>,
+}
+
+#[derive(Debug, Default, Serialize, Deserialize, Aggregate)]
+#[aggregate(command = Deposit, event = Money, error = Infallible)]
+struct Account {
+    balance: i64,
+}
+
+impl Account {
+    async fn handle(&self, command: &Deposit, _: &()) -> Result<Vec<Money>, Infallible> {
+        Ok(command
+            .parts
+            .iter()
+            .map(|&amount| Money::Deposited { amount })
+            .collect())
+    }
+
+    fn apply(&mut self, event: &Money) {
+        let Money::Deposited { amount } = event;
+        self.balance += amount;
+    }
+}
+
+/// The stream the engine writer's commands go to.
+const ENGINE_ACCOUNT: &str = "engine";
+
+/// A command the engine writer sent, and what it was finally told.
+struct Sent {
+    command_id: Uuid,
+    parts: Vec<i64>,
+    events: Vec<Uuid>,
+    /// An attempt failed first; the same command (same id) was sent again.
+    retried: bool,
+}
+
+/// Sends deposits through the engine, each with a command id of its own, until told to
+/// stop (and at least `AFTER_RESTART` successes after the restart). A command that fails
+/// is sent again with the same id: whether or not the failed attempt had committed, it
+/// must take effect once.
+async fn execute(store: PgStore, control: Arc<Control>) -> (Vec<Sent>, Vec<&'static str>) {
+    let engine = Engine::<Account>::new(store, ()).with_image_cache(10);
+    let (mut sent, mut errors) = (Vec::new(), Vec::new());
+    let mut after_restart = 0;
+    for round in 0_u64.. {
+        if control.stop.load(Ordering::SeqCst) && after_restart >= AFTER_RESTART {
+            break;
+        }
+        let random = mix(u64::MAX - round);
+        let parts: Vec<i64> = (0..1 + random % 3)
+            .map(|i| 1 + (mix(random ^ i) % 1_000) as i64)
+            .collect();
+        let command_id = Uuid::new_v4();
+        let mut retried = false;
+        let committed = loop {
+            let metadata = Metadata::default().with_command_id(command_id);
+            let command = Deposit {
+                parts: parts.clone(),
+            };
+            match engine
+                .execute_with_metadata(ENGINE_ACCOUNT, command, metadata)
+                .await
+            {
+                Ok(committed) => break committed,
+                Err(EngineError::Store(error)) if error.is_retriable() => {
+                    errors.push(what_happened(&error));
+                    retried = true;
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                Err(other) => panic!("the engine writer got {other:?}"),
+            }
+        };
+        if control.restarted.load(Ordering::SeqCst) {
+            after_restart += 1;
+        }
+        sent.push(Sent {
+            command_id,
+            parts,
+            events: committed.events.iter().map(|e| e.event_id).collect(),
+            retried,
+        });
+    }
+    (sent, errors)
+}
+
 /// What an append's error says happened during the outage; panics when it does not say
 /// (the Display of the error is checked too: it is what an operator reads).
 fn what_happened(error: &StoreError) -> &'static str {
@@ -234,6 +328,7 @@ async fn writers_and_a_subscription_ride_out_an_immediate_stop_and_restart() {
     let writers: Vec<_> = (0..WRITERS)
         .map(|writer| tokio::spawn(write(store.clone(), writer, control.clone())))
         .collect();
+    let engine_writer = tokio::spawn(execute(store.clone(), control.clone()));
 
     // Under way: events written and delivered.
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -263,6 +358,8 @@ async fn writers_and_a_subscription_ride_out_an_immediate_stop_and_restart() {
         batches.push(seen.batches);
         errors.extend(seen.errors);
     }
+    let (sent, engine_errors) = engine_writer.await.expect("the engine writer panicked");
+    errors.extend(engine_errors);
     settle(&live).await;
     let status = live.status();
 
@@ -300,6 +397,34 @@ async fn writers_and_a_subscription_ride_out_an_immediate_stop_and_restart() {
         }
         total_events += stored.len() as i64;
     }
+    // Each command of the engine writer took effect once, with the events it was told.
+    let engine_stream = StreamId::new(Account::TYPE, ENGINE_ACCOUNT).expect("stream id");
+    let stored = store
+        .read_stream(&engine_stream, 1, usize::MAX)
+        .await
+        .expect("read");
+    let mut by_command: BTreeMap<Uuid, Vec<Uuid>> = BTreeMap::new();
+    for event in &stored {
+        let command_id = event.metadata.command_id.expect("a command id");
+        by_command
+            .entry(command_id)
+            .or_default()
+            .push(event.event_id);
+    }
+    assert_eq!(by_command.len(), sent.len(), "every command stored, once");
+    for command in &sent {
+        assert_eq!(
+            by_command.get(&command.command_id),
+            Some(&command.events),
+            "command {} stored once, with the events it was told",
+            command.command_id
+        );
+        let entry = expected.entry(ENGINE_ACCOUNT.to_owned()).or_default();
+        entry.0 += command.parts.iter().sum::<i64>();
+        entry.1 += command.parts.len() as i64;
+    }
+    let commands_retried = sent.iter().filter(|c| c.retried).count();
+    total_events += stored.len() as i64;
 
     // The outage was seen, as retriable errors that say what happened.
     assert!(!errors.is_empty(), "no writer noticed the outage");
@@ -343,10 +468,12 @@ async fn writers_and_a_subscription_ride_out_an_immediate_stop_and_restart() {
     rebuild.shutdown().await.expect("the rebuild stopped");
 
     eprintln!(
-        "outage {outage:.1?}; {} batches ({total_events} events) stored, settled {settled:?}; \
+        "outage {outage:.1?}; {} batches and {} engine commands ({commands_retried} sent \
+         again after an error) stored, {total_events} events; batches settled {settled:?}; \
          {} append errors: {kinds:?}; subscription: {} delivered before the stop, \
          {} in all, last error {:?}",
         batches.iter().map(Vec::len).sum::<usize>(),
+        sent.len(),
         errors.len(),
         delivered_before,
         status.delivered,
