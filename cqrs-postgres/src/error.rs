@@ -129,9 +129,13 @@ pub enum NoConnection {
         /// The pool's acquire timeout.
         waited: Duration,
     },
-    /// New connections failed during the wait, but the server accepted one right after
-    /// it: it was down or restarting, and is back.
-    #[error("no connection within {waited:?}: new connections failed, but the server accepts them again now")]
+    /// The pool was not full, yet gave no connection; the server accepted one right
+    /// after the wait: it was down or restarting and is back (or, rarely, the pool was
+    /// busy until just then).
+    #[error(
+        "no connection within {waited:?}, but the server accepts new connections now (it was \
+         down or restarting, or the pool was busy until just now)"
+    )]
     Recovered {
         /// The pool's acquire timeout.
         waited: Duration,

@@ -221,18 +221,21 @@ async fn settle(handle: &SubscriptionHandle) {
     }
 }
 
-/// The set-up both tests share, up to A stalled mid-batch with B on standby: returns A,
-/// B, the read model (as seen by the test), the ids of the events A applied in the
-/// batch it stalled in, and what the read model must hold in the end.
-async fn stall_a_mid_batch(
-    store: &PgStore,
-) -> (
-    ProcessA,
-    SubscriptionHandle,
-    Amounts<1>,
-    Vec<Uuid>,
-    BTreeMap<String, (i64, i64)>,
-) {
+/// Where the tests stand once A has stalled mid-batch with B on standby.
+struct Stalled {
+    a: ProcessA,
+    b: SubscriptionHandle,
+    /// The read model, as the test reads it.
+    view: Amounts<1>,
+    /// The events A applied in the batch it stalled in (not committed).
+    in_flight: Vec<Uuid>,
+    /// What the read model must hold in the end, per account.
+    expected: BTreeMap<String, (i64, i64)>,
+}
+
+/// The set-up the tests share: 300 events, A started and stalled mid-batch, B on
+/// standby, 100 more events.
+async fn stall_a_mid_batch(store: &PgStore) -> Stalled {
     let view = Amounts::<1>::create(store, "test").await;
     let mut expected = BTreeMap::new();
     append(store, 0, 300, &mut expected).await;
@@ -274,7 +277,13 @@ async fn stall_a_mid_batch(
     assert_eq!(b.status().delivered, 0);
     // More events while A hangs: B must deliver them too.
     append(store, 300, 100, &mut expected).await;
-    (a, b, view, in_flight, expected)
+    Stalled {
+        a,
+        b,
+        view,
+        in_flight,
+        expected,
+    }
 }
 
 /// What must hold once B has taken over: every event applied once, A's committed batches
@@ -317,7 +326,13 @@ async fn check_taken_over(
 async fn a_consumer_whose_runtime_dies_mid_batch_is_taken_over_and_every_event_applies_once() {
     let _one = exclusive().await;
     let store = fresh_pg_store(4).await;
-    let (a, b, view, in_flight, expected) = stall_a_mid_batch(&store).await;
+    let Stalled {
+        a,
+        b,
+        view,
+        in_flight,
+        expected,
+    } = stall_a_mid_batch(&store).await;
 
     let killed_at = Instant::now();
     a.runtime.shutdown_background();
@@ -353,7 +368,13 @@ async fn terminate_process_a(store: &PgStore) -> u64 {
 async fn a_consumer_frozen_mid_batch_and_cut_off_is_taken_over_and_applies_nothing_on_waking() {
     let _one = exclusive().await;
     let store = fresh_pg_store(4).await;
-    let (a, b, view, in_flight, mut expected) = stall_a_mid_batch(&store).await;
+    let Stalled {
+        a,
+        b,
+        view,
+        in_flight,
+        mut expected,
+    } = stall_a_mid_batch(&store).await;
 
     // B has not taken (and must not take) the lease from a live holder: it is still on
     // standby. Then A's connections are cut while A itself stays frozen.
@@ -421,7 +442,13 @@ async fn blocked_on_a_lock(store: &PgStore, app: &str) -> i32 {
 async fn a_consumer_frozen_mid_batch_that_loses_only_its_lease_commits_and_fences_the_new_holder() {
     let _one = exclusive().await;
     let store = fresh_pg_store(4).await;
-    let (a, b, view, in_flight, expected) = stall_a_mid_batch(&store).await;
+    let Stalled {
+        a,
+        b,
+        view,
+        in_flight,
+        expected,
+    } = stall_a_mid_batch(&store).await;
 
     // Only A's lease connection breaks; its batch's transaction stays open. B gets the
     // lease, but its first batch waits for the checkpoint row that A's transaction locks.

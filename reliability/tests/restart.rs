@@ -68,22 +68,16 @@ struct Writer {
     errors: Vec<&'static str>,
 }
 
-/// Shared by the writers and the test.
-struct Control {
-    restarted: AtomicBool,
-    stop: AtomicBool,
-}
-
 /// Appends batches of 1–5 deposits to the writer's own stream at the exact expected
-/// version until told to stop (and at least `AFTER_RESTART` successes after the restart).
+/// version until `AFTER_RESTART` of them succeeded after the server was `restarted`.
 /// A failed append is retried with the same events at the same expected version until it
 /// is settled: stored now, or found stored by the attempt that failed.
-async fn write(store: PgStore, writer: u64, control: Arc<Control>) -> Writer {
+async fn write(store: PgStore, writer: u64, restarted: Arc<AtomicBool>) -> Writer {
     let mut seen = Writer::default();
     let mut version = 0;
     let mut after_restart = 0;
     for round in 0.. {
-        if control.stop.load(Ordering::SeqCst) && after_restart >= AFTER_RESTART {
+        if after_restart >= AFTER_RESTART {
             return seen;
         }
         let random = mix(writer << 32 | round);
@@ -140,7 +134,7 @@ async fn write(store: PgStore, writer: u64, control: Arc<Control>) -> Writer {
             }
         };
         version += ids.len() as u64;
-        if control.restarted.load(Ordering::SeqCst) {
+        if restarted.load(Ordering::SeqCst) {
             after_restart += 1;
         }
         seen.batches.push(Batch {
@@ -192,16 +186,16 @@ struct Sent {
     retried: bool,
 }
 
-/// Sends deposits through the engine, each with a command id of its own, until told to
-/// stop (and at least `AFTER_RESTART` successes after the restart). A command that fails
+/// Sends deposits through the engine, each with a command id of its own, until
+/// `AFTER_RESTART` of them succeeded after the server was `restarted`. A command that fails
 /// is sent again with the same id: whether or not the failed attempt had committed, it
 /// must take effect once.
-async fn execute(store: PgStore, control: Arc<Control>) -> (Vec<Sent>, Vec<&'static str>) {
+async fn execute(store: PgStore, restarted: Arc<AtomicBool>) -> (Vec<Sent>, Vec<&'static str>) {
     let engine = Engine::<Account>::new(store, ()).with_image_cache(10);
     let (mut sent, mut errors) = (Vec::new(), Vec::new());
     let mut after_restart = 0;
     for round in 0_u64.. {
-        if control.stop.load(Ordering::SeqCst) && after_restart >= AFTER_RESTART {
+        if after_restart >= AFTER_RESTART {
             break;
         }
         let random = mix(u64::MAX - round);
@@ -228,7 +222,7 @@ async fn execute(store: PgStore, control: Arc<Control>) -> (Vec<Sent>, Vec<&'sta
                 Err(other) => panic!("the engine writer got {other:?}"),
             }
         };
-        if control.restarted.load(Ordering::SeqCst) {
+        if restarted.load(Ordering::SeqCst) {
             after_restart += 1;
         }
         sent.push(Sent {
@@ -321,14 +315,11 @@ async fn writers_and_a_subscription_ride_out_an_immediate_stop_and_restart() {
     let view = Amounts::<1>::create(&store, "live").await;
     let live = subscribe(&store, view.clone());
 
-    let control = Arc::new(Control {
-        restarted: AtomicBool::new(false),
-        stop: AtomicBool::new(false),
-    });
+    let restarted = Arc::new(AtomicBool::new(false));
     let writers: Vec<_> = (0..WRITERS)
-        .map(|writer| tokio::spawn(write(store.clone(), writer, control.clone())))
+        .map(|writer| tokio::spawn(write(store.clone(), writer, restarted.clone())))
         .collect();
-    let engine_writer = tokio::spawn(execute(store.clone(), control.clone()));
+    let engine_writer = tokio::spawn(execute(store.clone(), restarted.clone()));
 
     // Under way: events written and delivered.
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -348,8 +339,7 @@ async fn writers_and_a_subscription_ride_out_an_immediate_stop_and_restart() {
     let during = live.status();
     tokio::task::block_in_place(|| cluster.restart()).expect("restart");
     let outage = stopped_at.elapsed();
-    control.restarted.store(true, Ordering::SeqCst);
-    control.stop.store(true, Ordering::SeqCst);
+    restarted.store(true, Ordering::SeqCst);
 
     let mut batches = Vec::new();
     let mut errors = Vec::new();
