@@ -290,6 +290,18 @@ mod tests {
             error.to_string().contains("the server cannot be reached"),
             "{error}"
         );
+        match store.migrate().await {
+            Err(SetupError::Store(error)) => assert!(no_connection(&error), "{error:?}"),
+            other => panic!("migrate without a server: {other:?}"),
+        }
+        let url = format!("postgres://app:s3cret@127.0.0.1:{}/app", closed_port());
+        match crate::PgStore::connect(&url).await {
+            Err(SetupError::Store(error)) => {
+                assert!(no_connection(&error), "{error:?}");
+                assert!(!format!("{error} {error:?}").contains("s3cret"));
+            }
+            other => panic!("connect without a server: {other:?}"),
+        }
 
         // The server is up and the pool's only connection is taken.
         let pool = crate::PgStore::pool_options()

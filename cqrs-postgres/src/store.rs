@@ -270,11 +270,17 @@ impl PgStore {
         Ok(())
     }
 
+    /// The first statement of `migrate` and `check`: a server that cannot be reached is
+    /// reported here, with the reason.
     async fn check_server_version(&self) -> Result<(), SetupError> {
-        let version: i32 = sqlx::query_scalar("SELECT current_setting('server_version_num')::int")
-            .fetch_one(&self.pool)
-            .await?;
-        check_server_version(version)
+        let version =
+            sqlx::query_scalar::<_, i32>("SELECT current_setting('server_version_num')::int")
+                .fetch_one(&self.pool)
+                .await;
+        match version {
+            Ok(version) => check_server_version(version),
+            Err(e) => Err(SetupError::Store(map_pool_error(&self.pool, e).await)),
+        }
     }
 
     /// How far global readers are held back now, and by which open transaction.
