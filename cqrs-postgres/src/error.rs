@@ -1,6 +1,10 @@
 //! Errors of set-up, and the mapping of driver errors to [`StoreError`].
 
+use std::time::Duration;
+
 use cqrs_core::StoreError;
+use sqlx::postgres::{PgConnectOptions, PgPool};
+use sqlx::{Connection, PgConnection};
 
 use crate::schema::InvalidSchemaName;
 
@@ -86,6 +90,111 @@ pub(crate) fn is_unavailable(e: &sqlx::Error) -> bool {
     }
 }
 
+/// Why no connection could be had within the pool's acquire timeout: the source of a
+/// [`StoreError::Unavailable`] (downcast it to tell an exhausted pool from a server that is
+/// down, e.g. in a health check).
+///
+/// sqlx only reports that the time ran out, which reads as an exhausted pool even when
+/// the server is down (its pool retries refused connections silently until the timeout).
+/// So when the pool was not full, the store makes one connection attempt of its own, of
+/// at most [`CONNECTION_PROBE_TIMEOUT`], to say why.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum NoConnection {
+    /// Every connection of the pool was in use for the whole wait.
+    #[error(
+        "no connection within {waited:?}: all {max_connections} connections of the pool are in use"
+    )]
+    PoolExhausted {
+        /// The pool's acquire timeout.
+        waited: Duration,
+        /// The pool's size limit.
+        max_connections: u32,
+    },
+    /// A new connection fails: the server is down, unreachable, or refuses this client.
+    #[error("no connection within {waited:?}: the server cannot be reached: {source}")]
+    Unreachable {
+        /// The pool's acquire timeout.
+        waited: Duration,
+        /// Why a new connection failed.
+        #[source]
+        source: sqlx::Error,
+    },
+    /// A new connection got no answer within [`CONNECTION_PROBE_TIMEOUT`].
+    #[error(
+        "no connection within {waited:?}: the server did not answer a new connection within \
+         {CONNECTION_PROBE_TIMEOUT:?}"
+    )]
+    NoAnswer {
+        /// The pool's acquire timeout.
+        waited: Duration,
+    },
+    /// The pool was not full, yet gave no connection; the server accepted one right
+    /// after the wait: it was down or restarting and is back (or, rarely, the pool was
+    /// busy until just then).
+    #[error(
+        "no connection within {waited:?}, but the server accepts new connections now (it was \
+         down or restarting, or the pool was busy until just now)"
+    )]
+    Recovered {
+        /// The pool's acquire timeout.
+        waited: Duration,
+    },
+}
+
+/// The longest the store's own connection attempt takes when it finds out why the pool
+/// gave no connection (see [`NoConnection`]).
+pub const CONNECTION_PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+
+impl NoConnection {
+    /// Finds out why a pool with these connect options gave no connection within
+    /// `waited`, when it was not full: one connection attempt.
+    async fn find_out(options: &PgConnectOptions, waited: Duration) -> Self {
+        let attempt = PgConnection::connect_with(options);
+        match tokio::time::timeout(CONNECTION_PROBE_TIMEOUT, attempt).await {
+            Ok(Ok(conn)) => {
+                // Polite close, best effort: the answer is already known.
+                let _ = conn.close().await;
+                NoConnection::Recovered { waited }
+            }
+            Ok(Err(source)) => NoConnection::Unreachable { waited, source },
+            Err(_) => NoConnection::NoAnswer { waited },
+        }
+    }
+}
+
+/// Maps an error of taking a connection from `pool` (or of a statement run on the pool)
+/// to a [`StoreError`], saying why when the pool gave no connection in time.
+pub(crate) async fn map_pool_error(pool: &PgPool, e: sqlx::Error) -> StoreError {
+    if !matches!(e, sqlx::Error::PoolTimedOut) {
+        return map_sqlx(e);
+    }
+    let waited = pool.options().get_acquire_timeout();
+    let max_connections = pool.options().get_max_connections();
+    let why = if pool.size() >= max_connections && pool.num_idle() == 0 {
+        NoConnection::PoolExhausted {
+            waited,
+            max_connections,
+        }
+    } else {
+        NoConnection::find_out(&pool.connect_options(), waited).await
+    };
+    StoreError::Unavailable(Box::new(why))
+}
+
+/// [`map_pool_error`] for a pool that could not be created: no connection was in use.
+pub(crate) async fn map_connect_error(
+    options: &PgConnectOptions,
+    waited: Duration,
+    e: sqlx::Error,
+) -> SetupError {
+    if !matches!(e, sqlx::Error::PoolTimedOut) {
+        return e.into();
+    }
+    let why = NoConnection::find_out(options, waited).await;
+    SetupError::Store(StoreError::Unavailable(Box::new(why)))
+}
+
 /// Maps a driver error that needs no context to a [`StoreError`].
 pub(crate) fn map_sqlx(e: sqlx::Error) -> StoreError {
     if is_unavailable(&e) {
@@ -109,6 +218,112 @@ mod tests {
         assert!(message.is_some_and(|m| m.contains("PostgreSQL 13 or later")));
         assert!(check_server_version(130_000).is_ok());
         assert!(check_server_version(150_004).is_ok());
+    }
+
+    /// A port of 127.0.0.1 that nothing listens on.
+    fn closed_port() -> u16 {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        drop(listener);
+        port
+    }
+
+    fn database_url() -> String {
+        std::env::var("DATABASE_URL")
+            .expect("DATABASE_URL is not set: run the tests with scripts/test")
+    }
+
+    #[tokio::test]
+    async fn why_no_connection_came_is_found_out_by_one_attempt() {
+        let waited = Duration::from_millis(300);
+        let local = |port| PgConnectOptions::new().host("127.0.0.1").port(port);
+        let refused = NoConnection::find_out(&local(closed_port()), waited).await;
+        assert!(
+            matches!(
+                &refused,
+                NoConnection::Unreachable {
+                    source: sqlx::Error::Io(_),
+                    ..
+                }
+            ),
+            "{refused:?}"
+        );
+        let said = refused.to_string();
+        assert!(said.contains("the server cannot be reached"), "{said}");
+        assert!(said.contains("refused"), "{said}");
+
+        // A socket that accepts and never answers, as a hung server would.
+        let silent = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = silent.local_addr().expect("addr").port();
+        let hung = NoConnection::find_out(&local(port), waited).await;
+        assert!(matches!(hung, NoConnection::NoAnswer { .. }), "{hung:?}");
+        drop(silent);
+
+        let url: PgConnectOptions = database_url().parse().expect("DATABASE_URL");
+        let back = NoConnection::find_out(&url, waited).await;
+        assert!(matches!(back, NoConnection::Recovered { .. }), "{back:?}");
+    }
+
+    #[tokio::test]
+    async fn a_pool_timeout_says_whether_the_server_is_down_or_the_pool_is_full() {
+        use cqrs_core::{EventFilter, EventStore, Position};
+
+        let no_connection = |e: &StoreError| match e {
+            StoreError::Unavailable(source) => source.downcast_ref::<NoConnection>().is_some(),
+            _ => false,
+        };
+        // The server is down: sqlx alone says "pool timed out".
+        let pool = crate::PgStore::pool_options()
+            .acquire_timeout(Duration::from_millis(300))
+            .connect_lazy_with(
+                PgConnectOptions::new()
+                    .host("127.0.0.1")
+                    .port(closed_port()),
+            );
+        let store = crate::PgStore::new(pool);
+        let error = store
+            .read_all(Position::START, 10, &EventFilter::all())
+            .await
+            .expect_err("no server");
+        assert!(no_connection(&error) && error.is_retriable(), "{error:?}");
+        assert!(
+            error.to_string().contains("the server cannot be reached"),
+            "{error}"
+        );
+        match store.migrate().await {
+            Err(SetupError::Store(error)) => assert!(no_connection(&error), "{error:?}"),
+            other => panic!("migrate without a server: {other:?}"),
+        }
+        let url = format!("postgres://app:s3cret@127.0.0.1:{}/app", closed_port());
+        match crate::PgStore::connect(&url).await {
+            Err(SetupError::Store(error)) => {
+                assert!(no_connection(&error), "{error:?}");
+                assert!(!format!("{error} {error:?}").contains("s3cret"));
+            }
+            other => panic!("connect without a server: {other:?}"),
+        }
+
+        // The server is up and the pool's only connection is taken.
+        let pool = crate::PgStore::pool_options()
+            .max_connections(1)
+            .acquire_timeout(Duration::from_millis(300))
+            .connect(&database_url())
+            .await
+            .expect("connect");
+        let store = crate::PgStore::new(pool.clone());
+        let taken = pool.acquire().await.expect("the only connection");
+        let error = store
+            .read_all(Position::START, 10, &EventFilter::all())
+            .await
+            .expect_err("no connection left");
+        assert!(no_connection(&error) && error.is_retriable(), "{error:?}");
+        assert!(
+            error
+                .to_string()
+                .contains("all 1 connections of the pool are in use"),
+            "{error}"
+        );
+        drop(taken);
     }
 
     #[test]

@@ -15,7 +15,7 @@ use sqlx::query::Query;
 use sqlx::{Connection, PgConnection, PgExecutor, Postgres, Row, Transaction};
 use uuid::Uuid;
 
-use crate::error::{is_unavailable, map_sqlx};
+use crate::error::{is_unavailable, map_pool_error, map_sqlx};
 use crate::held;
 use crate::sql::{append_index, filter_index, AppendMode, EVENT_COLUMN_COUNT};
 use crate::PgStore;
@@ -333,7 +333,10 @@ impl PgStore {
 
     /// A connection for one operation of the store (see [`crate::held`]).
     async fn lease(&self) -> Result<held::Lease, StoreError> {
-        self.held.lease().await.map_err(map_sqlx)
+        match self.held.lease().await {
+            Ok(lease) => Ok(lease),
+            Err(e) => Err(map_pool_error(&self.pool, e).await),
+        }
     }
 
     async fn save_checkpoint_on<'e, E: PgExecutor<'e>>(

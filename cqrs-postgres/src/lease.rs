@@ -17,7 +17,7 @@ use sqlx::postgres::PgPool;
 use sqlx::{Connection, PgConnection, Row};
 use tokio::sync::{watch, Mutex};
 
-use crate::error::map_sqlx;
+use crate::error::{map_pool_error, map_sqlx};
 use crate::PgStore;
 
 /// The `application_name` prefix of lease connections, so that operators (and tests) can
@@ -206,12 +206,15 @@ impl PgStore {
         cqrs_core::ident::validate("subscription name", name)?;
         let id = format!("{}/{name}", self.schema.as_str());
         self.releases.wait(&id).await;
-        let row = sqlx::query(PROBE)
+        let row = match sqlx::query(PROBE)
             .bind(self.schema.as_str())
             .bind(name)
             .fetch_one(&self.pool)
             .await
-            .map_err(map_sqlx)?;
+        {
+            Ok(row) => row,
+            Err(e) => return Err(map_pool_error(&self.pool, e).await),
+        };
         let key: i64 = row.try_get(0).map_err(map_sqlx)?;
         let taken: bool = row.try_get(1).map_err(map_sqlx)?;
         if taken {

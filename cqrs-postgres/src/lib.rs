@@ -36,7 +36,7 @@ mod store;
 #[cfg(feature = "testing")]
 pub mod testing;
 
-pub use error::{SetupError, MIN_SERVER_VERSION_NUM};
+pub use error::{NoConnection, SetupError, CONNECTION_PROBE_TIMEOUT, MIN_SERVER_VERSION_NUM};
 pub use lease::LEASE_APPLICATION_NAME;
 pub use projection::{PgProjection, Transactional};
 pub use schema::{InvalidSchemaName, SchemaName};

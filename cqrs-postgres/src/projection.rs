@@ -266,7 +266,7 @@ impl<P: PgProjection> Consumer for Transactional<P> {
     ) -> Result<(), DeliveryError> {
         let key = self.checkpoint_name();
         cqrs_core::ident::validate("subscription name", &key).map_err(StoreError::from)?;
-        let mut tx = self.store.pool.begin().await.map_err(map_sqlx)?;
+        let mut tx = self.store.begin().await?;
         let actual = self.lock_checkpoint(&mut tx, &key, from).await?;
         if actual != Some(from) {
             // Dropping `tx` rolls it back: nothing applied, nothing locked.
@@ -292,7 +292,7 @@ impl<P: PgProjection> Consumer for Transactional<P> {
     async fn reset(&self) -> Result<(), DeliveryError> {
         let key = self.checkpoint_name();
         cqrs_core::ident::validate("subscription name", &key).map_err(StoreError::from)?;
-        let mut tx = self.store.pool.begin().await.map_err(map_sqlx)?;
+        let mut tx = self.store.begin().await?;
         if let Err(e) = self.projection.reset(&mut tx).await {
             return Err(failed(tx, None, e).await);
         }

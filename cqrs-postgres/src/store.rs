@@ -8,7 +8,7 @@ use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::{Connection, PgConnection, Row};
 
-use crate::error::{check_server_version, map_sqlx, SetupError};
+use crate::error::{check_server_version, map_connect_error, map_pool_error, map_sqlx, SetupError};
 use crate::held::Held;
 use crate::inline::RunInline;
 use crate::lease::Releases;
@@ -162,11 +162,12 @@ impl PgStore {
     /// Connects a pool built with [`PgStore::pool_options`] with these connect options.
     pub async fn connect_with(options: PgConnectOptions) -> Result<Self, SetupError> {
         let options = options.application_name("cqrs-postgres");
-        let pool = Self::pool_options()
-            .connect_with(options)
-            .await
-            .map_err(SetupError::from)?;
-        Ok(Self::new(pool))
+        let pool_options = Self::pool_options();
+        let waited = pool_options.get_acquire_timeout();
+        match pool_options.connect_with(options.clone()).await {
+            Ok(pool) => Ok(Self::new(pool)),
+            Err(e) => Err(map_connect_error(&options, waited, e).await),
+        }
     }
 
     /// The pool settings this crate recommends, and that [`PgStore::connect`] uses:
@@ -189,6 +190,16 @@ impl PgStore {
             .acquire_timeout(Duration::from_secs(5))
             .idle_timeout(Some(Duration::from_secs(600)))
             .max_lifetime(Some(Duration::from_secs(1800)))
+    }
+
+    /// A transaction on a connection of the pool.
+    pub(crate) async fn begin(
+        &self,
+    ) -> Result<sqlx::Transaction<'static, sqlx::Postgres>, cqrs_core::StoreError> {
+        match self.pool.begin().await {
+            Ok(tx) => Ok(tx),
+            Err(e) => Err(map_pool_error(&self.pool, e).await),
+        }
     }
 
     /// The pool, e.g. to run read-model updates in the same database.
@@ -259,11 +270,17 @@ impl PgStore {
         Ok(())
     }
 
+    /// The first statement of `migrate` and `check`: a server that cannot be reached is
+    /// reported here, with the reason.
     async fn check_server_version(&self) -> Result<(), SetupError> {
-        let version: i32 = sqlx::query_scalar("SELECT current_setting('server_version_num')::int")
-            .fetch_one(&self.pool)
-            .await?;
-        check_server_version(version)
+        let version =
+            sqlx::query_scalar::<_, i32>("SELECT current_setting('server_version_num')::int")
+                .fetch_one(&self.pool)
+                .await;
+        match version {
+            Ok(version) => check_server_version(version),
+            Err(e) => Err(SetupError::Store(map_pool_error(&self.pool, e).await)),
+        }
     }
 
     /// How far global readers are held back now, and by which open transaction.
@@ -273,10 +290,13 @@ impl PgStore {
     /// `idle_in_transaction_session_timeout` on the server bounds the damage of a
     /// forgotten open transaction.
     pub async fn horizon_lag(&self) -> Result<HorizonLag, cqrs_core::StoreError> {
-        let row = sqlx::query(&self.sql.horizon_lag)
+        let row = match sqlx::query(&self.sql.horizon_lag)
             .fetch_one(&self.pool)
             .await
-            .map_err(map_sqlx)?;
+        {
+            Ok(row) => row,
+            Err(e) => return Err(map_pool_error(&self.pool, e).await),
+        };
         let get = |e: sqlx::Error| map_sqlx(e);
         let horizon: i64 = row.try_get(0).map_err(get)?;
         let held: i64 = row.try_get(1).map_err(get)?;

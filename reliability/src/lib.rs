@@ -4,12 +4,15 @@
 //! table of every test, its size and its outcome.
 //!
 //! This library holds what the tests share: where the database is, a store in a fresh
-//! schema, and the lock that runs one PostgreSQL test at a time within a test binary.
+//! schema, the lock that runs one PostgreSQL test at a time within a test binary, and
+//! the read model of the failure tests ([`amounts`]).
 //!
 //! Why one at a time: PostgreSQL global reads only return events of transactions older
 //! than every transaction still running in the cluster (that is how they never skip a
 //! late committer). Tests running in parallel on one cluster would hold each other's
 //! reads back. Test binaries already run one after the other.
+
+pub mod amounts;
 
 use std::str::FromStr;
 use std::sync::{Arc, LazyLock};
@@ -64,4 +67,13 @@ pub async fn fresh_pg_store(max_connections: u32) -> PgStore {
         .expect("a valid schema name");
     store.migrate().await.expect("migrate");
     store
+}
+
+/// A well-mixed 64-bit number from `seed` (SplitMix64's finaliser): the tests' source of
+/// "random" sizes, amounts and pauses, reproducible from run to run.
+pub fn mix(seed: u64) -> u64 {
+    let mut z = seed.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
 }
