@@ -5,7 +5,7 @@ use std::time::Duration;
 use serde_json::json;
 
 use super::domain::{Add, Counter, CounterEvent, OverLimit, LIMIT};
-use super::gated::Gated;
+use super::probe::Probe;
 use super::Store;
 use crate::{Engine, EngineError, Metadata, RetryPolicy, Snapshot, SnapshotPolicy, StreamId};
 
@@ -164,13 +164,13 @@ pub async fn engine_snapshots_and_temporal_loads<S: Store>(store: S) {
 /// the first commits, and would load after it. It must still return the first's outcome, not
 /// append a second time.
 pub async fn a_command_racing_its_own_repeat_is_applied_once<S: Store>(store: S) {
-    let gated = Gated::new(store.clone());
-    let repeat_engine = Engine::<Counter>::new(gated.clone(), ());
+    let probe = Probe::new(store.clone());
+    let repeat_engine = Engine::<Counter>::new(probe.clone(), ());
     let first_engine = Engine::<Counter>::new(store.clone(), ());
     let id = uuid::Uuid::now_v7().to_string();
     let metadata = Metadata::default().with_command_id(uuid::Uuid::now_v7());
 
-    let lookup = gated.command_lookup.clone();
+    let lookup = probe.command_lookup.clone();
     let armed = tokio::spawn(async move { lookup.arm().await });
     let repeat = {
         let (id, metadata) = (id.clone(), metadata.clone());
@@ -190,7 +190,7 @@ pub async fn a_command_racing_its_own_repeat_is_applied_once<S: Store>(store: S)
         .execute_with_metadata(&id, Add(5), metadata)
         .await
         .expect("the first copy commits");
-    gated.command_lookup.release();
+    probe.command_lookup.release();
     let repeat = repeat
         .await
         .expect("repeat task")

@@ -4,12 +4,12 @@
 
 use std::time::Duration;
 
-use super::counting::Counting;
 use super::domain::{Account, InsufficientFunds, Money};
+use super::probe::Probe;
 use super::Store;
 use crate::{Engine, EngineError, RetryPolicy, StreamId};
 
-fn engine<S: Store>(store: &Counting<S>) -> Engine<Account> {
+fn engine<S: Store>(store: &Probe<S>) -> Engine<Account> {
     Engine::new(store.clone(), ())
         .with_image_cache(16)
         .with_retry(RetryPolicy {
@@ -29,7 +29,7 @@ fn refused(balance: u64, requested: u64) -> impl Fn(&EngineError<InsufficientFun
 /// decision that appends nothing, is found stale by a short read), reloads and decides
 /// again on the other engine's writes.
 pub async fn a_stale_image_is_caught_and_decided_again<S: Store>(store: S) {
-    let store = Counting::new(store);
+    let store = Probe::new(store);
     let (a, b) = (engine(&store), engine(&store));
     let x = &uuid::Uuid::now_v7().to_string();
 
@@ -88,7 +88,7 @@ pub async fn a_stale_image_is_caught_and_decided_again<S: Store>(store: S) {
 /// Eight tasks on two caching engines interleave deposits and withdrawals on three
 /// accounts: each balance is the sum of the accepted commands, versions are contiguous.
 pub async fn caching_engines_interleaving_lose_nothing<S: Store>(store: S) {
-    let store = Counting::new(store);
+    let store = Probe::new(store);
     let engines = [engine(&store), engine(&store)];
     let run = uuid::Uuid::now_v7().to_string();
     let accounts: Vec<String> = ["p", "q", "r"]

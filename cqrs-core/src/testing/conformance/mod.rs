@@ -18,12 +18,11 @@
 mod append;
 mod checkpoint;
 mod codec;
-mod counting;
 pub(crate) mod domain;
 mod engine;
-mod gated;
 mod ident;
 mod image;
+mod probe;
 mod race;
 mod read;
 mod snapshot;

@@ -5,9 +5,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use super::counting::Counting;
 use super::domain::{Add, Counter, CounterEvent};
-use super::gated::Gated;
+use super::probe::Probe;
 use super::{unique_stream, Store};
 use crate::subscription::{
     DeliveryError, FailurePolicy, Project, React, Subscription, SubscriptionError,
@@ -197,7 +196,7 @@ pub async fn a_view_added_late_catches_up_on_ten_thousand_events<S: Store>(store
 /// A subscription to some event types, behind on none of them but with other events
 /// after its position, waits for new events instead of reading again and again.
 pub async fn a_filtered_subscription_idles_quietly<S: Store>(store: S) {
-    let counting = Counting::new(store.clone());
+    let counting = Probe::new(store.clone());
     let stream = unique_stream("counter");
     let consumed = add(&store, &stream, &[1]).await;
     let other = unique_stream("gauge");
@@ -309,7 +308,7 @@ pub async fn caught_up_after_a_rebuild_waits_for_the_rebuild<S: Store>(store: S)
         reset_gate: Some(Arc::clone(&reset_gate)),
         ..View::default()
     };
-    let checkpoints = Gated::new(store.clone());
+    let checkpoints = Probe::new(store.clone());
     let running = Subscription::new(
         store.clone(),
         Project::new(view.clone(), checkpoints.clone()),

@@ -1,9 +1,10 @@
-//! A store wrapper that can hold the next call of one kind at a gate, so that a test can
-//! act while the caller is at a known point (the window a race would need): the lease
-//! check of a subscription runner (between its rebuild check and its read), or the
-//! engine's look-up of a command id.
+//! A store wrapper for tests that look at how the engine or a subscription uses the
+//! store: it counts stream and global reads, and it can hold the next call of one kind at
+//! a gate, so that a test can act while the caller is at a known point (the window a race
+//! would need): the lease check of a subscription runner (between its rebuild check and
+//! its read), or just after the engine's look-up of a command id.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -50,22 +51,35 @@ impl std::fmt::Debug for Gate {
     }
 }
 
-/// Forwards to `inner` (never to the traits' provided methods), with a gate before
+/// Forwards every call to `inner` (never to the traits' provided methods, which would go
+/// through the counted reads), counting stream reads and global reads, with a gate before
 /// `Lease::is_held` of its leases and one after `read_by_command`.
 #[derive(Clone)]
-pub(crate) struct Gated<S> {
-    inner: S,
+pub(crate) struct Probe<S> {
+    pub inner: S,
+    stream_reads: Arc<AtomicUsize>,
+    global_reads: Arc<AtomicUsize>,
     pub lease_check: Arc<Gate>,
     pub command_lookup: Arc<Gate>,
 }
 
-impl<S> Gated<S> {
+impl<S> Probe<S> {
     pub fn new(inner: S) -> Self {
         Self {
             inner,
+            stream_reads: Arc::default(),
+            global_reads: Arc::default(),
             lease_check: Arc::default(),
             command_lookup: Arc::default(),
         }
+    }
+
+    pub fn stream_reads(&self) -> usize {
+        self.stream_reads.load(Ordering::SeqCst)
+    }
+
+    pub fn global_reads(&self) -> usize {
+        self.global_reads.load(Ordering::SeqCst)
     }
 }
 
@@ -84,7 +98,7 @@ impl Lease for GatedLease {
 }
 
 #[async_trait]
-impl<S: EventStore> EventStore for Gated<S> {
+impl<S: EventStore> EventStore for Probe<S> {
     async fn append(
         &self,
         stream: &StreamId,
@@ -100,6 +114,7 @@ impl<S: EventStore> EventStore for Gated<S> {
         from_version: u64,
         max_count: usize,
     ) -> Result<Vec<Arc<StoredEvent>>, StoreError> {
+        self.stream_reads.fetch_add(1, Ordering::SeqCst);
         self.inner
             .read_stream(stream, from_version, max_count)
             .await
@@ -111,6 +126,7 @@ impl<S: EventStore> EventStore for Gated<S> {
         max_count: usize,
         filter: &EventFilter,
     ) -> Result<Vec<Arc<StoredEvent>>, StoreError> {
+        self.global_reads.fetch_add(1, Ordering::SeqCst);
         self.inner.read_all(after, max_count, filter).await
     }
 
@@ -148,7 +164,7 @@ impl<S: EventStore> EventStore for Gated<S> {
 }
 
 #[async_trait]
-impl<S: CheckpointStore> CheckpointStore for Gated<S> {
+impl<S: CheckpointStore> CheckpointStore for Probe<S> {
     async fn load_checkpoint(&self, name: &str) -> Result<Option<Position>, StoreError> {
         self.inner.load_checkpoint(name).await
     }
