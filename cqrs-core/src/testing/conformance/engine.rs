@@ -170,8 +170,7 @@ pub async fn a_command_racing_its_own_repeat_is_applied_once<S: Store>(store: S)
     let id = uuid::Uuid::now_v7().to_string();
     let metadata = Metadata::default().with_command_id(uuid::Uuid::now_v7());
 
-    let lookup = probe.command_lookup.clone();
-    let armed = tokio::spawn(async move { lookup.arm().await });
+    probe.command_lookup.arm();
     let repeat = {
         let (id, metadata) = (id.clone(), metadata.clone());
         tokio::spawn(async move {
@@ -180,10 +179,9 @@ pub async fn a_command_racing_its_own_repeat_is_applied_once<S: Store>(store: S)
                 .await
         })
     };
-    tokio::time::timeout(Duration::from_secs(20), armed)
+    tokio::time::timeout(Duration::from_secs(20), probe.command_lookup.entered())
         .await
-        .expect("the repeat looks its command id up")
-        .expect("arming task");
+        .expect("the repeat looks its command id up");
     // The repeat has looked its id up (nothing yet) and is held; the first copy runs and
     // commits meanwhile.
     let first = first_engine

@@ -25,11 +25,15 @@ pub(crate) struct Gate {
 }
 
 impl Gate {
-    /// Holds the next call; returns once a caller is waiting at the gate.
-    pub async fn arm(&self) {
-        let entered = self.entered.notified();
+    /// Holds the next call, from now on.
+    pub fn arm(&self) {
         self.armed.store(true, Ordering::SeqCst);
-        entered.await;
+    }
+
+    /// Returns once a caller is waiting at the gate (at once if one already is: the
+    /// notification is kept until asked for).
+    pub async fn entered(&self) {
+        self.entered.notified().await;
     }
 
     /// Lets the held call go on.

@@ -319,7 +319,8 @@ pub async fn caught_up_after_a_rebuild_waits_for_the_rebuild<S: Store>(store: S)
     assert_eq!(view.seen(|s| s.resets), 1, "a new view starts from a reset");
 
     // Held at its lease check, the runner is past its rebuild check and before its read.
-    tokio::time::timeout(WAIT, checkpoints.lease_check.arm())
+    checkpoints.lease_check.arm();
+    tokio::time::timeout(WAIT, checkpoints.lease_check.entered())
         .await
         .expect("the runner comes round to its lease check");
     running.rebuild();
