@@ -5,6 +5,7 @@ use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use cqrs_core::store::{check_event, check_json};
 use cqrs_core::{
     EventFilter, EventStore, ExpectedVersion, NewEvent, Position, Snapshot, SnapshotStore,
     StoreError, StoredEvent, StreamId,
@@ -125,6 +126,12 @@ fn prepare(
     }
     let mut batch_ids = HashSet::with_capacity(events.len());
     for event in &events {
+        // Refused here as on PostgreSQL, so that a test on memory fails where
+        // production would.
+        check_event(event).map_err(|reason| StoreError::Unstorable {
+            stream: stream.clone(),
+            reason,
+        })?;
         let id = event.event_id();
         if log.event_ids.contains(&id) || !batch_ids.insert(id) {
             return Err(StoreError::DuplicateEventId {
@@ -215,6 +222,7 @@ impl EventStore for MemoryStore {
         max_count: usize,
         filter: &EventFilter,
     ) -> Result<Vec<Arc<StoredEvent>>, StoreError> {
+        filter.validate()?;
         let log = self.read_log();
         let start = usize::try_from(after.sequence()).unwrap_or(usize::MAX);
         Ok(log
@@ -258,6 +266,10 @@ impl SnapshotStore for MemoryStore {
     }
 
     async fn save_snapshot(&self, stream: &StreamId, snapshot: Snapshot) -> Result<(), StoreError> {
+        check_json("snapshot state", &snapshot.state).map_err(|reason| StoreError::Unstorable {
+            stream: stream.clone(),
+            reason,
+        })?;
         let mut snapshots = self
             .inner
             .snapshots

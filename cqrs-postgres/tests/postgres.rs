@@ -506,6 +506,7 @@ fn corrupt_stored_metadata_is_a_corrupt_error() {
                 stream: s,
                 stream_version,
                 reason,
+                ..
             } => {
                 assert_eq!(s, stream);
                 assert_eq!(stream_version, 2);

@@ -11,6 +11,8 @@
 //! late committer). Tests running in parallel on one cluster would hold each other's
 //! reads back. Test binaries already run one after the other.
 
+pub mod notebook;
+
 use std::str::FromStr;
 use std::sync::{Arc, LazyLock};
 
