@@ -126,12 +126,6 @@ fn prepare(
     }
     let mut batch_ids = HashSet::with_capacity(events.len());
     for event in &events {
-        // Refused here as on PostgreSQL, so that a test on memory fails where
-        // production would.
-        check_event(event).map_err(|reason| StoreError::Unstorable {
-            stream: stream.clone(),
-            reason,
-        })?;
         let id = event.event_id();
         if log.event_ids.contains(&id) || !batch_ids.insert(id) {
             return Err(StoreError::DuplicateEventId {
@@ -187,6 +181,14 @@ impl EventStore for MemoryStore {
             return Err(StoreError::EmptyAppend {
                 stream: stream.clone(),
             });
+        }
+        // Refused as on PostgreSQL (and before the version check, as there), so that a
+        // test on memory fails where production would.
+        for event in &events {
+            check_event(event).map_err(|reason| StoreError::Unstorable {
+                stream: stream.clone(),
+                reason,
+            })?;
         }
         if self.inner.inline.is_empty() {
             let mut log = self.write_log();
