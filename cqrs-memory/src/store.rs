@@ -5,6 +5,7 @@ use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use cqrs_core::store::{check_event, check_json};
 use cqrs_core::{
     EventFilter, EventStore, ExpectedVersion, NewEvent, Position, Snapshot, SnapshotStore,
     StoreError, StoredEvent, StreamId,
@@ -181,6 +182,14 @@ impl EventStore for MemoryStore {
                 stream: stream.clone(),
             });
         }
+        // Refused as on PostgreSQL (and before the version check, as there), so that a
+        // test on memory fails where production would.
+        for event in &events {
+            check_event(event).map_err(|reason| StoreError::Unstorable {
+                stream: stream.clone(),
+                reason,
+            })?;
+        }
         if self.inner.inline.is_empty() {
             let mut log = self.write_log();
             let stored = prepare(&log, stream, expected, events)?;
@@ -215,6 +224,7 @@ impl EventStore for MemoryStore {
         max_count: usize,
         filter: &EventFilter,
     ) -> Result<Vec<Arc<StoredEvent>>, StoreError> {
+        filter.validate()?;
         let log = self.read_log();
         let start = usize::try_from(after.sequence()).unwrap_or(usize::MAX);
         Ok(log
@@ -258,6 +268,10 @@ impl SnapshotStore for MemoryStore {
     }
 
     async fn save_snapshot(&self, stream: &StreamId, snapshot: Snapshot) -> Result<(), StoreError> {
+        check_json("snapshot state", &snapshot.state).map_err(|reason| StoreError::Unstorable {
+            stream: stream.clone(),
+            reason,
+        })?;
         let mut snapshots = self
             .inner
             .snapshots

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use cqrs_core::store::{check_event, check_json};
 use cqrs_core::{
     CheckpointStore, DeadLetter, EventFilter, EventStore, ExpectedVersion, Lease, Metadata,
     NewEvent, Position, Snapshot, SnapshotStore, StoreError, StoredEvent, StreamId,
@@ -177,6 +178,14 @@ impl PgStore {
                 )))
             })
         };
+        for event in &events {
+            check_event(event).map_err(|reason| {
+                Failure::Store(StoreError::Unstorable {
+                    stream: stream.clone(),
+                    reason,
+                })
+            })?;
+        }
         let n = events.len();
         let ids: Vec<Uuid> = events.iter().map(NewEvent::event_id).collect();
         let sql = &self.sql.append[append_index(mode, n == 1)];
@@ -360,10 +369,16 @@ impl PgStore {
 /// the client decodes while the server is still sending (with `fetch_all`, the server
 /// idled while the client decoded a whole batch). The connection is kept only if the
 /// result was read to its end.
+///
+/// With `prefix`, a row that does not convert ends the result after the rows before it,
+/// if any: a global read then delivers what precedes a corrupt event, and the next read,
+/// starting at it, fails naming it. A stream read fails whole instead, because a short
+/// stream would pass for a complete one.
 async fn fetch_events(
     mut conn: held::Lease,
     query: Query<'_, Postgres, PgArguments>,
     max_count: usize,
+    prefix: bool,
     mut convert: impl FnMut(&PgRow) -> Result<StoredEvent, StoreError>,
 ) -> Result<Vec<Arc<StoredEvent>>, StoreError> {
     enum Stop {
@@ -389,6 +404,7 @@ async fn fetch_events(
             Ok(events)
         }
         // Stopped mid-result: the connection goes back to the pool, not kept.
+        Some(Stop::Convert(_)) if prefix && !events.is_empty() => Ok(events),
         Some(Stop::Convert(e)) => Err(e),
         Some(Stop::Sql(e)) => {
             conn.keep_unless_broken(&e);
@@ -422,25 +438,49 @@ fn row_stream(row: &PgRow, last: &mut Option<StreamId>) -> Result<StreamId, Stor
     Ok(stream)
 }
 
-/// Builds a stored event from a row of `EVENT_COLUMNS`, of `stream`.
+/// Builds a stored event from a row of `EVENT_COLUMNS`, of `stream`. A row whose event
+/// version, data or metadata cannot be read (edited by hand, or written around the store)
+/// is [`StoreError::Corrupt`] naming it, with the event as far as it could be read, so
+/// that a subscription can park it.
 fn row_to_event(row: &PgRow, stream: StreamId) -> Result<StoredEvent, StoreError> {
+    let (event, unreadable) = read_row(row, stream)?;
+    match unreadable {
+        None => Ok(event),
+        Some(reason) => Err(StoreError::Corrupt {
+            stream: event.stream.clone(),
+            stream_version: event.stream_version,
+            reason: format!("event type {:?}: {reason}", event.event_type),
+            event: Some(Arc::new(event)),
+        }),
+    }
+}
+
+/// Reads a row of `EVENT_COLUMNS`, putting event version 0, `null` data or empty metadata
+/// in place of what does not read, and saying what that was.
+fn read_row(row: &PgRow, stream: StreamId) -> Result<(StoredEvent, Option<String>), StoreError> {
+    let mut unreadable = Vec::new();
     let position: i64 = row.try_get_unchecked(0).map_err(map_sqlx)?;
     let commit: i64 = row.try_get_unchecked(1).map_err(map_sqlx)?;
     let stream_version: i64 = row.try_get_unchecked(4).map_err(map_sqlx)?;
-    let corrupt = |reason: String| StoreError::Corrupt {
-        stream: stream.clone(),
-        stream_version: stream_version as u64,
-        reason,
-    };
     let event_version: i32 = row.try_get_unchecked(7).map_err(map_sqlx)?;
-    let event_version = u32::try_from(event_version)
-        .map_err(|_| corrupt(format!("negative event version {event_version}")))?;
+    let event_version = u32::try_from(event_version).unwrap_or_else(|_| {
+        unreadable.push(format!("negative event version {event_version}"));
+        0
+    });
+    let data = row.try_get_unchecked(8).unwrap_or_else(|e| {
+        unreadable.push(format!("data does not deserialise: {e}"));
+        serde_json::Value::Null
+    });
     // Straight from the jsonb bytes into `Metadata`, without a `serde_json::Value` in
     // between (that detour cost as much as decoding the event data).
-    let metadata: sqlx::types::Json<Metadata> = row
-        .try_get_unchecked(9)
-        .map_err(|e| corrupt(format!("metadata does not deserialise: {e}")))?;
-    Ok(StoredEvent {
+    let metadata = row
+        .try_get_unchecked::<sqlx::types::Json<Metadata>, _>(9)
+        .map(|metadata| metadata.0)
+        .unwrap_or_else(|e| {
+            unreadable.push(format!("metadata does not deserialise: {e}"));
+            Metadata::default()
+        });
+    let event = StoredEvent {
         event_id: row.try_get_unchecked(5).map_err(map_sqlx)?,
         stream,
         stream_version: stream_version as u64,
@@ -448,9 +488,13 @@ fn row_to_event(row: &PgRow, stream: StreamId) -> Result<StoredEvent, StoreError
         event_type: row.try_get_unchecked(6).map_err(map_sqlx)?,
         event_version,
         recorded_at: row.try_get_unchecked(10).map_err(map_sqlx)?,
-        metadata: metadata.0,
-        data: row.try_get_unchecked(8).map_err(map_sqlx)?,
-    })
+        metadata,
+        data,
+    };
+    Ok((
+        event,
+        (!unreadable.is_empty()).then(|| unreadable.join("; ")),
+    ))
 }
 
 #[async_trait]
@@ -513,7 +557,7 @@ impl EventStore for PgStore {
             .bind(stream.id())
             .bind(clamp_i64(from_version))
             .bind(clamp_i64(max_count as u64));
-        fetch_events(conn, query, max_count, |row| {
+        fetch_events(conn, query, max_count, false, |row| {
             row_to_event(row, stream.clone())
         })
         .await
@@ -525,6 +569,7 @@ impl EventStore for PgStore {
         max_count: usize,
         filter: &EventFilter,
     ) -> Result<Vec<Arc<StoredEvent>>, StoreError> {
+        filter.validate()?;
         if max_count == 0 {
             return Ok(Vec::new());
         }
@@ -542,7 +587,7 @@ impl EventStore for PgStore {
         }
         let conn = self.lease().await?;
         let mut last = None;
-        fetch_events(conn, query, max_count, |row| {
+        fetch_events(conn, query, max_count, true, |row| {
             row_to_event(row, row_stream(row, &mut last)?)
         })
         .await
@@ -559,7 +604,10 @@ impl EventStore for PgStore {
             .bind(stream.stream_type())
             .bind(stream.id())
             .bind(command_id);
-        fetch_events(conn, query, 1, |row| row_to_event(row, stream.clone())).await
+        fetch_events(conn, query, 1, false, |row| {
+            row_to_event(row, stream.clone())
+        })
+        .await
     }
 
     /// One `count(*)` with the filter of `read_all` in SQL, stopped after `limit` rows by a
@@ -572,6 +620,7 @@ impl EventStore for PgStore {
         filter: &EventFilter,
         limit: u64,
     ) -> Result<u64, StoreError> {
+        filter.validate()?;
         if limit == 0 {
             return Ok(0);
         }
@@ -673,6 +722,10 @@ impl SnapshotStore for PgStore {
     }
 
     async fn save_snapshot(&self, stream: &StreamId, snapshot: Snapshot) -> Result<(), StoreError> {
+        check_json("snapshot state", &snapshot.state).map_err(|reason| StoreError::Unstorable {
+            stream: stream.clone(),
+            reason,
+        })?;
         let version = i64::try_from(snapshot.stream_version).map_err(|_| {
             backend(format!(
                 "snapshot version {} is out of range",
@@ -764,7 +817,9 @@ impl CheckpointStore for PgStore {
         let mut last = None;
         rows.iter()
             .map(|row| {
-                let event = row_to_event(row, row_stream(row, &mut last)?)?;
+                // Leniently: a row parked because it does not read is listed all the
+                // same (its dead letter says what is wrong with it).
+                let (event, _) = read_row(row, row_stream(row, &mut last)?)?;
                 Ok(DeadLetter {
                     event: Arc::new(event),
                     error: row.try_get(EVENT_COLUMN_COUNT).map_err(map_sqlx)?,

@@ -157,7 +157,11 @@ impl From<StoreError> for ApiError {
         let message = error.to_string();
         match error {
             StoreError::Conflict { .. } => ApiError::Conflict(message),
-            StoreError::InvalidIdentifier(_) => ApiError::BadRequest(message),
+            // The request's text is what ends up in the event (an owner's name with a
+            // NUL, say): the client's to fix.
+            StoreError::InvalidIdentifier(_) | StoreError::Unstorable { .. } => {
+                ApiError::BadRequest(message)
+            }
             StoreError::Unavailable(_) => ApiError::Unavailable(message),
             StoreError::EmptyAppend { .. }
             | StoreError::DuplicateEventId { .. }
@@ -264,6 +268,7 @@ mod tests {
                 stream: stream(),
                 stream_version: 3,
                 reason: "bad metadata".into(),
+                event: None,
             }),
             StatusCode::INTERNAL_SERVER_ERROR
         );

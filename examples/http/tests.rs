@@ -161,6 +161,9 @@ async fn each_outcome_of_a_command_has_its_status_and_json_body() {
     let missing_owner = json!({ "account_id": unique("eve") }).to_string();
     let bad = post(&client, "/accounts", &missing_owner).await;
     assert_error(&bad, StatusCode::BAD_REQUEST, "bad_request");
+    let nul_owner = json!({ "account_id": unique("eve"), "owner": "E\u{0}ve" }).to_string();
+    let bad = post(&client, "/accounts", &nul_owner).await;
+    assert_error(&bad, StatusCode::BAD_REQUEST, "bad_request");
     let empty_id = json!({ "account_id": "", "owner": "Eve" }).to_string();
     let bad = post(&client, "/accounts", &empty_id).await;
     assert_error(&bad, StatusCode::BAD_REQUEST, "bad_request");

@@ -13,6 +13,7 @@
 //! reads back. Test binaries already run one after the other.
 
 pub mod amounts;
+pub mod notebook;
 
 use std::str::FromStr;
 use std::sync::{Arc, LazyLock};

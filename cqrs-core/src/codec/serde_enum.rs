@@ -39,10 +39,59 @@ pub fn decode<E: DeserializeOwned>(event_type: &str, data: &Value) -> Result<E, 
         Value::Object(map)
     };
     serde_json::from_value(tagged).map_err(|e| {
-        if e.to_string().starts_with("unknown variant") {
+        // An unknown variant may be one inside the data (a field of enum type holding a
+        // value it does not know): that is invalid data, not an unknown event type. The
+        // name alone, without data, tells whether the event type itself is unknown.
+        let unknown_type = is_unknown_variant(&e)
+            && serde_json::from_value::<E>(Value::String(event_type.to_owned()))
+                .err()
+                .is_some_and(|probe| is_unknown_variant(&probe));
+        if unknown_type {
             PayloadError::UnknownType
         } else {
             PayloadError::Json(e)
         }
     })
+}
+
+fn is_unknown_variant(e: &serde_json::Error) -> bool {
+    e.to_string().starts_with("unknown variant")
+}
+
+#[cfg(test)]
+mod tests {
+    use serde::Deserialize;
+    use serde_json::json;
+
+    use super::*;
+
+    #[derive(Debug, Deserialize)]
+    enum Currency {
+        Eur,
+    }
+
+    #[derive(Debug, Deserialize)]
+    enum Event {
+        Paid { currency: Currency },
+        Refunded,
+    }
+
+    #[test]
+    fn an_unknown_variant_inside_the_data_is_invalid_data_not_an_unknown_type() {
+        let nested = decode::<Event>("Paid", &json!({ "currency": "Gbp" }));
+        assert!(matches!(nested, Err(PayloadError::Json(_))), "{nested:?}");
+        let unknown = decode::<Event>("Vanished", &json!({ "currency": "Eur" }));
+        assert!(
+            matches!(unknown, Err(PayloadError::UnknownType)),
+            "{unknown:?}"
+        );
+        let known = decode::<Event>("Paid", &json!({ "currency": "Eur" }));
+        assert!(matches!(
+            known,
+            Ok(Event::Paid {
+                currency: Currency::Eur
+            })
+        ));
+        assert!(decode::<Event>("Refunded", &Value::Null).is_ok());
+    }
 }

@@ -12,19 +12,29 @@ use super::DecodeErrorKind;
 /// happens on every read, which keeps history exactly as it was written and lets a
 /// fixed upcaster repair what a buggy one produced.
 ///
+/// An upcaster runs on whatever is stored, edited rows included: it refuses data of an
+/// unexpected shape with an `Err` rather than indexing into it (`data["amount"] = ...`
+/// panics when `data` is an array or a number).
+///
 /// ```
 /// use cqrs_core::codec::Upcaster;
 /// use serde_json::{json, Value};
 ///
 /// // v1 stored `amount` as a number of cents; v2 has a currency too.
 /// fn money_v1_to_v2(mut data: Value) -> Result<Value, String> {
-///     let cents = data["amount"].take();
-///     data["amount"] = json!({ "cents": cents, "currency": "EUR" });
+///     let object = data.as_object_mut().ok_or("Deposited v1 is not an object")?;
+///     let cents = object.remove("amount").ok_or("Deposited v1 has no amount")?;
+///     object.insert("amount".into(), json!({ "cents": cents, "currency": "EUR" }));
 ///     Ok(data)
 /// }
 ///
 /// const UPCASTERS: &[Upcaster] = &[Upcaster::new("Deposited", 1, money_v1_to_v2)];
 /// assert_eq!(UPCASTERS[0].from_version, 1);
+/// assert!(money_v1_to_v2(json!([1])).is_err());
+/// assert_eq!(
+///     money_v1_to_v2(json!({ "amount": 5 })),
+///     Ok(json!({ "amount": { "cents": 5, "currency": "EUR" } }))
+/// );
 /// ```
 #[derive(Debug, Clone, Copy)]
 pub struct Upcaster {

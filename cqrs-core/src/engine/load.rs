@@ -60,6 +60,7 @@ impl<A: Aggregate> Engine<A> {
                         stream: stream.clone(),
                         stream_version: stored.stream_version,
                         reason: format!("expected version {}", loaded.version + 1),
+                        event: None,
                     }
                     .into());
                 }

@@ -1,10 +1,12 @@
 //! Errors of the store layer.
 
+use std::sync::Arc;
+
 use uuid::Uuid;
 
-use super::ExpectedVersion;
+use super::{ExpectedVersion, UnstorableJson};
 use crate::ident::IdentifierError;
-use crate::StreamId;
+use crate::{StoredEvent, StreamId};
 
 /// A boxed error from a backend's driver.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
@@ -40,16 +42,32 @@ pub enum StoreError {
         /// The id found twice.
         event_id: Uuid,
     },
+    /// A value cannot be stored by every backend (a NUL character, or nesting deeper
+    /// than [`MAX_JSON_DEPTH`](super::MAX_JSON_DEPTH)). Nothing was written.
+    #[error("cannot store in {stream}: {reason}")]
+    Unstorable {
+        /// The stream appended to, or whose snapshot was saved.
+        stream: StreamId,
+        /// What is wrong.
+        #[source]
+        reason: UnstorableJson,
+    },
     /// Stored data could not be read back by the store itself (not by the codec): for
-    /// example metadata that is not valid JSON after a manual edit.
+    /// example metadata that does not fit [`Metadata`](crate::Metadata) after a manual
+    /// edit.
     #[error("corrupt stored data at {stream} version {stream_version}: {reason}")]
     Corrupt {
         /// The stream.
         stream: StreamId,
         /// The version of the unreadable event.
         stream_version: u64,
-        /// What is wrong.
+        /// What is wrong (naming the event type when the store could read it).
         reason: String,
+        /// The event as far as the store could read it (empty metadata, or `null` data,
+        /// in place of the part that failed), when it could: a subscription parks it under
+        /// [`FailurePolicy::Park`](crate::subscription::FailurePolicy::Park) instead of
+        /// stalling on it.
+        event: Option<Arc<StoredEvent>>,
     },
     /// The store could not be reached, or the connection broke. Whether the operation
     /// took effect is unknown for an append whose commit was in flight; everything else

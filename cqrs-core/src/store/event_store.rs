@@ -8,6 +8,7 @@ use async_trait::async_trait;
 use uuid::Uuid;
 
 use super::StoreError;
+use crate::ident::{self, IdentifierError};
 use crate::{NewEvent, Position, StoredEvent, StreamId};
 
 /// What a writer expects the stream's version to be before its append.
@@ -95,6 +96,26 @@ impl EventFilter {
         (self.stream_types.is_empty() || self.stream_types.iter().any(|t| t == stream_type))
             && (self.event_types.is_empty() || self.event_types.iter().any(|t| t == event_type))
     }
+
+    /// Checks every name with [`ident::validate`](crate::ident::validate). A name that
+    /// is not a valid identifier could match no stored event; stores refuse it as
+    /// [`StoreError::InvalidIdentifier`] rather than return nothing (PostgreSQL could not
+    /// even take a NUL-containing name as a parameter).
+    ///
+    /// ```
+    /// use cqrs_core::EventFilter;
+    /// assert!(EventFilter::all().with_event_types(["Deposited"]).validate().is_ok());
+    /// assert!(EventFilter::all().with_stream_types(["a\0b"]).validate().is_err());
+    /// ```
+    pub fn validate(&self) -> Result<(), IdentifierError> {
+        for name in &self.stream_types {
+            ident::validate("stream type", name)?;
+        }
+        for name in &self.event_types {
+            ident::validate("event type", name)?;
+        }
+        Ok(())
+    }
 }
 
 /// Where events are kept: appended per stream, read per stream or in global order.
@@ -113,7 +134,8 @@ pub trait EventStore: Send + Sync + 'static {
     /// The events get versions `actual + 1 ..= actual + events.len()` and positions in
     /// commit order. Either all are stored or none: a version mismatch is
     /// [`StoreError::Conflict`], an empty batch [`StoreError::EmptyAppend`], an event id
-    /// already stored [`StoreError::DuplicateEventId`].
+    /// already stored [`StoreError::DuplicateEventId`], data or metadata that
+    /// [`check_event`](super::check_event) refuses [`StoreError::Unstorable`].
     async fn append(
         &self,
         stream: &StreamId,
@@ -133,7 +155,11 @@ pub trait EventStore: Send + Sync + 'static {
     /// Reads up to `max_count` events after `after` in global order that pass `filter`.
     ///
     /// Never skips: an event that is not returned now because its transaction is still
-    /// open will have a position after the last one returned.
+    /// open will have a position after the last one returned. A store may return fewer
+    /// than `max_count` events while more exist: it stops before an event it cannot read,
+    /// and the next read, starting at that event, fails with [`StoreError::Corrupt`]
+    /// naming it. A filter that [`EventFilter::validate`] refuses is
+    /// [`StoreError::InvalidIdentifier`].
     async fn read_all(
         &self,
         after: Position,

@@ -9,8 +9,10 @@ mod checkpoint_store;
 mod error;
 mod event_store;
 mod snapshot_store;
+mod storable;
 
 pub use checkpoint_store::{CheckpointStore, DeadLetter, Lease};
 pub use error::{BoxError, StoreError};
 pub use event_store::{EventFilter, EventStore, ExpectedVersion};
 pub use snapshot_store::{Snapshot, SnapshotStore};
+pub use storable::{check_event, check_json, UnstorableJson, MAX_JSON_DEPTH};

@@ -27,7 +27,9 @@
 //!   store's lease lets one deliver, the others stand by and take over when it dies;
 //! - **no silent skip**: a failing event is retried, then stops the subscription with
 //!   the error in its status ([`FailurePolicy::Stop`], the default) or, when asked, is
-//!   parked with its error ([`FailurePolicy::Park`]) and the subscription goes on.
+//!   parked with its error ([`FailurePolicy::Park`]) and the subscription goes on. An
+//!   event fails when it does not decode, when its handler fails, and when the store
+//!   cannot read it ([`StoreError::Corrupt`](crate::StoreError::Corrupt) with the event).
 //!
 //! ```
 //! # use cqrs_core::{Projection, EventStore, CheckpointStore};

@@ -13,10 +13,33 @@ use super::{
     DeliveryError, FailurePolicy, Subscription, SubscriptionError, SubscriptionState,
     SubscriptionStatus,
 };
-use crate::{Lease, Position, StoredEvent};
+use crate::{Lease, Position, StoreError, StoredEvent};
 
 /// The longest pause between two tries after a failure.
 const MAX_PAUSE: Duration = Duration::from_secs(5);
+
+/// The failure of an event that a read could not return: the store found it corrupt
+/// but could still build it (see [`StoreError::Corrupt`]). Any other read error is the
+/// store's, and is retried as such.
+fn unreadable(error: StoreError) -> Result<DeliveryError, StoreError> {
+    match error {
+        StoreError::Corrupt {
+            stream,
+            stream_version,
+            reason,
+            event: Some(event),
+        } => Ok(DeliveryError::Event {
+            event: Arc::clone(&event),
+            source: Box::new(StoreError::Corrupt {
+                stream,
+                stream_version,
+                reason,
+                event: Some(event),
+            }),
+        }),
+        other => Err(other),
+    }
+}
 
 /// Runs `subscription` until it is stopped or fails; its status goes to `shared`.
 pub(super) async fn run(
@@ -186,36 +209,46 @@ impl Runner {
             if !lease.is_held().await {
                 return Ok(Exit::LeaseLost);
             }
-            let (batch, horizon) = match self.read(scanned).await {
-                Ok(read) => read,
-                Err(e) => {
-                    if !self.trouble("reading events", &e).await {
-                        return Ok(Exit::Stopped);
+            let (batch, delivered) = match self.read(scanned).await {
+                Ok((batch, horizon)) => {
+                    let Some(last) = batch.last().map(|e| e.position) else {
+                        if let Some(horizon) = horizon {
+                            scanned = scanned.max(horizon);
+                        }
+                        self.troubles = 0;
+                        self.set(|s| {
+                            s.state = SubscriptionState::Live;
+                            s.caught_up_at = Some(started);
+                        });
+                        if !self.idle(scanned).await {
+                            return Ok(Exit::Stopped);
+                        }
+                        continue;
+                    };
+                    let delivered = consumer.deliver(position, &batch, last).await;
+                    (batch, delivered)
+                }
+                Err(e) => match unreadable(e) {
+                    // An event the store cannot read fails like one the consumer cannot
+                    // take: retried, then stopped on or parked.
+                    Ok(failure) => (Vec::new(), Err(failure)),
+                    Err(e) => {
+                        if !self.trouble("reading events", &e).await {
+                            return Ok(Exit::Stopped);
+                        }
+                        continue;
                     }
-                    continue;
-                }
+                },
             };
-            let Some(last) = batch.last().map(|e| e.position) else {
-                if let Some(horizon) = horizon {
-                    scanned = scanned.max(horizon);
-                }
-                self.troubles = 0;
-                self.set(|s| {
-                    s.state = SubscriptionState::Live;
-                    s.caught_up_at = Some(started);
-                });
-                if !self.idle(scanned).await {
-                    return Ok(Exit::Stopped);
-                }
-                continue;
-            };
-            let state = if batch.len() == self.sub.batch_size {
-                SubscriptionState::CatchingUp
-            } else {
-                SubscriptionState::Live
-            };
-            match consumer.deliver(position, &batch, last).await {
+            match delivered {
                 Ok(()) => {
+                    // What was delivered: never empty here.
+                    let last = batch.last().map_or(position, |e| e.position);
+                    let state = if batch.len() == self.sub.batch_size {
+                        SubscriptionState::CatchingUp
+                    } else {
+                        SubscriptionState::Live
+                    };
                     position = last;
                     scanned = last;
                     failing = None;
@@ -305,7 +338,7 @@ impl Runner {
     async fn read(
         &self,
         scanned: Position,
-    ) -> Result<(Vec<Arc<StoredEvent>>, Option<Position>), crate::StoreError> {
+    ) -> Result<(Vec<Arc<StoredEvent>>, Option<Position>), StoreError> {
         let events = &self.sub.events;
         let filter = self.sub.consumer.filter();
         let batch = events
