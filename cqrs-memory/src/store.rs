@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use cqrs_core::store::{check_event, check_json};
+use cqrs_core::store::{check_append, check_snapshot};
 use cqrs_core::{
     EventFilter, EventStore, ExpectedVersion, NewEvent, Position, Snapshot, SnapshotStore,
     StoreError, StoredEvent, StreamId,
@@ -184,12 +184,7 @@ impl EventStore for MemoryStore {
         }
         // Refused as on PostgreSQL (and before the version check, as there), so that a
         // test on memory fails where production would.
-        for event in &events {
-            check_event(event).map_err(|reason| StoreError::Unstorable {
-                stream: stream.clone(),
-                reason,
-            })?;
-        }
+        check_append(stream, &events)?;
         if self.inner.inline.is_empty() {
             let mut log = self.write_log();
             let stored = prepare(&log, stream, expected, events)?;
@@ -268,10 +263,7 @@ impl SnapshotStore for MemoryStore {
     }
 
     async fn save_snapshot(&self, stream: &StreamId, snapshot: Snapshot) -> Result<(), StoreError> {
-        check_json("snapshot state", &snapshot.state).map_err(|reason| StoreError::Unstorable {
-            stream: stream.clone(),
-            reason,
-        })?;
+        check_snapshot(stream, &snapshot)?;
         let mut snapshots = self
             .inner
             .snapshots

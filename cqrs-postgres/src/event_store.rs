@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use cqrs_core::store::{check_event, check_json};
+use cqrs_core::store::{check_append, check_snapshot};
 use cqrs_core::{
     CheckpointStore, DeadLetter, EventFilter, EventStore, ExpectedVersion, Lease, Metadata,
     NewEvent, Position, Snapshot, SnapshotStore, StoreError, StoredEvent, StreamId,
@@ -178,14 +178,7 @@ impl PgStore {
                 )))
             })
         };
-        for event in &events {
-            check_event(event).map_err(|reason| {
-                Failure::Store(StoreError::Unstorable {
-                    stream: stream.clone(),
-                    reason,
-                })
-            })?;
-        }
+        check_append(stream, &events).map_err(Failure::Store)?;
         let n = events.len();
         let ids: Vec<Uuid> = events.iter().map(NewEvent::event_id).collect();
         let sql = &self.sql.append[append_index(mode, n == 1)];
@@ -722,10 +715,7 @@ impl SnapshotStore for PgStore {
     }
 
     async fn save_snapshot(&self, stream: &StreamId, snapshot: Snapshot) -> Result<(), StoreError> {
-        check_json("snapshot state", &snapshot.state).map_err(|reason| StoreError::Unstorable {
-            stream: stream.clone(),
-            reason,
-        })?;
+        check_snapshot(stream, &snapshot)?;
         let version = i64::try_from(snapshot.stream_version).map_err(|_| {
             backend(format!(
                 "snapshot version {} is out of range",

@@ -135,7 +135,7 @@ pub trait EventStore: Send + Sync + 'static {
     /// commit order. Either all are stored or none: a version mismatch is
     /// [`StoreError::Conflict`], an empty batch [`StoreError::EmptyAppend`], an event id
     /// already stored [`StoreError::DuplicateEventId`], data or metadata that
-    /// [`check_event`](super::check_event) refuses [`StoreError::Unstorable`].
+    /// [`check_append`](super::check_append) refuses [`StoreError::Unstorable`].
     async fn append(
         &self,
         stream: &StreamId,

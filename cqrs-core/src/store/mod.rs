@@ -15,4 +15,6 @@ pub use checkpoint_store::{CheckpointStore, DeadLetter, Lease};
 pub use error::{BoxError, StoreError};
 pub use event_store::{EventFilter, EventStore, ExpectedVersion};
 pub use snapshot_store::{Snapshot, SnapshotStore};
-pub use storable::{check_event, check_json, UnstorableJson, MAX_JSON_DEPTH};
+pub use storable::{
+    check_append, check_event, check_json, check_snapshot, UnstorableJson, MAX_JSON_DEPTH,
+};

@@ -27,6 +27,6 @@ pub trait SnapshotStore: Send + Sync + 'static {
     /// Saves `snapshot` unless one at a later stream version is already stored (two
     /// engines racing must not replace a newer snapshot with an older one). A snapshot at
     /// the same version replaces the stored one. A state that
-    /// [`check_json`](super::check_json) refuses is [`StoreError::Unstorable`].
+    /// [`check_snapshot`](super::check_snapshot) refuses is [`StoreError::Unstorable`].
     async fn save_snapshot(&self, stream: &StreamId, snapshot: Snapshot) -> Result<(), StoreError>;
 }

@@ -8,15 +8,14 @@
 //! - nesting deeper than serde_json's parser accepts (128 levels): PostgreSQL stored it,
 //!   and every later read of the row failed, which stalled every subscription behind it.
 //!
-//! Every backend checks events and snapshots with [`check_event`] and [`check_json`]
-//! before writing, so both are typed errors ([`StoreError::Unstorable`]) on every backend,
-//! and nothing is written.
-//!
-//! [`StoreError::Unstorable`]: super::StoreError::Unstorable
+//! Every backend checks events and snapshots with [`check_append`] and
+//! [`check_snapshot`] before writing, so both are typed errors
+//! ([`StoreError::Unstorable`]) on every backend, and nothing is written.
 
 use serde_json::Value;
 
-use crate::NewEvent;
+use super::{Snapshot, StoreError};
+use crate::{NewEvent, StreamId};
 
 /// The deepest nesting of arrays and objects accepted in event data, metadata and
 /// snapshot state.
@@ -108,6 +107,28 @@ pub fn check_event(event: &NewEvent) -> Result<(), UnstorableJson> {
         return Err(UnstorableJson::Nul { what: "metadata" });
     }
     Ok(())
+}
+
+/// Checks the events of an append to `stream` with [`check_event`]: what a backend calls
+/// before it writes anything.
+pub fn check_append(stream: &StreamId, events: &[NewEvent]) -> Result<(), StoreError> {
+    events
+        .iter()
+        .try_for_each(check_event)
+        .map_err(|reason| unstorable(stream, reason))
+}
+
+/// Checks the state of a snapshot of `stream` with [`check_json`]: what a backend calls
+/// before it saves it.
+pub fn check_snapshot(stream: &StreamId, snapshot: &Snapshot) -> Result<(), StoreError> {
+    check_json("snapshot state", &snapshot.state).map_err(|reason| unstorable(stream, reason))
+}
+
+fn unstorable(stream: &StreamId, reason: UnstorableJson) -> StoreError {
+    StoreError::Unstorable {
+        stream: stream.clone(),
+        reason,
+    }
 }
 
 #[cfg(test)]

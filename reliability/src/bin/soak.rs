@@ -22,8 +22,9 @@
 //!   of the warm-up to the end. The memory store keeps every event, so there its growth
 //!   per event in the second half of the run may be at most `--max-growth-ratio`
 //!   (default 1.5) times that of the first half (a leak grows it);
-//! - throughput: the mean of the last two slices is at least `--min-throughput-ratio`
-//!   (default 0.7) times the mean of the two slices after the warm-up.
+//! - throughput: the median of the last three slices is at least
+//!   `--min-throughput-ratio` (default 0.7) times the median of the three slices after
+//!   the warm-up.
 //!
 //! PostgreSQL: `DATABASE_URL` names a database where the soak creates a schema `soak_*`,
 //! dropped at the end.
@@ -128,9 +129,9 @@ impl Options {
                 _ => return Err(SoakError::Usage(format!("unknown option {flag}\n{USAGE}"))),
             }
         }
-        if options.slices < 5 || options.writers == 0 || options.streams < options.writers {
+        if options.slices < 7 || options.writers == 0 || options.streams < options.writers {
             return Err(SoakError::Usage(
-                "--slices must be at least 5 (a warm-up and two slices at each end), \
+                "--slices must be at least 7 (a warm-up and three slices at each end), \
                  --writers at least 1, --streams at least --writers"
                     .to_owned(),
             ));
@@ -311,9 +312,15 @@ fn verdict(options: &Options, run: &Run) -> bool {
             );
         }
     }
-    let n = slices.len();
-    let first = (slices[1].throughput(per_slice) + slices[2].throughput(per_slice)) / 2.0;
-    let end = (slices[n - 2].throughput(per_slice) + slices[n - 1].throughput(per_slice)) / 2.0;
+    // Medians of three, so that one slice slowed by something else on the machine does
+    // not decide; a real degradation slows most slices.
+    let median = |three: &[Slice]| {
+        let mut rates: Vec<f64> = three.iter().map(|s| s.throughput(per_slice)).collect();
+        rates.sort_by(f64::total_cmp);
+        rates[1]
+    };
+    let first = median(&slices[1..4]);
+    let end = median(&slices[slices.len() - 3..]);
     check(
         end >= first * options.min_throughput_ratio,
         format!(
