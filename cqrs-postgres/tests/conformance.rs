@@ -1,9 +1,19 @@
-//! The shared conformance suite of cqrs-core, on PostgreSQL: each test gets a fresh schema.
+//! The shared conformance suite of cqrs-core, on PostgreSQL: each test gets a fresh schema,
+//! and the tests run one at a time (see `common`'s module docs for why).
 
 mod common;
 
-async fn fresh_store() -> common::TestStore {
-    common::TestStore::new().await
+use std::sync::{Mutex, MutexGuard, PoisonError};
+
+async fn fresh_store() -> cqrs_postgres::PgStore {
+    common::fresh_pg_store().await
 }
 
-cqrs_core::conformance_tests!(fresh_store);
+/// Held by each test, from before its runtime starts until after it is gone. A test that
+/// failed poisons the lock; the next one still runs.
+fn one_at_a_time() -> MutexGuard<'static, ()> {
+    static TURN: Mutex<()> = Mutex::new(());
+    TURN.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+cqrs_core::conformance_tests!(fresh_store, one_at_a_time);

@@ -94,10 +94,34 @@ pub fn run<F: Future<Output = ()>>(test: impl FnOnce() -> F) {
 ///
 /// `$factory` is an `async fn() -> S` (or a path to one) in scope where the macro is
 /// invoked, with `S: EventStore + SnapshotStore + CheckpointStore + Clone`.
+///
+/// A backend whose tests must not run at the same time (on PostgreSQL, a global read
+/// waits for every older transaction in the cluster, so parallel tests hold each other's
+/// reads back) names a function too: `conformance_tests!(fresh_store, one_at_a_time)`.
+/// Each test calls `one_at_a_time()` first and keeps what it returns (a lock guard) until
+/// the test's runtime, with every task it started, is gone.
 #[macro_export]
 macro_rules! conformance_tests {
+    (@cases $factory:path, $one_at_a_time:expr; $($case:ident),* $(,)?) => {
+        mod conformance {
+            #[allow(unused_imports)]
+            use super::*;
+            $(
+                #[test]
+                fn $case() {
+                    let _turn = ($one_at_a_time)();
+                    $crate::testing::conformance::run(|| async {
+                        $crate::testing::conformance::$case($factory().await).await
+                    });
+                }
+            )*
+        }
+    };
     ($factory:path) => {
-        $crate::conformance_tests!(@cases $factory;
+        $crate::conformance_tests!($factory, (|| ()));
+    };
+    ($factory:path, $one_at_a_time:expr) => {
+        $crate::conformance_tests!(@cases $factory, $one_at_a_time;
             append_assigns_contiguous_versions,
             append_is_atomic,
             conflict_names_stream_and_versions,
@@ -140,20 +164,6 @@ macro_rules! conformance_tests {
             one_runner_is_active_and_another_takes_over,
             process_manager_commands_are_idempotent,
         );
-    };
-    (@cases $factory:path; $($case:ident),* $(,)?) => {
-        mod conformance {
-            #[allow(unused_imports)]
-            use super::*;
-            $(
-                #[test]
-                fn $case() {
-                    $crate::testing::conformance::run(|| async {
-                        $crate::testing::conformance::$case($factory().await).await
-                    });
-                }
-            )*
-        }
     };
 }
 
