@@ -27,17 +27,9 @@ impl Backend {
     pub async fn from_env(schema: &str) -> Result<Self, Box<dyn std::error::Error>> {
         match std::env::var("DATABASE_URL") {
             Ok(url) if !url.is_empty() => {
-                let store = cqrs_postgres::PgStore::connect(&url)
-                    .await?
-                    .with_schema(schema)?;
-                store.migrate().await?;
-                let store = Arc::new(store);
-                Ok(Self {
-                    events: store.clone(),
-                    snapshots: store.clone(),
-                    checkpoints: store,
-                    description: format!("PostgreSQL (schema {schema}, from DATABASE_URL)"),
-                })
+                let mut backend = Self::postgres(&url, schema).await?;
+                backend.description = format!("PostgreSQL (schema {schema}, from DATABASE_URL)");
+                Ok(backend)
             }
             _ => {
                 let store = Arc::new(cqrs_memory::MemoryStore::new());
@@ -49,6 +41,21 @@ impl Backend {
                 })
             }
         }
+    }
+
+    /// PostgreSQL at `url`, migrated, in `schema`.
+    pub async fn postgres(url: &str, schema: &str) -> Result<Self, Box<dyn std::error::Error>> {
+        let store = cqrs_postgres::PgStore::connect(url)
+            .await?
+            .with_schema(schema)?;
+        store.migrate().await?;
+        let store = Arc::new(store);
+        Ok(Self {
+            events: store.clone(),
+            snapshots: store.clone(),
+            checkpoints: store,
+            description: format!("PostgreSQL (schema {schema})"),
+        })
     }
 }
 

@@ -4,12 +4,10 @@
 //! outage test, which stops and restarts a PostgreSQL cluster of its own.
 
 use std::net::{Ipv4Addr, SocketAddr};
-use std::sync::Arc;
 use std::time::Duration;
 
 use axum::http::StatusCode;
 use cqrs_postgres::testing::TempCluster;
-use cqrs_postgres::PgStore;
 use examples::Backend;
 use serde_json::{json, Value};
 use tokio::sync::{Mutex, MutexGuard};
@@ -273,19 +271,9 @@ async fn status_becomes(client: &Client, wanted: StatusCode) -> Value {
 async fn status_is_503_while_the_database_is_down_and_200_again_after() {
     // A cluster of its own, since this test stops it.
     let mut cluster = TempCluster::start().expect("a private PostgreSQL cluster starts");
-    let store = PgStore::connect(&cluster.url())
+    let backend = Backend::postgres(&cluster.url(), crate::SCHEMA)
         .await
-        .expect("connect to the private cluster")
-        .with_schema(crate::SCHEMA)
-        .expect("a valid schema name");
-    store.migrate().await.expect("migrate");
-    let store = Arc::new(store);
-    let backend = Backend {
-        events: store.clone(),
-        snapshots: store.clone(),
-        checkpoints: store,
-        description: "a private PostgreSQL cluster".into(),
-    };
+        .expect("the private cluster, migrated");
     let service = Service::start(&backend, any_free_port())
         .await
         .expect("the service starts");

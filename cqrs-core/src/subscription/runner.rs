@@ -22,23 +22,16 @@ const MAX_PAUSE: Duration = Duration::from_secs(5);
 /// but could still build it (see [`StoreError::Corrupt`]). Any other read error is the
 /// store's, and is retried as such.
 fn unreadable(error: StoreError) -> Result<DeliveryError, StoreError> {
-    match error {
+    let event = match &error {
         StoreError::Corrupt {
-            stream,
-            stream_version,
-            reason,
-            event: Some(event),
-        } => Ok(DeliveryError::Event {
-            event: Arc::clone(&event),
-            source: Box::new(StoreError::Corrupt {
-                stream,
-                stream_version,
-                reason,
-                event: Some(event),
-            }),
-        }),
-        other => Err(other),
-    }
+            event: Some(event), ..
+        } => Arc::clone(event),
+        _ => return Err(error),
+    };
+    Ok(DeliveryError::Event {
+        event,
+        source: Box::new(error),
+    })
 }
 
 /// Runs `subscription` until it is stopped or fails; its status goes to `shared`.
