@@ -25,8 +25,28 @@ use crate::PgStore;
 enum Failure {
     /// A statement failed: map it with `append_error`, which needs the batch's event ids.
     Sql(sqlx::Error, Vec<Uuid>),
+    /// [`StoreError::StaleTransaction`], with the events handed back: an append in a
+    /// transaction of its own retries them in a new one.
+    Stale(StoreError, Vec<NewEvent>),
     /// Anything else.
     Store(StoreError),
+}
+
+/// How often an append in a transaction of its own is tried in all when refused with
+/// [`StoreError::StaleTransaction`]. Such a transaction takes its id within the append
+/// statement, so it is refused only when a younger transaction took the stream's row
+/// between the two (racing `Any` appends: an exact one finds the version moved and is a
+/// conflict); each new attempt is younger than every writer so far.
+const STALE_ATTEMPTS: u32 = 16;
+
+impl Failure {
+    /// The error of a failure already mapped (not [`Failure::Sql`]).
+    fn into_error(self) -> StoreError {
+        match self {
+            Failure::Store(e) | Failure::Stale(e, _) => e,
+            Failure::Sql(e, _) => map_sqlx(e),
+        }
+    }
 }
 
 fn backend(message: String) -> StoreError {
@@ -66,10 +86,11 @@ impl PgStore {
         expected: ExpectedVersion,
         events: Vec<NewEvent>,
     ) -> Result<Vec<Arc<StoredEvent>>, StoreError> {
+        // The caller's transaction cannot be retried here: a stale one is refused.
         if self.inline.is_empty() {
             return match self.append_on(conn, stream, expected, events).await {
                 Ok(stored) => Ok(stored),
-                Err(Failure::Store(e)) => Err(e),
+                Err(Failure::Store(e) | Failure::Stale(e, _)) => Err(e),
                 Err(Failure::Sql(e, ids)) => {
                     Err(self.append_error(e, stream, expected, &ids).await)
                 }
@@ -83,7 +104,7 @@ impl PgStore {
         // sqlx makes this a SAVEPOINT inside a transaction it began, a BEGIN otherwise.
         let tx = conn.begin().await.map_err(map_sqlx)?;
         let (result, _) = self.append_with_inline(tx, stream, expected, events).await;
-        result
+        result.map_err(Failure::into_error)
     }
 
     /// Saves a checkpoint like [`CheckpointStore::save_checkpoint`], on a connection of the
@@ -105,14 +126,14 @@ impl PgStore {
     /// inline projections on the stored events, and commits `tx` (a transaction or a
     /// savepoint); on any failure, rolls it back first. Also says whether the connection
     /// was left idle and outside the transaction (committed or rolled back), so that the
-    /// caller may keep it.
+    /// caller may keep it. The error is a [`Failure::Stale`] or a [`Failure::Store`].
     async fn append_with_inline(
         &self,
         mut tx: Transaction<'_, Postgres>,
         stream: &StreamId,
         expected: ExpectedVersion,
         events: Vec<NewEvent>,
-    ) -> (Result<Vec<Arc<StoredEvent>>, StoreError>, bool) {
+    ) -> (Result<Vec<Arc<StoredEvent>>, Failure>, bool) {
         let ran = match self.append_on(&mut tx, stream, expected, events).await {
             Ok(stored) => self
                 .run_inline(&mut tx, stream, &stored)
@@ -124,20 +145,24 @@ impl PgStore {
         match ran {
             Ok(stored) => match tx.commit().await {
                 Ok(()) => (Ok(stored), true),
-                Err(e) => (Err(map_sqlx(e)), false),
+                Err(e) => (Err(Failure::Store(map_sqlx(e))), false),
             },
             Err(failure) => {
                 // Explicitly, so that a savepoint is undone before the caller's next
                 // statement; and a connection that broke is reported as such.
                 let rolled_back = tx.rollback().await;
-                let error = match failure {
-                    Failure::Store(e) => e,
-                    Failure::Sql(e, ids) => self.append_error(e, stream, expected, &ids).await,
+                let failure = match failure {
+                    Failure::Sql(e, ids) => {
+                        Failure::Store(self.append_error(e, stream, expected, &ids).await)
+                    }
+                    other => other,
                 };
                 match rolled_back {
-                    Ok(()) => (Err(error), true),
-                    Err(rollback) if is_unavailable(&rollback) => (Err(map_sqlx(rollback)), false),
-                    Err(_) => (Err(error), false),
+                    Ok(()) => (Err(failure), true),
+                    Err(rollback) if is_unavailable(&rollback) => {
+                        (Err(Failure::Store(map_sqlx(rollback))), false)
+                    }
+                    Err(_) => (Err(failure), false),
                 }
             }
         }
@@ -224,15 +249,35 @@ impl PgStore {
             Err(e) => return Err(Failure::Sql(e, ids)),
         };
         if rows.is_empty() {
-            // The stream row did not move: another writer got there first. Its version,
-            // read on the same connection (inside the caller's transaction, if any, which
-            // is still usable: nothing failed).
+            // The stream row did not move: its version was not the expected one, or it
+            // was written by a younger transaction. Read on the same connection (inside
+            // the caller's transaction, if any, which is still usable: nothing failed).
+            // Versions only grow, so a version still as expected (or `Any`) means the
+            // version check passed and the writer check refused: this transaction is
+            // stale. (Inferred, not asked: an implicit transaction has ended by the time
+            // of this read, which runs in a new one.)
             return match self.current_version(&mut *conn, stream).await {
-                Ok(actual) => Err(Failure::Store(StoreError::Conflict {
-                    stream: stream.clone(),
-                    expected,
-                    actual,
-                })),
+                Ok(actual) => {
+                    let at_expected = match expected {
+                        ExpectedVersion::Any => true,
+                        // Only an existing row stops its insert.
+                        ExpectedVersion::NoStream => false,
+                        ExpectedVersion::Exact(v) => v == actual,
+                    };
+                    if at_expected {
+                        let error = StoreError::StaleTransaction {
+                            stream: stream.clone(),
+                            version: actual,
+                        };
+                        Err(Failure::Stale(error, events))
+                    } else {
+                        Err(Failure::Store(StoreError::Conflict {
+                            stream: stream.clone(),
+                            expected,
+                            actual,
+                        }))
+                    }
+                }
                 Err(e) => Err(Failure::Sql(e, ids)),
             };
         }
@@ -320,6 +365,7 @@ impl PgStore {
         }
     }
 
+    /// The stream's version (0 when it has none).
     async fn current_version(
         &self,
         conn: &mut PgConnection,
@@ -331,6 +377,53 @@ impl PgStore {
             .fetch_optional(conn)
             .await?;
         Ok(version.unwrap_or(0) as u64)
+    }
+
+    /// [`EventStore::append`] once, in a transaction of its own. The error is a
+    /// [`Failure::Stale`] or a [`Failure::Store`].
+    async fn append_alone(
+        &self,
+        stream: &StreamId,
+        expected: ExpectedVersion,
+        events: Vec<NewEvent>,
+    ) -> Result<Vec<Arc<StoredEvent>>, Failure> {
+        let mut conn = self.lease().await.map_err(Failure::Store)?;
+        if !self.inline.is_empty() {
+            if events.is_empty() {
+                conn.keep();
+                return Err(Failure::Store(StoreError::EmptyAppend {
+                    stream: stream.clone(),
+                }));
+            }
+            // BEGIN, the append, each inline projection, COMMIT, on this one connection,
+            // kept afterwards only when it is idle and out of the transaction.
+            let (result, clean) = match Connection::begin(&mut *conn).await {
+                Ok(tx) => self.append_with_inline(tx, stream, expected, events).await,
+                // Not kept: whatever went wrong, the pool checks it.
+                Err(e) => (Err(Failure::Store(map_sqlx(e))), false),
+            };
+            if clean {
+                conn.keep();
+            }
+            return result;
+        }
+        // One statement in an implicit transaction: one round trip.
+        match self.append_on(&mut conn, stream, expected, events).await {
+            Ok(stored) => {
+                conn.keep();
+                Ok(stored)
+            }
+            Err(Failure::Sql(e, ids)) => {
+                conn.keep_unless_broken(&e);
+                Err(Failure::Store(
+                    self.append_error(e, stream, expected, &ids).await,
+                ))
+            }
+            Err(other) => {
+                conn.keep();
+                Err(other)
+            }
+        }
     }
 
     /// A connection for one operation of the store (see [`crate::held`]).
@@ -498,39 +591,16 @@ impl EventStore for PgStore {
         expected: ExpectedVersion,
         events: Vec<NewEvent>,
     ) -> Result<Vec<Arc<StoredEvent>>, StoreError> {
-        let mut conn = self.lease().await?;
-        if !self.inline.is_empty() {
-            if events.is_empty() {
-                conn.keep();
-                return Err(StoreError::EmptyAppend {
-                    stream: stream.clone(),
-                });
-            }
-            // BEGIN, the append, each inline projection, COMMIT, on this one connection,
-            // kept afterwards only when it is idle and out of the transaction.
-            let (result, clean) = match Connection::begin(&mut *conn).await {
-                Ok(tx) => self.append_with_inline(tx, stream, expected, events).await,
-                // Not kept: whatever went wrong, the pool checks it.
-                Err(e) => (Err(map_sqlx(e)), false),
-            };
-            if clean {
-                conn.keep();
-            }
-            return result;
-        }
-        // One statement in an implicit transaction: one round trip.
-        match self.append_on(&mut conn, stream, expected, events).await {
-            Ok(stored) => {
-                conn.keep();
-                Ok(stored)
-            }
-            Err(Failure::Store(e)) => {
-                conn.keep();
-                Err(e)
-            }
-            Err(Failure::Sql(e, ids)) => {
-                conn.keep_unless_broken(&e);
-                Err(self.append_error(e, stream, expected, &ids).await)
+        let mut events = events;
+        let mut attempt = 1;
+        loop {
+            match self.append_alone(stream, expected, events).await {
+                Err(Failure::Stale(error, back)) if attempt < STALE_ATTEMPTS => {
+                    tracing::debug!(%error, attempt, "append retried in a new transaction");
+                    attempt += 1;
+                    events = back;
+                }
+                result => return result.map_err(Failure::into_error),
             }
         }
     }

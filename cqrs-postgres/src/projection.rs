@@ -125,6 +125,24 @@ pub(crate) fn connection_lost(error: &(dyn std::error::Error + 'static)) -> bool
     false
 }
 
+/// Whether `error` (or one of its sources) is [`StoreError::StaleTransaction`]: an append
+/// the handler made in the batch's transaction, refused because the transaction is older
+/// than the stream's last writer. A new transaction will do: the database's failure, not
+/// the event's.
+fn stale_transaction(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = Some(error);
+    while let Some(e) = cause {
+        if matches!(
+            e.downcast_ref::<StoreError>(),
+            Some(StoreError::StaleTransaction { .. })
+        ) {
+            return true;
+        }
+        cause = e.source();
+    }
+    false
+}
+
 /// Feeds a [`PgProjection`] from a [`Subscription`](cqrs_core::Subscription), with
 /// exactly-once effect: built by [`PgStore::transactional`].
 ///
@@ -230,6 +248,9 @@ async fn failed<E: std::error::Error + Send + Sync + 'static>(
     }
     if lost {
         return DeliveryError::Store(StoreError::Unavailable(Box::new(error)));
+    }
+    if stale_transaction(&error) {
+        return DeliveryError::Store(StoreError::Backend(Box::new(error)));
     }
     match event {
         Some(event) => DeliveryError::Event {

@@ -100,12 +100,14 @@ impl Sql {
             )
         };
         // The append, as one statement in the caller's (usually implicit) transaction:
-        // move the stream row, then insert the events numbered from its new version. It
-        // does what the `append_events` function of migration 0001 does, without the cost
-        // of a PL/pgSQL call (measured: the function took 40% more server CPU than this
-        // statement; see docs/src/performance.md). If the row did not move (another
-        // writer got there first), no event is inserted and no row comes back: the caller
-        // reads the actual version and reports a conflict.
+        // move the stream row, then insert the events numbered from its new version (one
+        // statement rather than a PL/pgSQL function, which costs more server CPU: see
+        // docs/src/performance.md). The row also records its writer, and only a
+        // transaction at least as young as the last writer may move it: the log is in
+        // transaction order, so an older one would put its events before the version
+        // they follow (migration 0003). If the row did not move (another writer got
+        // there first, or this transaction is too old), no event is inserted and no row
+        // comes back: the caller reads the stream row and says which.
         //
         // $1, $2: the stream; $3..$7: event ids, types, versions, data, metadata (scalars
         // for one event, arrays for a batch); $8: the expected version (Exact only). The
@@ -118,17 +120,21 @@ impl Sql {
             };
             let stream = match mode {
                 AppendMode::Exact => format!(
-                    "UPDATE {s}.streams SET version = version + {n} \
-                     WHERE stream_type = $1 AND stream_id = $2 AND version = $8 RETURNING version"
+                    "UPDATE {s}.streams SET version = version + {n}, writer = pg_current_xact_id() \
+                     WHERE stream_type = $1 AND stream_id = $2 AND version = $8 \
+                     AND writer <= pg_current_xact_id() RETURNING version"
                 ),
                 AppendMode::NoStream => format!(
-                    "INSERT INTO {s}.streams (stream_type, stream_id, version) VALUES ($1, $2, {n}) \
+                    "INSERT INTO {s}.streams (stream_type, stream_id, version, writer) \
+                     VALUES ($1, $2, {n}, pg_current_xact_id()) \
                      ON CONFLICT (stream_type, stream_id) DO NOTHING RETURNING version"
                 ),
                 AppendMode::Any => format!(
-                    "INSERT INTO {s}.streams AS st (stream_type, stream_id, version) VALUES ($1, $2, {n}) \
-                     ON CONFLICT (stream_type, stream_id) DO UPDATE SET version = st.version + {n} \
-                     RETURNING st.version"
+                    "INSERT INTO {s}.streams AS st (stream_type, stream_id, version, writer) \
+                     VALUES ($1, $2, {n}, pg_current_xact_id()) \
+                     ON CONFLICT (stream_type, stream_id) DO UPDATE \
+                     SET version = st.version + {n}, writer = excluded.writer \
+                     WHERE st.writer <= excluded.writer RETURNING st.version"
                 ),
             };
             let rows = if single {

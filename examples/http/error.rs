@@ -156,7 +156,9 @@ impl From<StoreError> for ApiError {
     fn from(error: StoreError) -> Self {
         let message = error.to_string();
         match error {
-            StoreError::Conflict { .. } => ApiError::Conflict(message),
+            StoreError::Conflict { .. } | StoreError::StaleTransaction { .. } => {
+                ApiError::Conflict(message)
+            }
             // The request's text is what ends up in the event (an owner's name with a
             // NUL, say): the client's to fix.
             StoreError::InvalidIdentifier(_) | StoreError::Unstorable { .. } => {

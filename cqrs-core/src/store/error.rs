@@ -25,6 +25,23 @@ pub enum StoreError {
         /// The version the stream was at (0 when it has no events).
         actual: u64,
     },
+    /// The append ran in a transaction older than the one that wrote the stream's current
+    /// version, so its events would come before that version in the global log (which
+    /// is in transaction order on PostgreSQL) and a subscriber would see the stream go
+    /// backwards. Nothing was written. Roll the transaction back and retry in a new one,
+    /// or append to the stream before the transaction's other writes. Only an append
+    /// inside a caller's transaction can meet it: a store retries its own.
+    #[error(
+        "append to {stream} refused: the transaction is older than the one that wrote its \
+         version {version}, so its events would precede that version in the global log; \
+         roll back and retry in a new transaction"
+    )]
+    StaleTransaction {
+        /// The stream.
+        stream: StreamId,
+        /// The stream's current version, written by the younger transaction.
+        version: u64,
+    },
     /// An identifier was refused before any I/O.
     #[error(transparent)]
     InvalidIdentifier(#[from] IdentifierError),
@@ -93,12 +110,14 @@ pub enum StoreError {
 }
 
 impl StoreError {
-    /// Whether trying the same operation again may succeed: a conflict (after reloading)
-    /// or an unavailable store (after a pause).
+    /// Whether trying the same operation again may succeed: a conflict (after reloading),
+    /// a stale transaction (in a new transaction) or an unavailable store (after a pause).
     pub fn is_retriable(&self) -> bool {
         matches!(
             self,
-            StoreError::Conflict { .. } | StoreError::Unavailable(_)
+            StoreError::Conflict { .. }
+                | StoreError::StaleTransaction { .. }
+                | StoreError::Unavailable(_)
         )
     }
 }

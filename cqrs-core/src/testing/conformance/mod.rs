@@ -61,7 +61,7 @@ pub use read::{
 pub use snapshot::snapshots_save_load_and_keep_the_latest;
 pub use subscription::{
     a_filtered_subscription_idles_quietly, a_view_added_late_catches_up_on_ten_thousand_events,
-    caught_up_after_a_rebuild_waits_for_the_rebuild,
+    caught_up_after_a_rebuild_waits_for_the_rebuild, every_stream_is_in_version_order_in_the_log,
     failing_events_stop_the_subscription_or_are_parked,
     one_runner_is_active_and_another_takes_over, process_manager_commands_are_idempotent,
     subscription_catches_up_then_goes_live, subscription_rebuilds_on_new_version_and_on_request,
@@ -155,6 +155,7 @@ macro_rules! conformance_tests {
             counts_after_a_position_with_filter_and_limit,
             read_horizon_covers_what_is_readable,
             subscription_catches_up_then_goes_live,
+            every_stream_is_in_version_order_in_the_log,
             a_filtered_subscription_idles_quietly,
             subscription_resumes_from_its_checkpoint,
             a_view_added_late_catches_up_on_ten_thousand_events,
