@@ -253,6 +253,7 @@ impl Runner {
                     continue;
                 }
                 reset = false;
+                narrow = None;
                 position = Position::START;
                 scanned = position;
                 self.set(|s| s.position = Some(Position::START));
