@@ -34,8 +34,9 @@ use futures::FutureExt;
 
 /// A panic caught at a call of application code, with its message.
 ///
-/// The source of the failure it caused: a [`DeliveryError::Event`](crate::subscription::DeliveryError::Event)
-/// (so its text names the event's stream, version and type, and then this), a
+/// The source of the failure it caused: a
+/// [`DeliveryError::Event`](crate::subscription::DeliveryError::Event) (so its text
+/// names the event's stream, version and type, and then this), a
 /// [`StoreError::Projection`](crate::StoreError::Projection), or an
 /// [`EngineError::Panicked`](crate::EngineError::Panicked).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -68,7 +68,8 @@ impl<A: Aggregate> Engine<A> {
                 let state = &mut loaded.state;
                 if let Err(panic) = unwind::catch_sync(|| state.apply(&event)) {
                     // The half-folded state is dropped with `loaded`.
-                    tracing::error!(version = stored.stream_version, error = %panic, "apply panicked");
+                    let version = stored.stream_version;
+                    tracing::error!(version, error = %panic, "apply panicked");
                     return Err(EngineError::Panicked {
                         stream: stream.clone(),
                         call: "apply",

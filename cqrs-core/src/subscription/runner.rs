@@ -410,10 +410,11 @@ impl Runner {
         }
     }
 
-    /// Reads the next batch (of at most `size` events) after `scanned`. When there is none, also returns the store's
-    /// read horizon, checked by a second read: the horizon is taken after the first read
-    /// found nothing, and an event at or below it that became readable in between would
-    /// otherwise be passed over. So the horizon costs a round trip only when idle.
+    /// Reads the next batch (of at most `size` events) after `scanned`. When there is
+    /// none, also returns the store's read horizon, checked by a second read: the horizon
+    /// is taken after the first read found nothing, and an event at or below it that
+    /// became readable in between would otherwise be passed over. So the horizon costs a
+    /// round trip only when idle.
     async fn read(
         &self,
         scanned: Position,
