@@ -27,6 +27,7 @@
 //! - [`store`]: the backend traits and their errors;
 //! - [`engine`]: command execution, retries, snapshots, temporal queries;
 //! - [`ident`]: validated identifiers;
+//! - [`unwind`]: panics in application code, caught where the framework calls it;
 //! - `testing` (feature): given/when/then and the conformance suite.
 
 #![warn(missing_docs)]
@@ -40,6 +41,7 @@ pub mod store;
 pub mod subscription;
 #[cfg(feature = "testing")]
 pub mod testing;
+pub mod unwind;
 
 mod shared;
 

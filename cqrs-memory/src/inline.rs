@@ -5,7 +5,7 @@ use std::sync::{Arc, PoisonError, RwLock};
 
 use cqrs_core::codec;
 use cqrs_core::store::BoxError;
-use cqrs_core::{Projection, StoreError, StoredEvent, StreamId};
+use cqrs_core::{unwind, Projection, StoreError, StoredEvent, StreamId};
 use futures::future::BoxFuture;
 use tokio::sync::{Mutex, MutexGuard};
 
@@ -72,9 +72,12 @@ impl Inline {
             .unwrap_or_else(PoisonError::into_inner)
             .clone();
         for projection in projections {
-            projection
-                .run(events)
+            // A panic refuses the batch like an error. Nothing is held across the call
+            // but the append gate (a tokio mutex, released as the error returns) and
+            // nothing is stored yet.
+            unwind::catch(projection.run(events))
                 .await
+                .unwrap_or_else(|panic| Err(Box::new(panic)))
                 .map_err(|source| StoreError::Projection {
                     stream: stream.clone(),
                     projection: projection.name().to_owned(),
@@ -93,7 +96,8 @@ impl MemoryStore {
     /// the transaction.
     ///
     /// Add inline projections before the store is used: appends pass the gate one at a
-    /// time while there are any. (An event the projection already handled before a later
+    /// time while there are any. A handler that panics refuses the append the same way
+    /// (the panic is caught). (An event the projection already handled before a later
     /// projection refused the batch is not taken back: handlers of inline projections on
     /// memory should fail before they change anything.)
     ///

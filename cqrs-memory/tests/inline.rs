@@ -54,6 +54,8 @@ impl User {
 struct Directory {
     names: Arc<Mutex<HashMap<String, Position>>>,
     blocked: Arc<Mutex<Vec<String>>>,
+    /// Names it panics on (a bug).
+    crashing: Arc<Mutex<Vec<String>>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -65,6 +67,9 @@ impl Directory {
         let UserEvent::Registered { name } = &event.data;
         if self.blocked.lock().unwrap().contains(name) {
             return Err(Blocked(name.clone()));
+        }
+        if self.crashing.lock().unwrap().contains(name) {
+            panic!("directory bug on {name}");
         }
         self.names
             .lock()
@@ -124,6 +129,45 @@ async fn a_failing_inline_projection_refuses_the_append() {
         .await
         .expect("registered");
     assert_eq!(store.len(), 1);
+}
+
+/// A handler that panics refuses the append as an error would: the engine gets the
+/// projection's failure with the panic, nothing is stored, and the store's append gate
+/// is free for the next append.
+#[tokio::test]
+async fn a_panicking_inline_projection_refuses_the_append_and_the_store_goes_on() {
+    let directory = Directory::default();
+    directory.crashing.lock().unwrap().push("bobby".into());
+    let store = MemoryStore::new().with_inline_projection(directory.clone());
+    let users = Engine::<User>::new(store.clone(), ());
+    let refused = users
+        .send(Register {
+            name: "bobby".into(),
+        })
+        .await;
+    match refused {
+        Err(EngineError::Store(StoreError::Projection {
+            stream,
+            projection,
+            source,
+        })) => {
+            assert_eq!(stream.to_string(), "user/bobby");
+            assert_eq!(projection, "directory");
+            assert_eq!(source.to_string(), "panicked: directory bug on bobby");
+        }
+        other => panic!("expected the projection's refusal, got {other:?}"),
+    }
+    assert!(store.is_empty(), "nothing stored");
+    // Bounded, so that a gate left locked by the panic fails the test instead of hanging.
+    let next = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        users.send(Register { name: "ada".into() }),
+    )
+    .await
+    .expect("the append gate is free");
+    next.expect("registered");
+    assert_eq!(store.len(), 1);
+    assert!(directory.names.lock().unwrap().contains_key("ada"));
 }
 
 /// Readers never see an event the inline projection has not taken in: while appends

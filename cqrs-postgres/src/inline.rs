@@ -5,7 +5,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use cqrs_core::store::BoxError;
-use cqrs_core::{codec, EventFilter, StoreError, StoredEvent, StreamId};
+use cqrs_core::{codec, unwind, EventFilter, StoreError, StoredEvent, StreamId};
 use sqlx::PgConnection;
 
 use crate::projection::{connection_lost, filter_of, PgProjection};
@@ -61,7 +61,9 @@ impl PgStore {
     /// connection. When the append returns, the read model holds its events; no reader
     /// ever sees the events without their effect. A failing projection rolls everything
     /// back and the append fails with
-    /// [`StoreError::Projection`](cqrs_core::StoreError::Projection): nothing is stored.
+    /// [`StoreError::Projection`](cqrs_core::StoreError::Projection): nothing is stored. A
+    /// handler that panics fails the append the same way (the panic is caught, and the
+    /// transaction rolled back before the connection is reused).
     ///
     /// [`append_in`](PgStore::append_in) runs them too, inside a savepoint of the caller's
     /// transaction. A store without inline projections keeps its one-round-trip append.
@@ -101,7 +103,12 @@ impl PgStore {
         events: &[Arc<StoredEvent>],
     ) -> Result<(), StoreError> {
         for projection in self.inline.iter() {
-            if let Err(source) = projection.run(&mut *conn, events).await {
+            // A panic refuses the append like an error: the caller rolls the transaction
+            // back before the connection is used again.
+            let ran = unwind::catch(projection.run(&mut *conn, events))
+                .await
+                .unwrap_or_else(|panic| Err(Box::new(panic)));
+            if let Err(source) = ran {
                 // A broken connection is the store's failure (retriable), not the
                 // projection's refusal.
                 if connection_lost(source.as_ref()) {

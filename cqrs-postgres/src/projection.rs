@@ -7,7 +7,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use cqrs_core::subscription::{decode, Consumer, DeliveryError};
 use cqrs_core::{
-    CheckpointStore, DomainEvent, Envelope, EventFilter, Position, StoreError, StoredEvent,
+    unwind, CheckpointStore, DomainEvent, Envelope, EventFilter, Position, StoreError, StoredEvent,
 };
 use sqlx::postgres::Postgres;
 use sqlx::{PgConnection, Row, Transaction};
@@ -149,7 +149,8 @@ fn stale_transaction(error: &(dyn std::error::Error + 'static)) -> bool {
 /// Each batch is one transaction: lock the checkpoint row (`SELECT ... FOR UPDATE`,
 /// creating it if absent), check that it is where the runner says it is, decode and
 /// handle every event, move the checkpoint, commit. A failing handler rolls the whole
-/// batch back. A checkpoint found elsewhere (another process delivered since: the lease
+/// batch back; so does one that panics (the panic is caught and is the event's failure,
+/// as an error would be). A checkpoint found elsewhere (another process delivered since: the lease
 /// changed hands) applies nothing and returns
 /// [`DeliveryError::CheckpointMoved`], which fences a stale runner even if, for a moment,
 /// two believe they hold the lease.
@@ -298,9 +299,17 @@ impl<P: PgProjection> Consumer for Transactional<P> {
             });
         }
         for stored in events {
-            let event = decode::<P::Event>(stored)?;
-            if let Err(e) = self.projection.handle(&mut tx, &event).await {
-                return Err(failed(tx, Some(stored), e).await);
+            // A panic (in an upcaster or in the handler) fails the event like an error,
+            // and the transaction is rolled back explicitly as for one: the handler may
+            // have left it anywhere, and the connection goes back to the pool.
+            let event = match unwind::catch_sync(|| decode::<P::Event>(stored)) {
+                Ok(decoded) => decoded?,
+                Err(panic) => return Err(failed(tx, Some(stored), panic).await),
+            };
+            match unwind::catch(self.projection.handle(&mut tx, &event)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => return Err(failed(tx, Some(stored), e).await),
+                Err(panic) => return Err(failed(tx, Some(stored), panic).await),
             }
         }
         self.store.save_checkpoint_in(&mut tx, &key, to).await?;
@@ -314,8 +323,10 @@ impl<P: PgProjection> Consumer for Transactional<P> {
         let key = self.checkpoint_name();
         cqrs_core::ident::validate("subscription name", &key).map_err(StoreError::from)?;
         let mut tx = self.store.begin().await?;
-        if let Err(e) = self.projection.reset(&mut tx).await {
-            return Err(failed(tx, None, e).await);
+        match unwind::catch(self.projection.reset(&mut tx)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(failed(tx, None, e).await),
+            Err(panic) => return Err(failed(tx, None, panic).await),
         }
         self.store
             .save_checkpoint_in(&mut tx, &key, Position::START)

@@ -107,6 +107,8 @@ struct Stats {
     resets: AtomicU32,
     /// Calls of `handle` with the `kill_once` amount (the first one kills).
     killed: AtomicU32,
+    /// Calls of `handle` that panicked (the `crash` amount).
+    crashes: AtomicU32,
 }
 
 /// Totals per owner (a key the test chooses, carried in the events) in table `totals`,
@@ -123,6 +125,8 @@ struct OwnerTotals<const V: u32 = 1> {
     delay: Duration,
     /// The first event with this amount kills its own database connection.
     kill_once: Option<i64>,
+    /// Events with this amount panic, after the handler's writes (a bug).
+    crash: Option<i64>,
     stats: Arc<Stats>,
 }
 
@@ -134,6 +138,7 @@ impl<const V: u32> OwnerTotals<V> {
             poison: None,
             delay: Duration::ZERO,
             kill_once: None,
+            crash: None,
             stats: Arc::default(),
         }
     }
@@ -145,6 +150,11 @@ impl<const V: u32> OwnerTotals<V> {
 
     fn poison(mut self, amount: i64) -> Self {
         self.poison = Some(amount);
+        self
+    }
+
+    fn crash_at(mut self, amount: i64) -> Self {
+        self.crash = Some(amount);
         self
     }
 
@@ -212,6 +222,10 @@ impl<const V: u32> PgProjection for OwnerTotals<V> {
         .bind(amount)
         .execute(&mut *tx)
         .await?;
+        if self.crash == Some(amount) {
+            self.stats.crashes.fetch_add(1, Ordering::SeqCst);
+            panic!("owner_totals bug at amount {amount}");
+        }
         Ok(())
     }
 
@@ -828,6 +842,140 @@ async fn with_the_park_policy_a_failing_event_is_parked_in_dead_letters_and_skip
         "{refused:?}"
     );
     running.shutdown().await.expect("clean shutdown");
+}
+
+/// Waits until the view's handler has panicked once.
+async fn first_crash(stats: &Stats) {
+    let deadline = Instant::now() + CAUGHT_UP;
+    while stats.crashes.load(Ordering::SeqCst) == 0 {
+        assert!(Instant::now() < deadline, "the handler never met its bug");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// Whether `error` names the event with amount 13 (a wallet credit of owner `o3`, the
+/// second of that stream, after 3's) and the panic.
+fn names_the_crash(error: &str) -> bool {
+    error.contains("wallet/o3 version 2 (Credited v1)")
+        && error.contains("panicked: owner_totals bug at amount 13")
+}
+
+/// Within `caught_up`'s answer time once the handler panicked: the retries, not the
+/// caller's timeout.
+const AT_ONCE: Duration = Duration::from_secs(1);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panicking_handler_is_retried_then_stops_the_subscription_at_once_and_rolls_back() {
+    let _one = exclusive().await;
+    let store = store_with_view().await;
+    let mut expected = Expected::new();
+    append_money(&store, 0, 20, &mut expected).await;
+
+    let view = OwnerTotals::<1>::new(&store).crash_at(13);
+    let stats = Arc::clone(&view.stats);
+    let running = start(&store, view, 4);
+    first_crash(&stats).await;
+    let waited = tokio::time::timeout(AT_ONCE, running.caught_up(CAUGHT_UP))
+        .await
+        .expect("caught_up answers at once, not after its timeout");
+    match &waited {
+        Err(SubscriptionError::NotRunning {
+            state: SubscriptionState::Failed,
+            last_error: Some(error),
+            ..
+        }) => assert!(names_the_crash(error), "{error}"),
+        other => panic!("expected the failure, got {other:?}"),
+    }
+    assert_eq!(
+        stats.crashes.load(Ordering::SeqCst),
+        3,
+        "retried as an error"
+    );
+    let status = running.status();
+    assert_eq!(status.state, SubscriptionState::Failed);
+    assert!(status.last_error.as_deref().is_some_and(names_the_crash));
+    let Err(SubscriptionError::Failed {
+        source: DeliveryError::Event { event, .. },
+        ..
+    }) = running.join().await
+    else {
+        panic!("expected the event's failure");
+    };
+    let checkpoint = store
+        .load_checkpoint("owner_totals@v1")
+        .await
+        .expect("load")
+        .expect("a checkpoint");
+    assert!(
+        checkpoint < event.position,
+        "the checkpoint stays before it"
+    );
+    // Its writes were rolled back with its transaction, as was everything after it.
+    let amounts: Vec<i64> = sqlx::query_scalar(&format!(
+        "SELECT amount FROM \"{}\".applied ORDER BY amount",
+        store.schema()
+    ))
+    .fetch_all(store.pool())
+    .await
+    .expect("amounts");
+    assert_eq!(amounts, (0..13).collect::<Vec<i64>>());
+
+    // Fixed and started again: every event takes effect exactly once, on connections
+    // of the same pool (none was left inside a transaction).
+    let fixed = start(&store, OwnerTotals::<1>::new(&store), 4);
+    fixed.caught_up(CAUGHT_UP).await.expect("caught up");
+    assert_eq!(totals(&store).await, expected);
+    assert_eq!(applications(&store).await, (20, 1));
+    fixed.shutdown().await.expect("clean shutdown");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_the_park_policy_a_panicking_handler_has_its_event_parked_and_the_rest_flow_on() {
+    let _one = exclusive().await;
+    let store = store_with_view().await;
+    let mut expected = Expected::new();
+    append_money(&store, 0, 20, &mut expected).await;
+
+    let view = OwnerTotals::<1>::new(&store).crash_at(13);
+    let stats = Arc::clone(&view.stats);
+    let running = Subscription::new(store.clone(), store.transactional(view))
+        .batch_size(4)
+        .retry(quick_retries())
+        .on_failure(FailurePolicy::Park)
+        .start();
+    first_crash(&stats).await;
+    tokio::time::timeout(AT_ONCE, running.caught_up(CAUGHT_UP))
+        .await
+        .expect("caught_up answers at once")
+        .expect("caught up past the parked event");
+    let status = running.status();
+    assert_eq!((status.state, status.parked), (SubscriptionState::Live, 1));
+    assert!(status.last_error.as_deref().is_some_and(names_the_crash));
+    let parked = store.parked("owner_totals").await.expect("parked");
+    assert_eq!(parked.len(), 1);
+    assert!(names_the_crash(&parked[0].error), "{:?}", parked[0]);
+    let without = {
+        let mut without = expected.clone();
+        let entry = without.get_mut("o3").expect("owner");
+        entry.0 -= 13;
+        entry.1 -= 1;
+        without
+    };
+    assert_eq!(totals(&store).await, without);
+    assert_eq!(
+        applications(&store).await,
+        (19, 1),
+        "the others exactly once"
+    );
+    running.shutdown().await.expect("clean shutdown");
+
+    // Fixed, and rebuilt (nothing replays a parked event by itself): every event once.
+    let fixed = start(&store, OwnerTotals::<1>::new(&store), 4);
+    fixed.rebuild();
+    fixed.caught_up(CAUGHT_UP).await.expect("rebuilt");
+    assert_eq!(totals(&store).await, expected);
+    assert_eq!(applications(&store).await, (20, 1));
+    fixed.shutdown().await.expect("clean shutdown");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1613,6 +1761,9 @@ impl PgProjection for InlineBalances {
         if amount < 0 {
             return Err(InlineError::Negative(amount));
         }
+        if amount == 666 {
+            panic!("inline_balances bug at amount 666");
+        }
         Ok(())
     }
 
@@ -1756,4 +1907,91 @@ async fn an_inline_projection_commits_with_the_append_or_refuses_it() {
         .await
         .expect("append");
     assert_eq!(balance(&store, "dan").await, None);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_inline_projection_that_panics_refuses_the_append_and_leaves_no_connection_in_it() {
+    let _one = exclusive().await;
+    let plain = fresh_pg_store().await;
+    exec(
+        &plain,
+        "CREATE TABLE {schema}.inline_balances (owner text PRIMARY KEY, balance bigint NOT NULL)",
+    )
+    .await;
+    let store = plain.clone().with_inline_projection(InlineBalances {
+        schema: format!("\"{}\"", plain.schema()),
+    });
+    let engine = Engine::<Account>::new(store.clone(), ());
+    let deposit = |amount| AccountCommand::Deposit {
+        owner: "ada".into(),
+        amount,
+    };
+    engine.send(deposit(40)).await.expect("deposit");
+
+    // The handler wrote its row, then panicked: the append fails as for an error, and
+    // the row and the event are rolled back.
+    let refused = engine.send(deposit(666)).await;
+    match &refused {
+        Err(EngineError::Store(StoreError::Projection {
+            projection, source, ..
+        })) => {
+            assert_eq!(projection, "inline_balances");
+            assert_eq!(
+                source.to_string(),
+                "panicked: inline_balances bug at amount 666"
+            );
+        }
+        other => panic!("expected the projection's refusal, got {other:?}"),
+    }
+    assert_eq!(balance(&store, "ada").await, Some(40));
+    let stored = store
+        .read_stream(&account("ada"), 1, 10)
+        .await
+        .expect("read");
+    assert_eq!(stored.len(), 1, "the refused append stored nothing");
+
+    // More appends than the pool has connections: none of them lands on a connection
+    // left inside the panicking append's transaction.
+    for _ in 0..12 {
+        engine.send(deposit(1)).await.expect("deposit");
+    }
+    assert_eq!(balance(&store, "ada").await, Some(52));
+
+    // In the caller's transaction: only the savepoint is undone, the rest commits.
+    let mut tx = store.pool().begin().await.expect("begin");
+    store
+        .append_in(
+            &mut tx,
+            &account("bob"),
+            ExpectedVersion::NoStream,
+            vec![encode(&AccountEvent::Deposited {
+                owner: "bob".into(),
+                amount: 7,
+            })],
+        )
+        .await
+        .expect("append in");
+    let refused = store
+        .append_in(
+            &mut tx,
+            &account("cy"),
+            ExpectedVersion::NoStream,
+            vec![encode(&AccountEvent::Deposited {
+                owner: "cy".into(),
+                amount: 666,
+            })],
+        )
+        .await;
+    assert!(
+        matches!(&refused, Err(StoreError::Projection { .. })),
+        "{refused:?}"
+    );
+    tx.commit().await.expect("commit");
+    assert_eq!(balance(&store, "bob").await, Some(7));
+    assert_eq!(balance(&store, "cy").await, None);
+    assert!(store
+        .read_stream(&account("cy"), 1, 10)
+        .await
+        .expect("read")
+        .is_empty());
 }

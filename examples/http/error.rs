@@ -145,9 +145,11 @@ impl From<EngineError<AccountError>> for ApiError {
             }
             EngineError::VersionNotFound { .. } => ApiError::NotFound(message),
             EngineError::Store(store) => store.into(),
-            EngineError::Decode(_) | EngineError::Encode(_) | EngineError::Projection { .. } => {
-                ApiError::Internal(message)
-            }
+            // A panic in the aggregate's code is the service's bug, caught by the engine.
+            EngineError::Decode(_)
+            | EngineError::Encode(_)
+            | EngineError::Projection { .. }
+            | EngineError::Panicked { .. } => ApiError::Internal(message),
         }
     }
 }

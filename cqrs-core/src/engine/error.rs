@@ -3,6 +3,7 @@
 use crate::codec::{DecodeError, EncodeError};
 use crate::ident::IdentifierError;
 use crate::store::BoxError;
+use crate::unwind::Panicked;
 use crate::{StoreError, StreamId};
 
 /// Why a command or a load failed. `E` is the aggregate's own error type.
@@ -62,7 +63,28 @@ pub enum EngineError<E: std::error::Error + 'static> {
     /// An event could not be encoded. Nothing was written.
     #[error(transparent)]
     Encode(#[from] EncodeError),
-    /// The events were committed, but an inline projection failed on them.
+    /// The aggregate's `handle` or `apply` panicked: a bug in application code. The
+    /// engine caught the panic and dropped the state it was working on (its memory image
+    /// included), so the next command on the aggregate loads it from the store.
+    ///
+    /// Without `committed`, nothing was written. With it, `apply` panicked on the events
+    /// the command had just committed (up to that version): the command took effect and
+    /// the engine's projections ran, but no image or snapshot was kept, and the next load
+    /// applies those events again.
+    #[error("`{call}` of {stream}{} {source}", committed.map(|v| format!(", after version {v} was committed,")).unwrap_or_default())]
+    Panicked {
+        /// The stream.
+        stream: StreamId,
+        /// The function that panicked: `"handle"` or `"apply"`.
+        call: &'static str,
+        /// The version committed before the panic, if the command committed.
+        committed: Option<u64>,
+        /// The panic.
+        #[source]
+        source: Panicked,
+    },
+    /// The events were committed, but an inline projection failed on them (an error, or
+    /// a panic: [`Panicked`] as the source).
     #[error("events committed on {stream} up to version {version}, but projection {projection} failed: {source}")]
     Projection {
         /// The stream.

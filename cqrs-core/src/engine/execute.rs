@@ -4,7 +4,8 @@ use tracing::Instrument;
 
 use super::{Committed, Engine, EngineError, Loaded};
 use crate::{
-    codec, Aggregate, Command, Envelope, ExpectedVersion, Metadata, Snapshot, StoreError, StreamId,
+    codec, unwind, Aggregate, Command, Envelope, ExpectedVersion, Metadata, Snapshot, StoreError,
+    StreamId,
 };
 
 type Result<T, A> = std::result::Result<T, EngineError<<A as Aggregate>::Error>>;
@@ -165,11 +166,27 @@ impl<A: Aggregate> Engine<A> {
                     actual: loaded.version,
                 });
             }
-            let handled = loaded
-                .state
-                .handle(&command, &self.services)
-                .instrument(tracing::debug_span!("cqrs.handle"))
-                .await;
+            let handled = unwind::catch(
+                loaded
+                    .state
+                    .handle(&command, &self.services)
+                    .instrument(tracing::debug_span!("cqrs.handle")),
+            )
+            .await;
+            let handled = match handled {
+                Ok(handled) => handled,
+                Err(panic) => {
+                    // The state it decided on (an image, maybe) is dropped, not kept: it
+                    // may be what the bug tripped on, and the next command loads afresh.
+                    tracing::error!(error = %panic, "handle panicked");
+                    return Err(EngineError::Panicked {
+                        stream,
+                        call: "handle",
+                        committed: None,
+                        source: panic,
+                    });
+                }
+            };
             let events = match handled {
                 Ok(events) if !events.is_empty() => events,
                 decided => {
@@ -259,19 +276,33 @@ impl<A: Aggregate> Engine<A> {
     ) -> Result<Committed<A::Event>, A> {
         let before = loaded.version;
         let mut state = loaded.state;
-        for event in &events {
-            state.apply(event);
-        }
+        let folded = unwind::catch_sync(|| {
+            for event in &events {
+                state.apply(event);
+            }
+        });
         let version = stored.last().map_or(before, |e| e.stream_version);
         tracing::debug!(version, "committed");
 
-        if let Some((store, policy)) = &self.snapshots {
-            if policy.is_due(before, version) {
-                self.save_snapshot(store.as_ref(), stream, &state, version)
-                    .await;
+        let panicked = match folded {
+            Ok(()) => {
+                if let Some((store, policy)) = &self.snapshots {
+                    if policy.is_due(before, version) {
+                        self.save_snapshot(store.as_ref(), stream, &state, version)
+                            .await;
+                    }
+                }
+                self.keep_image(stream, Loaded { state, version });
+                None
             }
-        }
-        self.keep_image(stream, Loaded { state, version });
+            Err(panic) => {
+                // The half-applied state is dropped: neither cached nor snapshotted. The
+                // events are committed all the same, so the projections still get them.
+                tracing::error!(version, error = %panic, "apply panicked after the commit");
+                drop(state);
+                Some(panic)
+            }
+        };
 
         let envelopes: Vec<Envelope<A::Event>> = stored
             .iter()
@@ -289,16 +320,37 @@ impl<A: Aggregate> Engine<A> {
             })
             .collect();
 
+        let mut failed = None;
         for projection in &self.projections {
-            projection
-                .handle(&envelopes)
+            // The one place where the engine's projections are called: a panic is their
+            // failure, like an `Err`.
+            let ran = unwind::catch(projection.handle(&envelopes))
                 .await
-                .map_err(|source| EngineError::Projection {
+                .unwrap_or_else(|panic| Err(Box::new(panic)));
+            if let Err(source) = ran {
+                failed = Some(EngineError::Projection {
                     stream: stream.clone(),
                     version,
                     projection: projection.name(),
                     source,
-                })?;
+                });
+                break;
+            }
+        }
+        if let Some(panic) = panicked {
+            // The aggregate's bug comes first; a projection's failure is only logged.
+            if let Some(failed) = &failed {
+                tracing::error!(error = %failed, "projection failed too");
+            }
+            return Err(EngineError::Panicked {
+                stream: stream.clone(),
+                call: "apply",
+                committed: Some(version),
+                source: panic,
+            });
+        }
+        if let Some(failed) = failed {
+            return Err(failed);
         }
         Ok(Committed {
             events: envelopes,

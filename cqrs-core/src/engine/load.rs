@@ -3,7 +3,7 @@
 use tracing::Instrument;
 
 use super::{Engine, EngineError, Loaded};
-use crate::{codec, Aggregate, StoreError, StreamId};
+use crate::{codec, unwind, Aggregate, StoreError, StreamId};
 
 type Result<T, A> = std::result::Result<T, EngineError<<A as Aggregate>::Error>>;
 
@@ -65,7 +65,18 @@ impl<A: Aggregate> Engine<A> {
                     .into());
                 }
                 let event = codec::decode_data::<A::Event>(stored)?;
-                loaded.state.apply(&event);
+                let state = &mut loaded.state;
+                if let Err(panic) = unwind::catch_sync(|| state.apply(&event)) {
+                    // The half-folded state is dropped with `loaded`.
+                    let version = stored.stream_version;
+                    tracing::error!(version, error = %panic, "apply panicked");
+                    return Err(EngineError::Panicked {
+                        stream: stream.clone(),
+                        call: "apply",
+                        committed: None,
+                        source: panic,
+                    });
+                }
                 loaded.version = stored.stream_version;
             }
             tracing::debug!(version = loaded.version, replayed = events.len(), "loaded");

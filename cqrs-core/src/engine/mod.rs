@@ -12,6 +12,10 @@
 //!   └─ inline projections, after commit
 //! ```
 //!
+//! A panic in `handle`, `apply` or a projection is caught and returned as an error
+//! ([`EngineError::Panicked`], [`EngineError::Projection`]); the state being worked on is
+//! dropped, never cached, so the next command on the aggregate starts from the store.
+//!
 //! Correctness rests on the store's optimistic check alone: two engines (or two
 //! processes) on one store never lose or interleave each other's writes, because an
 //! append only succeeds at the version the decision was made on.
@@ -101,9 +105,9 @@ impl<A: Aggregate> Engine<A> {
     /// Runs `projection` after each commit, with the committed events it consumes.
     ///
     /// The projection is updated before `execute` returns, so a read right after a
-    /// command sees it (read-your-writes within this process). Its failure does not undo
-    /// the commit: `execute` returns [`EngineError::Projection`] naming the version that
-    /// was committed.
+    /// command sees it (read-your-writes within this process). Its failure (an error, or
+    /// a panic, caught) does not undo the commit: `execute` returns
+    /// [`EngineError::Projection`] naming the version that was committed.
     pub fn with_projection<P>(mut self, projection: P) -> Self
     where
         P: Projection<Event = A::Event>,

@@ -65,7 +65,9 @@ pub enum SubscriptionError {
         /// Its last error.
         last_error: Option<String>,
     },
-    /// The subscription's task panicked (a bug in a handler) or was cancelled.
+    /// The subscription's task panicked outside any handler (a panic in a handler is
+    /// its event's failure, [`Failed`](Self::Failed) or parked), or was cancelled. The
+    /// status says `Failed`, with this error as `last_error`.
     #[error("subscription {name} aborted: {message}")]
     Aborted {
         /// The subscription.
@@ -135,7 +137,10 @@ impl SubscriptionHandle {
     /// pause in the flow.
     ///
     /// This is how a test or a demo gets read-your-writes from an eventually consistent
-    /// read model. Fails if the subscription stops or fails, or after `timeout`.
+    /// read model. Fails after `timeout`, or at once when the subscription stops or fails
+    /// ([`SubscriptionError::NotRunning`] with its state and last error): an event whose
+    /// handler failed or panicked under [`FailurePolicy::Stop`](super::FailurePolicy::Stop),
+    /// or a task that ended any other way.
     pub async fn caught_up(&self, timeout: Duration) -> Result<(), SubscriptionError> {
         let deadline = tokio::time::Instant::now() + timeout;
         let mut since = Instant::now();
@@ -249,10 +254,5 @@ fn panic_message(join: tokio::task::JoinError) -> String {
     if join.is_cancelled() {
         return "cancelled".to_owned();
     }
-    let panic = join.into_panic();
-    panic
-        .downcast_ref::<&str>()
-        .map(|s| (*s).to_owned())
-        .or_else(|| panic.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "panicked".to_owned())
+    crate::unwind::Panicked::from_payload(join.into_panic().as_ref()).message
 }

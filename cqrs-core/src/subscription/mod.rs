@@ -28,8 +28,12 @@
 //! - **no silent skip**: a failing event is retried, then stops the subscription with
 //!   the error in its status ([`FailurePolicy::Stop`], the default) or, when asked, is
 //!   parked with its error ([`FailurePolicy::Park`]) and the subscription goes on. An
-//!   event fails when it does not decode, when its handler fails, and when the store
-//!   cannot read it ([`StoreError::Corrupt`](crate::StoreError::Corrupt) with the event).
+//!   event fails when it does not decode, when its handler fails or panics (the panic is
+//!   caught, see [`crate::unwind`]), and when the store cannot read it
+//!   ([`StoreError::Corrupt`](crate::StoreError::Corrupt) with the event);
+//! - **no silent death**: if the runner's task ends any other way (a panic outside the
+//!   handlers, or cancelled), the status says `Failed` with the reason at once, and
+//!   [`SubscriptionHandle::caught_up`] returns that instead of waiting.
 //!
 //! ```
 //! # use cqrs_core::{Projection, EventStore, CheckpointStore};

@@ -13,6 +13,7 @@ use super::{
     DeliveryError, FailurePolicy, Subscription, SubscriptionError, SubscriptionState,
     SubscriptionStatus,
 };
+use crate::unwind::{self, Panicked};
 use crate::{Lease, Position, StoreError, StoredEvent};
 
 /// The longest pause between two tries after a failure.
@@ -35,25 +36,78 @@ fn unreadable(error: StoreError) -> Result<DeliveryError, StoreError> {
 }
 
 /// Runs `subscription` until it is stopped or fails; its status goes to `shared`.
+///
+/// However the task ends, the status says so: `Stopped` or `Failed` when this returns
+/// (a panic outside any handler included, as [`SubscriptionError::Aborted`]), and
+/// `Failed` from [`Ended`] when the future is dropped before (the task cancelled).
 pub(super) async fn run(
     subscription: Subscription,
     shared: Arc<Shared>,
 ) -> Result<(), SubscriptionError> {
-    let span = tracing::info_span!("cqrs.subscription", name = subscription.consumer.name());
+    let name = subscription.consumer.name().to_owned();
+    let span = tracing::info_span!("cqrs.subscription", name = %name);
     let stop = shared.stop.subscribe();
+    let mut ended = Ended {
+        shared: Arc::clone(&shared),
+        done: false,
+    };
     let mut runner = Runner {
         sub: subscription,
         shared,
         stop,
         troubles: 0,
     };
-    let result = runner.run().instrument(span).await;
-    let state = match &result {
-        Ok(()) => SubscriptionState::Stopped,
-        Err(_) => SubscriptionState::Failed,
+    // Handlers' panics are caught where they are called; this catches the rest (the
+    // runner's own code, a store), so that the status never outlives the task.
+    let result = match unwind::catch(runner.run().instrument(span)).await {
+        Ok(result) => result,
+        Err(panic) => {
+            tracing::error!(subscription = %name, error = %panic, "subscription task panicked");
+            Err(SubscriptionError::Aborted {
+                name,
+                message: panic.message,
+            })
+        }
     };
-    runner.set(|s| s.state = state);
+    let aborted = matches!(result, Err(SubscriptionError::Aborted { .. }));
+    let message = result.as_ref().err().map(ToString::to_string);
+    runner.set(|s| {
+        s.state = match message {
+            None => SubscriptionState::Stopped,
+            Some(_) => SubscriptionState::Failed,
+        };
+        // An event's failure is already there, naming the event; an abort is news.
+        if aborted {
+            s.last_error = message;
+        }
+    });
+    ended.done = true;
     result
+}
+
+/// Marks the status `Failed` if the runner's future is dropped before it returns: the
+/// task was cancelled (its runtime shut down, or it was aborted), or it unwound past
+/// [`run`]'s own catch.
+struct Ended {
+    shared: Arc<Shared>,
+    done: bool,
+}
+
+impl Drop for Ended {
+    fn drop(&mut self) {
+        if self.done {
+            return;
+        }
+        let reason = if std::thread::panicking() {
+            "the subscription's task panicked"
+        } else {
+            "the subscription's task was cancelled (its runtime shut down, or it was aborted)"
+        };
+        self.shared.status.send_modify(|s| {
+            s.state = SubscriptionState::Failed;
+            s.last_error = Some(reason.to_owned());
+        });
+    }
 }
 
 /// Why the active part ended without an error.
@@ -174,6 +228,10 @@ impl Runner {
         let mut position = loaded.unwrap_or(Position::START);
         let mut scanned = position;
         let mut failing: Option<(Uuid, u32)> = None;
+        // The last event of a batch whose delivery panicked without naming the event at
+        // fault (a consumer that does not catch its handlers' panics): up to it, batches
+        // of one event, so that the panic, if it comes again, names its event.
+        let mut narrow: Option<Position> = None;
         loop {
             if self.stopping() {
                 return Ok(Exit::Stopped);
@@ -186,7 +244,7 @@ impl Runner {
             if reset {
                 self.set(|s| s.state = SubscriptionState::Rebuilding);
                 tracing::info!("resetting the read model");
-                if let Err(e) = consumer.reset().await {
+                if let Err(e) = self.reset().await {
                     // Still to do: the flag stays up.
                     self.shared.rebuild.store(true, Ordering::SeqCst);
                     if !self.trouble("resetting", &e).await {
@@ -195,6 +253,7 @@ impl Runner {
                     continue;
                 }
                 reset = false;
+                narrow = None;
                 position = Position::START;
                 scanned = position;
                 self.set(|s| s.position = Some(Position::START));
@@ -202,7 +261,13 @@ impl Runner {
             if !lease.is_held().await {
                 return Ok(Exit::LeaseLost);
             }
-            let (batch, delivered) = match self.read(scanned).await {
+            narrow = narrow.filter(|&end| scanned < end);
+            let size = if narrow.is_some() {
+                1
+            } else {
+                self.sub.batch_size
+            };
+            let (batch, delivered) = match self.read(scanned, size).await {
                 Ok((batch, horizon)) => {
                     let Some(last) = batch.last().map(|e| e.position) else {
                         if let Some(horizon) = horizon {
@@ -218,7 +283,28 @@ impl Runner {
                         }
                         continue;
                     };
-                    let delivered = consumer.deliver(position, &batch, last).await;
+                    let delivered = match self.deliver(position, &batch, last).await {
+                        Ok(delivered) => delivered,
+                        Err(panic) => match batch.as_slice() {
+                            [event] => Err(DeliveryError::Event {
+                                event: Arc::clone(event),
+                                source: Box::new(panic),
+                            }),
+                            _ => {
+                                let message = format!(
+                                    "delivering a batch: {panic}; trying its events one at a \
+                                     time to find the one at fault"
+                                );
+                                tracing::warn!(error = %message, "consumer panicked");
+                                self.set(|s| {
+                                    s.state = SubscriptionState::Retrying;
+                                    s.last_error = Some(message);
+                                });
+                                narrow = Some(last);
+                                continue;
+                            }
+                        },
+                    };
                     (batch, delivered)
                 }
                 Err(e) => match unreadable(e) {
@@ -237,7 +323,7 @@ impl Runner {
                 Ok(()) => {
                     // What was delivered: never empty here.
                     let last = batch.last().map_or(position, |e| e.position);
-                    let state = if batch.len() == self.sub.batch_size {
+                    let state = if batch.len() == size {
                         SubscriptionState::CatchingUp
                     } else {
                         SubscriptionState::Live
@@ -324,26 +410,24 @@ impl Runner {
         }
     }
 
-    /// Reads the next batch after `scanned`. When there is none, also returns the store's
-    /// read horizon, checked by a second read: the horizon is taken after the first read
-    /// found nothing, and an event at or below it that became readable in between would
-    /// otherwise be passed over. So the horizon costs a round trip only when idle.
+    /// Reads the next batch (of at most `size` events) after `scanned`. When there is
+    /// none, also returns the store's read horizon, checked by a second read: the horizon
+    /// is taken after the first read found nothing, and an event at or below it that
+    /// became readable in between would otherwise be passed over. So the horizon costs a
+    /// round trip only when idle.
     async fn read(
         &self,
         scanned: Position,
+        size: usize,
     ) -> Result<(Vec<Arc<StoredEvent>>, Option<Position>), StoreError> {
         let events = &self.sub.events;
         let filter = self.sub.consumer.filter();
-        let batch = events
-            .read_all(scanned, self.sub.batch_size, filter)
-            .await?;
+        let batch = events.read_all(scanned, size, filter).await?;
         if !batch.is_empty() {
             return Ok((batch, None));
         }
         let horizon = events.read_horizon().await?;
-        let batch = events
-            .read_all(scanned, self.sub.batch_size, filter)
-            .await?;
+        let batch = events.read_all(scanned, size, filter).await?;
         if !batch.is_empty() {
             return Ok((batch, None));
         }
@@ -358,16 +442,21 @@ impl Runner {
         from: Position,
     ) -> Option<Position> {
         let to = prefix.last()?.position;
-        match self.sub.consumer.deliver(from, prefix, to).await {
-            Ok(()) => {
+        match self.deliver(from, prefix, to).await {
+            Ok(Ok(())) => {
                 self.set(|s| {
                     s.position = Some(to);
                     s.delivered += prefix.len() as u64;
                 });
                 Some(to)
             }
-            Err(e) => {
+            Ok(Err(e)) => {
                 self.trouble("delivering before a failing event", &e).await;
+                None
+            }
+            Err(panic) => {
+                self.trouble("delivering before a failing event", &panic)
+                    .await;
                 None
             }
         }
@@ -392,19 +481,42 @@ impl Runner {
             self.trouble("parking an event", &e).await;
             return None;
         }
-        match consumer.deliver(from, &[], event.position).await {
-            Ok(()) => {
+        match self.deliver(from, &[], event.position).await {
+            Ok(Ok(())) => {
                 self.set(|s| {
                     s.position = Some(event.position);
                     s.parked += 1;
                 });
                 Some(event.position)
             }
-            Err(e) => {
+            Ok(Err(e)) => {
                 self.trouble("moving past a parked event", &e).await;
                 None
             }
+            Err(panic) => {
+                self.trouble("moving past a parked event", &panic).await;
+                None
+            }
         }
+    }
+
+    /// The consumer's `deliver`, with a panic in it caught. The consumers of this crate
+    /// and of the backends catch their handlers' panics themselves, naming the event;
+    /// this is for any other consumer, and for their own code around the handlers.
+    async fn deliver(
+        &self,
+        from: Position,
+        events: &[Arc<StoredEvent>],
+        to: Position,
+    ) -> Result<Result<(), DeliveryError>, Panicked> {
+        unwind::catch(self.sub.consumer.deliver(from, events, to)).await
+    }
+
+    /// The consumer's `reset`, with a panic in it taken for its failure (retried).
+    async fn reset(&self) -> Result<(), DeliveryError> {
+        unwind::catch(self.sub.consumer.reset())
+            .await
+            .unwrap_or_else(|panic| Err(DeliveryError::Reset(Box::new(panic))))
     }
 
     /// Waits for new events after `position`, a wake-up, or the polling interval;

@@ -22,7 +22,9 @@ pub enum SubscriptionState {
     Retrying,
     /// Shut down on request, after its last batch and checkpoint.
     Stopped,
-    /// Stopped by an event its failure policy did not let it skip. See `last_error`.
+    /// Stopped by an event its failure policy did not let it skip (a handler's error or
+    /// panic), or its task ended any other way (a panic outside the handlers, or
+    /// cancelled). See `last_error`.
     Failed,
 }
 

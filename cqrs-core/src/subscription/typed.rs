@@ -1,5 +1,6 @@
 //! Consumers for typed handlers: [`Project`] for projections, [`React`] for process
-//! managers. Both apply events one by one, then save the checkpoint (at-least-once).
+//! managers. Both apply events one by one, then save the checkpoint (at-least-once). A
+//! handler that panics fails its event as an `Err` would (see [`crate::unwind`]).
 
 use std::sync::Arc;
 
@@ -8,7 +9,8 @@ use async_trait::async_trait;
 use super::{Consumer, DeliveryError, ProcessManager};
 use crate::store::BoxError;
 use crate::{
-    codec, CheckpointStore, DomainEvent, Envelope, EventFilter, Position, Projection, StoredEvent,
+    codec, unwind, CheckpointStore, DomainEvent, Envelope, EventFilter, Position, Projection,
+    StoredEvent,
 };
 
 /// Feeds a [`Projection`] from a subscription, with its checkpoint in `checkpoints`.
@@ -76,10 +78,10 @@ impl<P: Projection> Consumer for Project<P> {
         self.checkpoints
             .save_checkpoint(&self.checkpoint_name(), Position::START)
             .await?;
-        self.projection
-            .reset()
-            .await
-            .map_err(|e| DeliveryError::Reset(Box::new(e)))
+        match unwind::catch(self.projection.reset()).await {
+            Ok(reset) => reset.map_err(|e| DeliveryError::Reset(Box::new(e))),
+            Err(panic) => Err(DeliveryError::Reset(Box::new(panic))),
+        }
     }
 }
 
@@ -148,7 +150,8 @@ impl<M: ProcessManager> Consumer for React<M> {
     }
 }
 
-/// Decodes each event and hands it to `handle`, in order, stopping at the first failure.
+/// Decodes each event and hands it to `handle`, in order, stopping at the first failure
+/// (an error or a panic).
 async fn each<E, Error, Handled>(
     events: &[Arc<StoredEvent>],
     handle: impl Fn(Envelope<E>) -> Handled,
@@ -159,10 +162,14 @@ where
     Handled: std::future::Future<Output = Result<(), Error>>,
 {
     for stored in events {
-        let event = decode::<E>(stored)?;
-        handle(event)
-            .await
-            .map_err(|e| failed(stored, Box::new(e)))?;
+        // The one place where typed handlers are called: a panic in one (or in an
+        // upcaster) is the event's failure, like an `Err`, and the batch ends there.
+        let handled = unwind::catch(async {
+            let event = decode::<E>(stored)?;
+            handle(event).await.map_err(|e| failed(stored, Box::new(e)))
+        })
+        .await;
+        handled.unwrap_or_else(|panic| Err(failed(stored, Box::new(panic))))?;
     }
     Ok(())
 }

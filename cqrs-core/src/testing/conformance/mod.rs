@@ -22,6 +22,7 @@ pub(crate) mod domain;
 mod engine;
 mod ident;
 mod image;
+mod panic;
 mod probe;
 mod race;
 mod read;
@@ -49,6 +50,17 @@ pub use engine::{
 pub use ident::{identifiers_are_stored_faithfully, invalid_identifiers_are_refused};
 pub use image::{
     a_stale_image_is_caught_and_decided_again, caching_engines_interleaving_lose_nothing,
+};
+pub use panic::{
+    a_consumer_that_lets_a_panic_escape_has_the_right_event_parked,
+    a_consumer_that_lets_a_panic_escape_is_stopped_on_the_right_event,
+    a_panicking_aggregate_leaves_the_next_command_working,
+    a_panicking_engine_projection_fails_after_the_commit,
+    a_panicking_process_manager_has_its_event_parked,
+    a_panicking_process_manager_stops_its_subscription_at_once,
+    a_panicking_projection_has_its_event_parked,
+    a_panicking_projection_stops_its_subscription_at_once,
+    a_runner_that_panics_outside_a_handler_reports_it_at_once,
 };
 pub use race::{
     racing_appends_have_one_winner_per_version, racing_writers_lose_nothing,
@@ -164,6 +176,15 @@ macro_rules! conformance_tests {
             failing_events_stop_the_subscription_or_are_parked,
             one_runner_is_active_and_another_takes_over,
             process_manager_commands_are_idempotent,
+            a_panicking_projection_stops_its_subscription_at_once,
+            a_panicking_projection_has_its_event_parked,
+            a_panicking_process_manager_stops_its_subscription_at_once,
+            a_panicking_process_manager_has_its_event_parked,
+            a_consumer_that_lets_a_panic_escape_is_stopped_on_the_right_event,
+            a_consumer_that_lets_a_panic_escape_has_the_right_event_parked,
+            a_runner_that_panics_outside_a_handler_reports_it_at_once,
+            a_panicking_aggregate_leaves_the_next_command_working,
+            a_panicking_engine_projection_fails_after_the_commit,
         );
     };
 }
