@@ -28,9 +28,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// What the story leaves behind, for its test to check (the binary only prints).
 #[cfg_attr(not(test), allow(dead_code))]
 struct Story {
-    /// Per command: the event types it recorded, the version it reached and the balance
-    /// the view showed then; or why it was refused.
-    outcomes: Vec<Result<(Vec<String>, u64, u64), AccountError>>,
+    /// Per command: what it recorded, or why it was refused.
+    outcomes: Vec<Result<Accepted, AccountError>>,
     /// The account's balance and version at the end, and as of version 2.
     now: (u64, u64),
     before: (u64, u64),
@@ -41,6 +40,10 @@ struct Story {
     /// Its first event as a CloudEvents document.
     first: serde_json::Value,
 }
+
+/// An accepted command: the event types it recorded, the version it reached and the
+/// balance the view showed then.
+type Accepted = (Vec<String>, u64, u64);
 
 async fn run() -> Result<Story, Box<dyn std::error::Error>> {
     // The backend: in memory, or PostgreSQL when DATABASE_URL is set.
