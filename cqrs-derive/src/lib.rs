@@ -155,9 +155,12 @@
 //!
 //! The same domain — three events (one at schema version 3 with two upcasters), three
 //! commands carrying their aggregate id, an aggregate and a projection restricted to two
-//! event types — is in `tests/by_hand.rs` written against the traits, and in
-//! `tests/by_derive.rs` with the derives; both compile and are tested to behave alike.
-//! Counting non-blank lines of the domain code (handler bodies stubbed alike, after
+//! event types — is in `tests/before_after/by_hand.rs` written against the traits, and
+//! in `tests/before_after/by_derive.rs` with the derives; `tests/before_after/main.rs`
+//! runs the same inputs through both and checks that the outputs are the same (it pins
+//! the two differences: serde's wording of the error for data that is not an object, and
+//! a JSON array, which only the derive reads as the fields in order).
+//! Counting non-blank lines of the domain code (handler bodies, shared, left out; after
 //! `rustfmt`): **109 lines by hand, 59 with the derives**. What disappears is exactly
 //! what the design forbids users to write: the name strings restating each variant, the
 //! `event_type`, `command_name` and `aggregate_id` matches, the versions and upcaster

@@ -13,17 +13,39 @@
 mod balances;
 mod domain;
 
-use balances::Balances;
-use cqrs_core::{Aggregate, Engine, EngineError, SnapshotPolicy};
-use domain::{Account, AccountCommand};
+use std::sync::Arc;
+
+use balances::{Balance, Balances};
+use cqrs_core::{Aggregate, Engine, EngineError, SnapshotPolicy, StoredEvent};
+use domain::{Account, AccountCommand, AccountError};
 use examples::Backend;
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    run().await
+    run().await.map(|_| ())
 }
 
-async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// What the story leaves behind, for its test to check (the binary only prints).
+#[cfg_attr(not(test), allow(dead_code))]
+struct Story {
+    /// Per command: what it recorded, or why it was refused.
+    outcomes: Vec<Result<Accepted, AccountError>>,
+    /// The account's balance and version at the end, and as of version 2.
+    now: (u64, u64),
+    before: (u64, u64),
+    /// The balances view's row of the account at the end.
+    view: Option<Balance>,
+    /// The account's event log.
+    log: Vec<Arc<StoredEvent>>,
+    /// Its first event as a CloudEvents document.
+    first: serde_json::Value,
+}
+
+/// An accepted command: the event types it recorded, the version it reached and the
+/// balance the view showed then.
+type Accepted = (Vec<String>, u64, u64);
+
+async fn run() -> Result<Story, Box<dyn std::error::Error>> {
     // The backend: in memory, or PostgreSQL when DATABASE_URL is set.
     let backend = Backend::from_env("bank_example").await?;
     let balances = Balances::default();
@@ -71,21 +93,26 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
             },
         ),
     ];
+    let mut outcomes = Vec::new();
     for (what, command) in commands {
         match bank.send(command).await {
-            Ok(committed) => println!(
-                "  {what:<30} accepted: recorded {} at version {}; the balances view now says {}",
-                committed
+            Ok(committed) => {
+                let types: Vec<String> = committed
                     .events
                     .iter()
-                    .map(|e| e.event_type.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", "),
-                committed.version,
-                balances.get(account).unwrap_or_default().balance,
-            ),
+                    .map(|e| e.event_type.clone())
+                    .collect();
+                let balance = balances.get(account).unwrap_or_default().balance;
+                println!(
+                    "  {what:<30} accepted: recorded {} at version {}; the balances view now says {balance}",
+                    types.join(", "),
+                    committed.version,
+                );
+                outcomes.push(Ok((types, committed.version, balance)));
+            }
             Err(EngineError::Rejected(reason)) => {
-                println!("  {what:<30} REFUSED: {reason}; nothing was recorded")
+                println!("  {what:<30} REFUSED: {reason}; nothing was recorded");
+                outcomes.push(Err(reason));
             }
             Err(other) => return Err(other.into()),
         }
@@ -104,11 +131,11 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
 
     println!("\nThe event log of {account} (the only thing stored; state is a fold over it):");
     let stream = cqrs_core::StreamId::new(Account::TYPE, account)?;
-    for event in bank
+    let log = bank
         .event_store()
         .read_stream(&stream, 1, usize::MAX)
-        .await?
-    {
+        .await?;
+    for event in &log {
         println!(
             "  v{} {:<18} {}  correlation {}",
             event.stream_version,
@@ -121,22 +148,104 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
                 .unwrap_or_default(),
         );
     }
-    let first = bank.event_store().read_stream(&stream, 1, 1).await?;
-    if let Some(first) = first.first() {
-        println!(
-            "\nThe first event as a CloudEvents document:\n{:#}",
-            first.to_cloudevent()
-        );
-    }
-    Ok(())
+    let first = log.first().ok_or("the log is empty")?.to_cloudevent();
+    println!("\nThe first event as a CloudEvents document:\n{first:#}");
+    Ok(Story {
+        outcomes,
+        now: (now.state.balance, now.version),
+        before: (before.state.balance, before.version),
+        view: balances.get(account),
+        log,
+        first,
+    })
 }
 
 #[cfg(test)]
 mod story {
+    use serde_json::json;
+
+    use crate::balances::Balance;
+    use crate::domain::AccountError;
+
     /// The whole example, on the backend the test command provides (PostgreSQL under
     /// `scripts/test`), so that it cannot rot on either backend.
     #[tokio::test]
     async fn the_bank_story_runs_to_the_end() {
-        super::run().await.expect("the bank example runs");
+        let story = super::run().await.expect("the bank example runs");
+        let accepted =
+            |event: &str, version, balance| Ok((vec![event.to_owned()], version, balance));
+        assert_eq!(
+            story.outcomes,
+            [
+                accepted("account.opened", 1, 0),
+                accepted("account.deposited", 2, 100),
+                accepted("account.withdrawn", 3, 70),
+                Err(AccountError::InsufficientFunds {
+                    balance: 70,
+                    requested: 500
+                }),
+                accepted("account.deposited", 4, 75),
+            ]
+        );
+        assert_eq!(story.now, (75, 4));
+        assert_eq!(story.before, (100, 2));
+        assert_eq!(
+            story.view,
+            Some(Balance {
+                balance: 75,
+                version: 4
+            })
+        );
+
+        // The refused withdrawal left nothing in the log.
+        let log: Vec<_> = story
+            .log
+            .iter()
+            .map(|e| {
+                (
+                    e.stream_version,
+                    e.event_type.as_str(),
+                    e.event_version,
+                    &e.data,
+                )
+            })
+            .collect();
+        assert_eq!(
+            log,
+            [
+                (1, "account.opened", 1, &json!({ "owner": "Alice" })),
+                (2, "account.deposited", 1, &json!({ "amount": 100 })),
+                (3, "account.withdrawn", 1, &json!({ "amount": 30 })),
+                (4, "account.deposited", 1, &json!({ "amount": 5 })),
+            ]
+        );
+        let account = story.log[0].stream.id();
+        assert!(account.starts_with("alice-"), "{account}");
+        assert!(story.log.iter().all(|e| e.stream.id() == account));
+        for pair in story.log.windows(2) {
+            assert!(pair[0].position < pair[1].position);
+        }
+        // Each command has a correlation id of its own, shared by the events it recorded.
+        let correlations: std::collections::HashSet<_> = story
+            .log
+            .iter()
+            .map(|e| e.metadata.correlation_id.expect("a correlation id"))
+            .collect();
+        assert_eq!(correlations.len(), 4);
+
+        let first = &story.first;
+        assert_eq!(first["specversion"], "1.0");
+        assert_eq!(first["id"], story.log[0].event_id.to_string());
+        assert_eq!(first["type"], "account.opened");
+        assert_eq!(first["source"], format!("/account/{account}"));
+        assert_eq!(first["subject"], account);
+        assert_eq!(first["streamversion"], 1);
+        assert_eq!(first["eventversion"], 1);
+        assert_eq!(first["data"], json!({ "owner": "Alice" }));
+        let correlation = story.log[0]
+            .metadata
+            .correlation_id
+            .map(|id| id.to_string());
+        assert_eq!(first["correlationid"].as_str(), correlation.as_deref());
     }
 }

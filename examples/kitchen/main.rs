@@ -46,8 +46,16 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 struct Story {
     /// Every event of the pizza order, from its three aggregates, in global order.
     journey: Vec<std::sync::Arc<cqrs_core::StoredEvent>>,
+    /// The same events as CloudEvents documents.
+    cloudevents: Vec<serde_json::Value>,
     /// The versions of its kitchen ticket and delivery before and after the replay.
     replay: [(u64, u64); 2],
+    /// The board's rows of the pizza, the soup and the legacy order.
+    board: [Option<board::Row>; 3],
+    /// The legacy order's first event as stored, and as read through its upcaster.
+    legacy: (std::sync::Arc<cqrs_core::StoredEvent>, order::OrderEvent),
+    /// The trace context of the customers' web request.
+    request: TraceParent,
 }
 
 async fn run() -> Result<Story, Box<dyn std::error::Error>> {
@@ -160,8 +168,9 @@ async fn run() -> Result<Story, Box<dyn std::error::Error>> {
     board_feed.caught_up(PATIENCE).await?;
 
     println!("\nThe order board (one read model over three aggregates):");
-    for id in [&pizza, &soup, &legacy] {
-        if let Some(row) = board.get(id) {
+    let rows = [&pizza, &soup, &legacy].map(|id| board.get(id));
+    for (id, row) in [&pizza, &soup, &legacy].iter().zip(&rows) {
+        if let Some(row) = row {
             println!(
                 "  {id:<22} {:<6} {:<24} {:>10}  {:?}",
                 row.customer,
@@ -209,33 +218,45 @@ async fn run() -> Result<Story, Box<dyn std::error::Error>> {
     println!("\nThe legacy order, read through its upcaster, and the same journey as CloudEvents:");
     let stream = StreamId::new(Order::TYPE, &legacy)?;
     let stored = backend.events.read_stream(&stream, 1, 1).await?;
-    if let Some(first) = stored.first() {
-        let upcast = cqrs_core::codec::decode_data::<order::OrderEvent>(first)?;
-        println!(
-            "  stored as v{}: {}\n  read as v{}: {:?}",
-            first.event_version,
-            first.data,
-            upcast.event_version(),
-            upcast
-        );
-    }
-    for event in &journey {
-        println!("{:#}", event.to_cloudevent());
+    let first = stored.first().ok_or("the legacy order has no event")?;
+    let upcast = cqrs_core::codec::decode_data::<order::OrderEvent>(first)?;
+    println!(
+        "  stored as v{}: {}\n  read as v{}: {:?}",
+        first.event_version,
+        first.data,
+        upcast.event_version(),
+        upcast
+    );
+    let cloudevents: Vec<_> = journey.iter().map(|e| e.to_cloudevent()).collect();
+    for document in &cloudevents {
+        println!("{document:#}");
     }
 
     flow.shutdown().await?;
     board_feed.shutdown().await?;
     Ok(Story {
         journey,
+        cloudevents,
         replay: [
             (kitchen_before, kitchen_after),
             (delivery_before, delivery_after),
         ],
+        board: rows,
+        legacy: (first.clone(), upcast),
+        request,
     })
 }
 
 #[cfg(test)]
 mod story {
+    use cqrs_core::{Aggregate, DomainEvent};
+    use serde_json::json;
+
+    use crate::board::{Row, Status};
+    use crate::delivery::Delivery;
+    use crate::kitchen::KitchenTicket;
+    use crate::order::{Money, Order, OrderEvent};
+
     /// The whole example, on the backend the test command provides (PostgreSQL under
     /// `scripts/test`), so that it cannot rot on either backend.
     #[tokio::test]
@@ -270,5 +291,95 @@ mod story {
         for (before, after) in story.replay {
             assert_eq!(before, after);
         }
+
+        // The board, over three aggregates: the pizza and the lasagne went all the way,
+        // the soup is still in the kitchen.
+        let row = |customer: &str, dishes: &[&str], value: &str, status| {
+            Some(Row {
+                customer: customer.into(),
+                dishes: dishes.iter().map(|d| d.to_string()).collect(),
+                value: value.into(),
+                status,
+            })
+        };
+        assert_eq!(
+            story.board,
+            [
+                row(
+                    "Ada",
+                    &["margherita", "tiramisu"],
+                    "23.50 EUR",
+                    Status::OutForDelivery
+                ),
+                row("Linus", &["minestrone"], "8.90 EUR", Status::InTheKitchen),
+                row("Grace", &["lasagne"], "14.50 EUR", Status::OutForDelivery),
+            ]
+        );
+
+        // The legacy order is still stored as version 1, a plain number, and reads as
+        // version 2.
+        let (stored, read) = &story.legacy;
+        assert_eq!(
+            (stored.event_type.as_str(), stored.event_version),
+            ("order.placed", 1)
+        );
+        assert_eq!(stored.data["orderValue"], json!(1450));
+        assert_eq!(read.event_version(), 2);
+        assert_eq!(
+            *read,
+            OrderEvent::Placed {
+                customer: "Grace".into(),
+                dishes: vec!["lasagne".into()],
+                order_value: Money {
+                    value: 1450,
+                    currency: "EUR".into()
+                },
+            }
+        );
+
+        // One CloudEvents document per event, carrying its envelope; every event of the
+        // journey, also those a process manager caused, continues the request's trace.
+        assert_eq!(story.cloudevents.len(), story.journey.len());
+        let request = story.request.to_string();
+        assert!(is_traceparent(&request), "{request}");
+        let correlation = correlation.map(|id| id.to_string());
+        for (document, event) in story.cloudevents.iter().zip(&story.journey) {
+            let (stream_type, id) = (event.stream.stream_type(), event.stream.id());
+            assert!(id.starts_with("pizza-"), "{id}");
+            assert_eq!(document["specversion"], "1.0");
+            assert_eq!(document["id"], event.event_id.to_string());
+            assert_eq!(document["type"], event.event_type);
+            assert_eq!(document["source"], format!("/{stream_type}/{id}"));
+            assert_eq!(document["subject"], id);
+            assert_eq!(document["datacontenttype"], "application/json");
+            assert_eq!(document["streamversion"], event.stream_version);
+            assert_eq!(document["eventversion"], event.event_version);
+            assert_eq!(document["data"], event.data);
+            assert_eq!(document["correlationid"].as_str(), correlation.as_deref());
+            let causation = event.metadata.causation_id.map(|id| id.to_string());
+            assert_eq!(document["causationid"].as_str(), causation.as_deref());
+            assert_eq!(document["traceparent"], request);
+        }
+        let sources: Vec<&str> = story
+            .journey
+            .iter()
+            .map(|e| e.stream.stream_type())
+            .collect();
+        let (order, kitchen, delivery) = (Order::TYPE, KitchenTicket::TYPE, Delivery::TYPE);
+        assert_eq!(sources, [order, order, kitchen, kitchen, delivery]);
+    }
+
+    /// `00-<32 hex>-<16 hex>-<2 hex>`, in lower case, ids not all zero (W3C Trace Context).
+    fn is_traceparent(value: &str) -> bool {
+        let parts: Vec<&str> = value.split('-').collect();
+        let hex = |s: &str, len| {
+            s.len() == len
+                && s.bytes()
+                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        };
+        let nonzero = |s: &str| s.bytes().any(|b| b != b'0');
+        matches!(parts[..], [version, trace, parent, flags]
+            if version == "00" && hex(trace, 32) && hex(parent, 16) && hex(flags, 2)
+                && nonzero(trace) && nonzero(parent))
     }
 }
