@@ -1,23 +1,58 @@
 //! The subscription's task: lease, checkpoint, read, deliver, retry, park.
 
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::sync::watch;
+use tokio::sync::{watch, Notify};
 use tracing::Instrument;
 use uuid::Uuid;
 
-use super::handle::Shared;
 use super::{
     DeliveryError, FailurePolicy, Subscription, SubscriptionError, SubscriptionState,
     SubscriptionStatus,
 };
 use crate::unwind::{self, Panicked};
-use crate::{Lease, Position, StoreError, StoredEvent};
+use crate::{EventFilter, EventStore, Lease, Position, StoreError, StoredEvent};
 
 /// The longest pause between two tries after a failure.
 const MAX_PAUSE: Duration = Duration::from_secs(5);
+
+/// What the runner and the handle share.
+pub(super) struct Shared {
+    pub(super) status: watch::Sender<SubscriptionStatus>,
+    pub(super) stop: watch::Sender<bool>,
+    /// Wakes an idle runner before its wait is over (a waiter wants a fresh read).
+    pub(super) wake: Notify,
+    pub(super) rebuild: AtomicBool,
+    pub(super) events: Arc<dyn EventStore>,
+    pub(super) filter: EventFilter,
+}
+
+impl Shared {
+    /// The shared part of a subscription about to start: state `Starting`, no checkpoint.
+    pub(super) fn new(subscription: &Subscription) -> Self {
+        let consumer = &subscription.consumer;
+        let status = SubscriptionStatus {
+            name: consumer.name().to_owned(),
+            version: consumer.version(),
+            state: SubscriptionState::Starting,
+            position: None,
+            delivered: 0,
+            parked: 0,
+            last_error: None,
+            caught_up_at: None,
+        };
+        Self {
+            status: watch::Sender::new(status),
+            stop: watch::Sender::new(false),
+            wake: Notify::new(),
+            rebuild: AtomicBool::new(false),
+            events: Arc::clone(&subscription.events),
+            filter: consumer.filter().clone(),
+        }
+    }
+}
 
 /// The failure of an event that a read could not return: the store found it corrupt
 /// but could still build it (see [`StoreError::Corrupt`]). Any other read error is the
