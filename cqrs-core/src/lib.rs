@@ -23,7 +23,7 @@
 //! Module map:
 //! - [`domain`]: the traits application code implements;
 //! - [`envelope`]: the stored form of an event, its metadata, CloudEvents export;
-//! - [`codec`]: typed <-> stored, upcasting;
+//! - [`codec`]: typed <-> stored, running the upcasters;
 //! - [`store`]: the backend traits and their errors;
 //! - [`engine`]: command execution, retries, snapshots, temporal queries;
 //! - [`ident`]: validated identifiers;
@@ -45,7 +45,9 @@ pub mod unwind;
 
 mod shared;
 
-pub use domain::{Aggregate, Command, DomainEvent, EventTypeInfo, PayloadError, Projection};
+pub use domain::{
+    Aggregate, Command, DomainEvent, EventTypeInfo, PayloadError, Projection, Upcaster,
+};
 pub use engine::{Committed, Engine, EngineError, Loaded, RetryPolicy, SnapshotPolicy};
 pub use envelope::{Envelope, Metadata, NewEvent, Position, StoredEvent};
 pub use ident::StreamId;

@@ -2,7 +2,7 @@
 //!
 //! Writing encodes the current version of an event. Reading looks up the stored type,
 //! refuses a version newer than the code knows (an old binary must not misread new
-//! data), runs the [upcaster](Upcaster) chain from the stored version to the current one,
+//! data), runs the [upcaster](crate::Upcaster) chain from the stored version to the current one,
 //! then decodes. Every failure names the stream, the stream version and the event type,
 //! because "cannot decode event" without those is useless at 3 a.m.
 
@@ -12,8 +12,6 @@ mod upcast;
 use std::borrow::Cow;
 
 use crate::{DomainEvent, Envelope, Metadata, NewEvent, PayloadError, StoredEvent, StreamId};
-
-pub use upcast::Upcaster;
 
 /// Why a stored event could not be turned into a typed one.
 #[derive(Debug, thiserror::Error)]
@@ -177,7 +175,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::{EventTypeInfo, Position};
+    use crate::{EventTypeInfo, Position, Upcaster};
 
     /// At version 3 with only the 2 -> 3 upcaster: version-1 data has no way forward.
     #[derive(Debug, serde::Serialize, serde::Deserialize)]

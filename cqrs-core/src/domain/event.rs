@@ -1,6 +1,6 @@
 //! The event trait.
 
-use crate::codec::Upcaster;
+use super::Upcaster;
 
 /// The name and current schema version of one event type.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -10,7 +10,7 @@
 use serde_json::Value;
 
 use super::EventTypeInfo;
-use crate::codec::Upcaster;
+use super::Upcaster;
 
 /// `parts` one after the other, as an array of exactly `N` items (`N` must be the sum of
 /// their lengths, which the generated code computes from the same slices).

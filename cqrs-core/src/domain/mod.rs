@@ -5,6 +5,7 @@ mod aggregate;
 mod command;
 mod event;
 mod projection;
+mod upcaster;
 
 // Called by code that `#[derive(DomainEvent)]` generates for `#[event(flatten)]`.
 #[doc(hidden)]
@@ -14,3 +15,4 @@ pub use aggregate::Aggregate;
 pub use command::Command;
 pub use event::{DomainEvent, EventTypeInfo, PayloadError};
 pub use projection::Projection;
+pub use upcaster::Upcaster;

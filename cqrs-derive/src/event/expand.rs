@@ -99,7 +99,7 @@ pub fn expand(input: &Input<'_>) -> syn::Result<TokenStream> {
         #[automatically_derived]
         impl #domain_event for #ident {
             const EVENT_TYPES: &'static [#krate::EventTypeInfo] = #event_types;
-            const UPCASTERS: &'static [#krate::codec::Upcaster] = #upcasters;
+            const UPCASTERS: &'static [#krate::Upcaster] = #upcasters;
 
             fn event_type(&self) -> &'static str {
                 match self {
@@ -154,7 +154,7 @@ fn upcasters<'a>(
     let name = &t.name;
     t.upcasts.iter().map(move |u| {
         let (from, with) = (u.from, &u.with);
-        quote_spanned!(with.span()=> #krate::codec::Upcaster::new(#name, #from, #with))
+        quote_spanned!(with.span()=> #krate::Upcaster::new(#name, #from, #with))
     })
 }
 
