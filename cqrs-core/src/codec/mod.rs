@@ -155,17 +155,7 @@ pub fn decode_data<E: DomainEvent>(stored: &StoredEvent) -> Result<E, DecodeErro
 /// Decodes a stored event into a typed envelope, upcasting as needed.
 pub fn decode<E: DomainEvent>(stored: &StoredEvent) -> Result<Envelope<E>, DecodeError> {
     let data = decode_data::<E>(stored)?;
-    Ok(Envelope {
-        event_id: stored.event_id,
-        stream: stored.stream.clone(),
-        stream_version: stored.stream_version,
-        position: stored.position,
-        event_type: stored.event_type.clone(),
-        event_version: stored.event_version,
-        recorded_at: stored.recorded_at,
-        metadata: stored.metadata.clone(),
-        data,
-    })
+    Ok(stored.with_data(data))
 }
 
 #[cfg(test)]

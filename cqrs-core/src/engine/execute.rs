@@ -307,17 +307,7 @@ impl<A: Aggregate> Engine<A> {
         let envelopes: Vec<Envelope<A::Event>> = stored
             .iter()
             .zip(events)
-            .map(|(s, event)| Envelope {
-                event_id: s.event_id,
-                stream: s.stream.clone(),
-                stream_version: s.stream_version,
-                position: s.position,
-                event_type: s.event_type.clone(),
-                event_version: s.event_version,
-                recorded_at: s.recorded_at,
-                metadata: s.metadata.clone(),
-                data: event,
-            })
+            .map(|(s, event)| s.with_data(event))
             .collect();
 
         let mut failed = None;
