@@ -7,9 +7,9 @@ mod event;
 mod projection;
 mod upcaster;
 
-// Called by code that `#[derive(DomainEvent)]` generates for `#[event(flatten)]`.
-#[doc(hidden)]
-pub mod flatten;
+// Called by code that `#[derive(DomainEvent)]` generates for `#[event(flatten)]`,
+// through `crate::__private`.
+pub(crate) mod flatten;
 
 pub use aggregate::Aggregate;
 pub use command::Command;
