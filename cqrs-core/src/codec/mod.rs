@@ -32,6 +32,7 @@ pub struct DecodeError {
 
 /// What went wrong in a [`DecodeError`].
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum DecodeErrorKind {
     /// The code knows no event type by this name.
     #[error("unknown event type")]
@@ -67,6 +68,7 @@ pub enum DecodeErrorKind {
 
 /// Why a typed event could not be encoded.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum EncodeError {
     /// Serialisation failed (a map with non-string keys, a failing `Serialize` impl).
     #[error("cannot encode event {event_type:?}: {source}")]

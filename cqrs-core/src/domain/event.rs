@@ -14,6 +14,7 @@ pub struct EventTypeInfo {
 
 /// Why [`DomainEvent::decode`] could not build an event from its data.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum PayloadError {
     /// The type name is not one of [`DomainEvent::EVENT_TYPES`].
     #[error("unknown event type")]

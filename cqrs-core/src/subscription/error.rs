@@ -6,6 +6,7 @@ use super::{DeliveryError, SubscriptionState};
 
 /// Why a subscription ended, or why waiting for it failed.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum SubscriptionError {
     /// An event still failed after its retries, and the failure policy is
     /// [`Stop`](super::FailurePolicy::Stop). The checkpoint is just before it.
