@@ -17,6 +17,7 @@ pub const MAX_IDENTIFIER_LEN: usize = 255;
 
 /// Why an identifier was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum IdentifierError {
     /// The identifier was empty.
     #[error("{what} must not be empty")]

@@ -23,7 +23,7 @@
 //! Module map:
 //! - [`domain`]: the traits application code implements;
 //! - [`envelope`]: the stored form of an event, its metadata, CloudEvents export;
-//! - [`codec`]: typed <-> stored, upcasting;
+//! - [`codec`]: typed <-> stored, running the upcasters;
 //! - [`store`]: the backend traits and their errors;
 //! - [`engine`]: command execution, retries, snapshots, temporal queries;
 //! - [`ident`]: validated identifiers;
@@ -45,7 +45,9 @@ pub mod unwind;
 
 mod shared;
 
-pub use domain::{Aggregate, Command, DomainEvent, EventTypeInfo, PayloadError, Projection};
+pub use domain::{
+    Aggregate, Command, DomainEvent, EventTypeInfo, PayloadError, Projection, Upcaster,
+};
 pub use engine::{Committed, Engine, EngineError, Loaded, RetryPolicy, SnapshotPolicy};
 pub use envelope::{Envelope, Metadata, NewEvent, Position, StoredEvent};
 pub use ident::StreamId;
@@ -62,7 +64,21 @@ pub use subscription::{ProcessManager, Subscription};
 #[cfg(feature = "derive")]
 pub use cqrs_derive::{Aggregate, Command, DomainEvent, ProcessManager, Projection};
 
-// Re-exported so that generated code (serde, serde_json) and applications (uuid, in
-// metadata and event ids) use the same versions as this crate.
+// Re-exported so that applications (ids in metadata and events) use the same uuid as
+// this crate.
 #[doc(hidden)]
-pub use {serde, serde_json, uuid};
+pub use uuid;
+
+/// What the code that the derives generate needs, and nothing else: not public API, no
+/// stability promise (serde and thiserror do the same). Generated code reaches it by
+/// absolute path, so the application needs no dependency on serde or serde_json.
+#[doc(hidden)]
+pub mod __private {
+    pub use serde;
+    pub use serde_json;
+
+    /// Support for `#[event(flatten)]`.
+    pub mod flatten {
+        pub use crate::domain::flatten::*;
+    }
+}

@@ -14,6 +14,7 @@ pub const MIN_SERVER_VERSION_NUM: i32 = 130_000;
 
 /// Why a [`PgStore`](crate::PgStore) could not be built, migrated or checked.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum SetupError {
     /// The schema name was refused before any SQL ran.
     #[error(transparent)]

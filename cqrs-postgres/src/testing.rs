@@ -6,7 +6,8 @@
 //! [`TempCluster::start`]. The cluster lives in a temporary directory, listens on a free
 //! port of 127.0.0.1, and is stopped and removed when the value is dropped.
 //!
-//! It needs the PostgreSQL server binaries (`initdb`, `pg_ctl`), found on `PATH`, through
+//! It needs the PostgreSQL server binaries (`initdb`, `pg_ctl`): in `PG_BINDIR` when it
+//! is set (`scripts/test` sets it to what its own search found), else on `PATH`, through
 //! `pg_config --bindir`, or under `/usr/lib/postgresql/*/bin` (the newest). PostgreSQL
 //! refuses to run as root, so as root the server runs as the `postgres` OS user (created
 //! when missing), as `scripts/test` does.
@@ -41,8 +42,9 @@ use sqlx::postgres::PgConnectOptions;
 pub enum ClusterError {
     /// `initdb` and `pg_ctl` were found nowhere.
     #[error(
-        "no PostgreSQL server binaries (initdb, pg_ctl) on PATH, through pg_config, or under \
-         /usr/lib/postgresql/*/bin: install the server package (Debian: postgresql)"
+        "no PostgreSQL server binaries (initdb, pg_ctl) in PG_BINDIR or, without it, on PATH, \
+         through pg_config, or under /usr/lib/postgresql/*/bin: install the server package \
+         (Debian: postgresql)"
     )]
     NoServerBinaries,
     /// A command could not be run at all, or a file operation failed.
@@ -241,9 +243,16 @@ fn run(step: &'static str, command: &mut Command) -> Result<(), ClusterError> {
     })
 }
 
-/// The directory of `initdb` and `pg_ctl`, looked for as `scripts/lib/pg.sh` does.
+/// The directory of `initdb` and `pg_ctl`. Under the repository's scripts, `PG_BINDIR`
+/// is the answer of their search (`pg_find_bindir` in `scripts/lib/pg.sh`); the same
+/// search follows for a caller without it.
 fn find_bindir() -> Option<PathBuf> {
     let has_both = |dir: &Path| dir.join("initdb").is_file() && dir.join("pg_ctl").is_file();
+    if let Some(dir) = std::env::var_os("PG_BINDIR").filter(|dir| !dir.is_empty()) {
+        // Set but wrong is an error, not a reason to pick other binaries.
+        let dir = PathBuf::from(dir);
+        return has_both(&dir).then_some(dir);
+    }
     if let Some(path) = std::env::var_os("PATH") {
         if let Some(dir) = std::env::split_paths(&path).find(|dir| has_both(dir)) {
             return Some(dir);

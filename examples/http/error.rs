@@ -150,6 +150,9 @@ impl From<EngineError<AccountError>> for ApiError {
             | EngineError::Encode(_)
             | EngineError::Projection { .. }
             | EngineError::Panicked { .. } => ApiError::Internal(message),
+            // A failure a later version of the framework adds: the service's to look at,
+            // never the client's.
+            _ => ApiError::Internal(message),
         }
     }
 }
@@ -172,6 +175,8 @@ impl From<StoreError> for ApiError {
             | StoreError::Corrupt { .. }
             | StoreError::Projection { .. }
             | StoreError::Backend(_) => ApiError::Internal(message),
+            // Unknown to this version of the service: its own failure, not the client's.
+            _ => ApiError::Internal(message),
         }
     }
 }

@@ -9,11 +9,19 @@
 # installation) on a free port of 127.0.0.1 in a temporary directory, as a non-root user,
 # exports DATABASE_URL, runs COMMAND, and stops and removes the cluster on exit, including
 # on failure or Ctrl-C (stopping COMMAND too). COMMAND may be a shell function.
-# PG_WHO names the caller in messages.
+# PG_WHO names the caller in messages. COMMAND gets PG_BINDIR, the directory of the server
+# binaries, so that cqrs_postgres::testing uses the ones found here.
 
 PG_WHO="${PG_WHO:-$(basename "$0")}"
 
+# The directory of initdb and pg_ctl: PG_BINDIR when set, else the first of PATH,
+# `pg_config --bindir`, the newest /usr/lib/postgresql/*/bin (Debian's packages). The one
+# search of the repository: .ci/run asks it too.
 pg_find_bindir() {
+    if [[ -n "${PG_BINDIR:-}" ]]; then
+        [[ -x "$PG_BINDIR/initdb" && -x "$PG_BINDIR/pg_ctl" ]] && echo "$PG_BINDIR"
+        return
+    fi
     if command -v initdb >/dev/null 2>&1 && command -v pg_ctl >/dev/null 2>&1; then
         dirname "$(command -v initdb)"
         return 0
@@ -85,16 +93,23 @@ pg_cleanup() {
 }
 
 run_with_postgres() {
+    local bindir=""
+    if bindir="$(pg_find_bindir)"; then
+        # For the tests that start a cluster of their own, even with DATABASE_URL.
+        export PG_BINDIR="$bindir"
+    fi
+
     if [[ -n "${DATABASE_URL:-}" ]]; then
         echo "$PG_WHO: using the database of DATABASE_URL" >&2
         "$@"
         return $?
     fi
 
-    if ! PG_BINDIR="$(pg_find_bindir)"; then
+    if [[ -z "$bindir" ]]; then
         cat >&2 <<MSG
 $PG_WHO: DATABASE_URL is not set and no PostgreSQL server binaries (initdb, pg_ctl)
-were found on PATH, through pg_config, or under /usr/lib/postgresql/*/bin.
+were found in PG_BINDIR or, without it, on PATH, through pg_config, or under
+/usr/lib/postgresql/*/bin.
 Install them (Debian/Ubuntu: \`apt-get install postgresql\`), or set DATABASE_URL to a
 database where $PG_WHO may create schemas.
 MSG

@@ -2,7 +2,7 @@
 //!
 //! Writing encodes the current version of an event. Reading looks up the stored type,
 //! refuses a version newer than the code knows (an old binary must not misread new
-//! data), runs the [upcaster](Upcaster) chain from the stored version to the current one,
+//! data), runs the [upcaster](crate::Upcaster) chain from the stored version to the current one,
 //! then decodes. Every failure names the stream, the stream version and the event type,
 //! because "cannot decode event" without those is useless at 3 a.m.
 
@@ -12,8 +12,6 @@ mod upcast;
 use std::borrow::Cow;
 
 use crate::{DomainEvent, Envelope, Metadata, NewEvent, PayloadError, StoredEvent, StreamId};
-
-pub use upcast::Upcaster;
 
 /// Why a stored event could not be turned into a typed one.
 #[derive(Debug, thiserror::Error)]
@@ -34,6 +32,7 @@ pub struct DecodeError {
 
 /// What went wrong in a [`DecodeError`].
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum DecodeErrorKind {
     /// The code knows no event type by this name.
     #[error("unknown event type")]
@@ -69,6 +68,7 @@ pub enum DecodeErrorKind {
 
 /// Why a typed event could not be encoded.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum EncodeError {
     /// Serialisation failed (a map with non-string keys, a failing `Serialize` impl).
     #[error("cannot encode event {event_type:?}: {source}")]
@@ -157,17 +157,7 @@ pub fn decode_data<E: DomainEvent>(stored: &StoredEvent) -> Result<E, DecodeErro
 /// Decodes a stored event into a typed envelope, upcasting as needed.
 pub fn decode<E: DomainEvent>(stored: &StoredEvent) -> Result<Envelope<E>, DecodeError> {
     let data = decode_data::<E>(stored)?;
-    Ok(Envelope {
-        event_id: stored.event_id,
-        stream: stored.stream.clone(),
-        stream_version: stored.stream_version,
-        position: stored.position,
-        event_type: stored.event_type.clone(),
-        event_version: stored.event_version,
-        recorded_at: stored.recorded_at,
-        metadata: stored.metadata.clone(),
-        data,
-    })
+    Ok(stored.with_data(data))
 }
 
 #[cfg(test)]
@@ -177,7 +167,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::{EventTypeInfo, Position};
+    use crate::{EventTypeInfo, Position, Upcaster};
 
     /// At version 3 with only the 2 -> 3 upcaster: version-1 data has no way forward.
     #[derive(Debug, serde::Serialize, serde::Deserialize)]

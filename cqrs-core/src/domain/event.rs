@@ -1,6 +1,6 @@
 //! The event trait.
 
-use crate::codec::Upcaster;
+use super::Upcaster;
 
 /// The name and current schema version of one event type.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -14,6 +14,7 @@ pub struct EventTypeInfo {
 
 /// Why [`DomainEvent::decode`] could not build an event from its data.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum PayloadError {
     /// The type name is not one of [`DomainEvent::EVENT_TYPES`].
     #[error("unknown event type")]

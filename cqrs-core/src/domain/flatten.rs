@@ -10,7 +10,7 @@
 use serde_json::Value;
 
 use super::EventTypeInfo;
-use crate::codec::Upcaster;
+use super::Upcaster;
 
 /// `parts` one after the other, as an array of exactly `N` items (`N` must be the sum of
 /// their lengths, which the generated code computes from the same slices).
@@ -41,7 +41,6 @@ const fn concat<T: Copy, const N: usize>(parts: &[&[T]], filler: T) -> [T; N] {
 }
 
 /// The event types of every variant, in order.
-#[doc(hidden)]
 pub const fn concat_event_types<const N: usize>(parts: &[&[EventTypeInfo]]) -> [EventTypeInfo; N] {
     concat(
         parts,
@@ -53,7 +52,6 @@ pub const fn concat_event_types<const N: usize>(parts: &[&[EventTypeInfo]]) -> [
 }
 
 /// The upcasters of every variant, in order.
-#[doc(hidden)]
 pub const fn concat_upcasters<const N: usize>(parts: &[&[Upcaster]]) -> [Upcaster; N] {
     // Only fills the array before it is overwritten; never called.
     fn filler(data: Value) -> Result<Value, String> {
@@ -63,7 +61,6 @@ pub const fn concat_upcasters<const N: usize>(parts: &[&[Upcaster]]) -> [Upcaste
 }
 
 /// The event types contributed by one variant, with how the error message names it.
-#[doc(hidden)]
 #[derive(Clone, Copy)]
 pub struct Group {
     /// The variant, as the compile error should name it.
@@ -73,7 +70,6 @@ pub struct Group {
 }
 
 /// An event type name found in two groups (`found` is false when there is none).
-#[doc(hidden)]
 #[derive(Clone, Copy)]
 pub struct Clash {
     /// Whether a name is shared.
@@ -87,7 +83,6 @@ pub struct Clash {
 }
 
 /// The first event type name that two different groups share.
-#[doc(hidden)]
 pub const fn clash(groups: &[Group]) -> Clash {
     let mut a = 0;
     while a < groups.len() {
@@ -138,7 +133,6 @@ const fn str_eq(a: &str, b: &str) -> bool {
 }
 
 /// The total length of `parts`, for [`Message`]'s length.
-#[doc(hidden)]
 pub const fn message_len(parts: &[&str]) -> usize {
     let mut n = 0;
     let mut i = 0;
@@ -152,7 +146,6 @@ pub const fn message_len(parts: &[&str]) -> usize {
 /// A compile-time message joined from several strings, so that a `const` panic can name
 /// the clashing event type: in a constant, `panic!` accepts only one `&str` argument and
 /// no formatting.
-#[doc(hidden)]
 pub struct Message<const N: usize>([u8; N]);
 
 impl<const N: usize> Message<N> {

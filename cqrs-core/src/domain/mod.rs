@@ -5,12 +5,14 @@ mod aggregate;
 mod command;
 mod event;
 mod projection;
+mod upcaster;
 
-// Called by code that `#[derive(DomainEvent)]` generates for `#[event(flatten)]`.
-#[doc(hidden)]
-pub mod flatten;
+// Called by code that `#[derive(DomainEvent)]` generates for `#[event(flatten)]`,
+// through `crate::__private`.
+pub(crate) mod flatten;
 
 pub use aggregate::Aggregate;
 pub use command::Command;
 pub use event::{DomainEvent, EventTypeInfo, PayloadError};
 pub use projection::Projection;
+pub use upcaster::Upcaster;

@@ -8,6 +8,7 @@ use crate::{StoreError, StreamId};
 
 /// Why a command or a load failed. `E` is the aggregate's own error type.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum EngineError<E: std::error::Error + 'static> {
     /// The aggregate refused the command. Nothing was written.
     #[error("command refused: {0}")]

@@ -10,6 +10,15 @@ use crate::{
 
 type Result<T, A> = std::result::Result<T, EngineError<<A as Aggregate>::Error>>;
 
+/// The aggregate a command names, for the `send` methods.
+fn aggregate_id<A: Aggregate>(command: &A::Command) -> Result<String, A> {
+    command
+        .aggregate_id()
+        .ok_or(EngineError::MissingAggregateId {
+            command: command.command_name(),
+        })
+}
+
 impl<A: Aggregate> Engine<A> {
     /// Executes `command` against aggregate `id`.
     ///
@@ -35,30 +44,13 @@ impl<A: Aggregate> Engine<A> {
         version: u64,
         command: A::Command,
     ) -> Result<Committed<A::Event>, A> {
-        let stream = StreamId::new(A::TYPE, id)?;
-        let metadata = Metadata {
-            correlation_id: Some(crate::envelope::now_v7()),
-            ..Metadata::default()
-        };
-        let span = tracing::info_span!(
-            "cqrs.execute",
-            stream = %stream,
-            command = command.command_name(),
-            expected_version = version,
-            correlation_id = %metadata.correlation_id.unwrap_or_default(),
-        );
-        self.execute_inner(stream, command, metadata, Some(version))
-            .instrument(span)
+        self.execute_traced(id, command, Metadata::default(), Some(version))
             .await
     }
 
     /// Executes a command that names its aggregate ([`Command::aggregate_id`]).
     pub async fn send(&self, command: A::Command) -> Result<Committed<A::Event>, A> {
-        let id = command
-            .aggregate_id()
-            .ok_or(EngineError::MissingAggregateId {
-                command: command.command_name(),
-            })?;
+        let id = aggregate_id::<A>(&command)?;
         self.execute(&id, command).await
     }
 
@@ -93,11 +85,7 @@ impl<A: Aggregate> Engine<A> {
         command: A::Command,
         cause: &Envelope<D>,
     ) -> Result<Committed<A::Event>, A> {
-        let id = command
-            .aggregate_id()
-            .ok_or(EngineError::MissingAggregateId {
-                command: command.command_name(),
-            })?;
+        let id = aggregate_id::<A>(&command)?;
         self.execute_caused_by(&id, command, cause).await
     }
 
@@ -112,7 +100,19 @@ impl<A: Aggregate> Engine<A> {
         &self,
         id: &str,
         command: A::Command,
+        metadata: Metadata,
+    ) -> Result<Committed<A::Event>, A> {
+        self.execute_traced(id, command, metadata, None).await
+    }
+
+    /// What every way in shares: the stream, a correlation id where there is none, and
+    /// the command's span.
+    async fn execute_traced(
+        &self,
+        id: &str,
+        command: A::Command,
         mut metadata: Metadata,
+        expected_version: Option<u64>,
     ) -> Result<Committed<A::Event>, A> {
         let stream = StreamId::new(A::TYPE, id)?;
         metadata
@@ -122,9 +122,10 @@ impl<A: Aggregate> Engine<A> {
             "cqrs.execute",
             stream = %stream,
             command = command.command_name(),
+            expected_version,
             correlation_id = %metadata.correlation_id.unwrap_or_default(),
         );
-        self.execute_inner(stream, command, metadata, None)
+        self.execute_inner(stream, command, metadata, expected_version)
             .instrument(span)
             .await
     }
@@ -307,17 +308,7 @@ impl<A: Aggregate> Engine<A> {
         let envelopes: Vec<Envelope<A::Event>> = stored
             .iter()
             .zip(events)
-            .map(|(s, event)| Envelope {
-                event_id: s.event_id,
-                stream: s.stream.clone(),
-                stream_version: s.stream_version,
-                position: s.position,
-                event_type: s.event_type.clone(),
-                event_version: s.event_version,
-                recorded_at: s.recorded_at,
-                metadata: s.metadata.clone(),
-                data: event,
-            })
+            .map(|(s, event)| s.with_data(event))
             .collect();
 
         let mut failed = None;

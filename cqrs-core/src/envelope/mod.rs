@@ -50,7 +50,25 @@ pub struct Envelope<D> {
 pub type StoredEvent = Envelope<serde_json::Value>;
 
 impl<D> Envelope<D> {
+    /// The same envelope around other data: how a stored event becomes a typed one.
+    pub fn with_data<T>(&self, data: T) -> Envelope<T> {
+        Envelope {
+            event_id: self.event_id,
+            stream: self.stream.clone(),
+            stream_version: self.stream_version,
+            position: self.position,
+            event_type: self.event_type.clone(),
+            event_version: self.event_version,
+            recorded_at: self.recorded_at,
+            metadata: self.metadata.clone(),
+            data,
+        }
+    }
+
     /// Replaces the data, keeping the envelope.
+    ///
+    /// By value, so nothing is cloned: Rust has no struct update across types, hence the
+    /// second field list beside [`with_data`](Self::with_data).
     pub fn map<T>(self, f: impl FnOnce(D) -> T) -> Envelope<T> {
         Envelope {
             event_id: self.event_id,

@@ -13,6 +13,7 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
 /// Why a store operation failed.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum StoreError {
     /// The stream was not at the expected version: another writer got there first.
     /// Nothing was written. Reload and retry (the engine does).

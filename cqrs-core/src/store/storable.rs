@@ -27,6 +27,7 @@ pub const MAX_JSON_DEPTH: usize = 100;
 
 /// Why a JSON value cannot be stored.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum UnstorableJson {
     /// A string or an object key holds a NUL character, which PostgreSQL `jsonb` and
     /// `text` cannot hold.

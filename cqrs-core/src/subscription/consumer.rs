@@ -65,6 +65,7 @@ pub trait Consumer: Send + Sync + 'static {
 
 /// Why a [`Consumer`] could not take a batch.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum DeliveryError {
     /// This event could not be handled: it does not decode, or the handler failed. The
     /// runner retries, then stops or parks it, as its [`FailurePolicy`](super::FailurePolicy)

@@ -1,14 +1,14 @@
 //! The handle of a running subscription: status, lag, waiting, rebuild, shutdown.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::sync::{watch, Notify};
 use tokio::task::JoinHandle;
 
-use super::{runner, DeliveryError, Subscription, SubscriptionState, SubscriptionStatus};
-use crate::{EventFilter, EventStore, Position, StoreError};
+use super::runner::{self, Shared};
+use super::{Subscription, SubscriptionError, SubscriptionState, SubscriptionStatus};
+use crate::{Position, StoreError};
 
 /// Controls a subscription started with [`Subscription::start`].
 ///
@@ -19,85 +19,9 @@ pub struct SubscriptionHandle {
     task: Option<JoinHandle<Result<(), SubscriptionError>>>,
 }
 
-/// What the runner and the handle share.
-pub(super) struct Shared {
-    pub(super) status: watch::Sender<SubscriptionStatus>,
-    pub(super) stop: watch::Sender<bool>,
-    /// Wakes an idle runner before its wait is over (a waiter wants a fresh read).
-    pub(super) wake: Notify,
-    pub(super) rebuild: AtomicBool,
-    events: Arc<dyn EventStore>,
-    filter: EventFilter,
-}
-
-/// Why a subscription ended, or why waiting for it failed.
-#[derive(Debug, thiserror::Error)]
-pub enum SubscriptionError {
-    /// An event still failed after its retries, and the failure policy is
-    /// [`Stop`](super::FailurePolicy::Stop). The checkpoint is just before it.
-    #[error("subscription {name} stopped: {source}")]
-    Failed {
-        /// The subscription.
-        name: String,
-        /// The failure.
-        #[source]
-        source: DeliveryError,
-    },
-    /// A wait for the subscription found it no longer running.
-    #[error("subscription {name} is not running ({state:?}); last error: {}", last_error.as_deref().unwrap_or("none"))]
-    NotRunning {
-        /// The subscription.
-        name: String,
-        /// Its state.
-        state: SubscriptionState,
-        /// Its last error.
-        last_error: Option<String>,
-    },
-    /// A wait for the subscription to catch up timed out.
-    #[error("subscription {name} did not catch up within {waited:?} ({state:?}); last error: {}", last_error.as_deref().unwrap_or("none"))]
-    Timeout {
-        /// The subscription.
-        name: String,
-        /// How long the caller waited.
-        waited: Duration,
-        /// Its state at the end of the wait.
-        state: SubscriptionState,
-        /// Its last error.
-        last_error: Option<String>,
-    },
-    /// The subscription's task panicked outside any handler (a panic in a handler is
-    /// its event's failure, [`Failed`](Self::Failed) or parked), or was cancelled. The
-    /// status says `Failed`, with this error as `last_error`.
-    #[error("subscription {name} aborted: {message}")]
-    Aborted {
-        /// The subscription.
-        name: String,
-        /// The panic's message, if any.
-        message: String,
-    },
-}
-
 impl SubscriptionHandle {
     pub(super) fn spawn(subscription: Subscription) -> Self {
-        let consumer = &subscription.consumer;
-        let status = SubscriptionStatus {
-            name: consumer.name().to_owned(),
-            version: consumer.version(),
-            state: SubscriptionState::Starting,
-            position: None,
-            delivered: 0,
-            parked: 0,
-            last_error: None,
-            caught_up_at: None,
-        };
-        let shared = Arc::new(Shared {
-            status: watch::Sender::new(status),
-            stop: watch::Sender::new(false),
-            wake: Notify::new(),
-            rebuild: AtomicBool::new(false),
-            events: Arc::clone(&subscription.events),
-            filter: consumer.filter().clone(),
-        });
+        let shared = Arc::new(Shared::new(&subscription));
         let task = tokio::spawn(runner::run(subscription, Arc::clone(&shared)));
         Self {
             shared,

@@ -48,6 +48,7 @@
 //! ```
 
 mod consumer;
+mod error;
 mod handle;
 mod process;
 mod runner;
@@ -58,7 +59,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use consumer::{Consumer, DeliveryError};
-pub use handle::{SubscriptionError, SubscriptionHandle};
+pub use error::SubscriptionError;
+pub use handle::SubscriptionHandle;
 pub use process::ProcessManager;
 pub use status::{SubscriptionState, SubscriptionStatus};
 pub use typed::{decode, Project, React};

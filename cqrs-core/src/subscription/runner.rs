@@ -1,23 +1,58 @@
 //! The subscription's task: lease, checkpoint, read, deliver, retry, park.
 
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::sync::watch;
+use tokio::sync::{watch, Notify};
 use tracing::Instrument;
 use uuid::Uuid;
 
-use super::handle::Shared;
 use super::{
     DeliveryError, FailurePolicy, Subscription, SubscriptionError, SubscriptionState,
     SubscriptionStatus,
 };
 use crate::unwind::{self, Panicked};
-use crate::{Lease, Position, StoreError, StoredEvent};
+use crate::{EventFilter, EventStore, Lease, Position, StoreError, StoredEvent};
 
 /// The longest pause between two tries after a failure.
 const MAX_PAUSE: Duration = Duration::from_secs(5);
+
+/// What the runner and the handle share.
+pub(super) struct Shared {
+    pub(super) status: watch::Sender<SubscriptionStatus>,
+    pub(super) stop: watch::Sender<bool>,
+    /// Wakes an idle runner before its wait is over (a waiter wants a fresh read).
+    pub(super) wake: Notify,
+    pub(super) rebuild: AtomicBool,
+    pub(super) events: Arc<dyn EventStore>,
+    pub(super) filter: EventFilter,
+}
+
+impl Shared {
+    /// The shared part of a subscription about to start: state `Starting`, no checkpoint.
+    pub(super) fn new(subscription: &Subscription) -> Self {
+        let consumer = &subscription.consumer;
+        let status = SubscriptionStatus {
+            name: consumer.name().to_owned(),
+            version: consumer.version(),
+            state: SubscriptionState::Starting,
+            position: None,
+            delivered: 0,
+            parked: 0,
+            last_error: None,
+            caught_up_at: None,
+        };
+        Self {
+            status: watch::Sender::new(status),
+            stop: watch::Sender::new(false),
+            wake: Notify::new(),
+            rebuild: AtomicBool::new(false),
+            events: Arc::clone(&subscription.events),
+            filter: consumer.filter().clone(),
+        }
+    }
+}
 
 /// The failure of an event that a read could not return: the store found it corrupt
 /// but could still build it (see [`StoreError::Corrupt`]). Any other read error is the
@@ -116,6 +151,42 @@ enum Exit {
     LeaseLost,
 }
 
+/// How a round of the active loop ended.
+enum Flow {
+    /// Go on with the next round.
+    Next,
+    /// Leave the active loop.
+    Exit(Exit),
+}
+
+/// What the read step found.
+enum Read {
+    /// Events to deliver (not empty), read in a batch of at most `size`.
+    Batch {
+        events: Vec<Arc<StoredEvent>>,
+        size: usize,
+    },
+    /// An event the store cannot read: its failure.
+    Unreadable(DeliveryError),
+}
+
+/// Where the active loop is.
+struct Cursor {
+    /// The read model is to be emptied and the log replayed from the start.
+    reset: bool,
+    /// The checkpoint.
+    position: Position,
+    /// How far reads have looked: ahead of the checkpoint when the log holds events this
+    /// subscription does not consume.
+    scanned: Position,
+    /// The event that fails now, and its attempts so far.
+    failing: Option<(Uuid, u32)>,
+    /// The last event of a batch whose delivery panicked without naming the event at
+    /// fault (a consumer that does not catch its handlers' panics): up to it, batches of
+    /// one event, so that the panic, if it comes again, names its event.
+    narrow: Option<Position>,
+}
+
 struct Runner {
     sub: Subscription,
     shared: Arc<Shared>,
@@ -205,33 +276,12 @@ impl Runner {
         }
     }
 
-    /// Delivers while holding `lease`.
+    /// Delivers while holding `lease`: round after round, reset if due, read, deliver,
+    /// and settle what the delivery did.
     async fn active(&mut self, lease: &dyn Lease) -> Result<Exit, SubscriptionError> {
-        let consumer = Arc::clone(&self.sub.consumer);
-        let key = consumer.checkpoint_name();
-        let loaded = loop {
-            match consumer.checkpoints().load_checkpoint(&key).await {
-                Ok(position) => break position,
-                Err(e) => {
-                    if !self.trouble("loading the checkpoint", &e).await {
-                        return Ok(Exit::Stopped);
-                    }
-                }
-            }
+        let Some(mut at) = self.load().await else {
+            return Ok(Exit::Stopped);
         };
-        self.set(|s| s.position = loaded);
-        // No checkpoint (a new consumer or a new version), or one at the start (a rebuild
-        // that was interrupted): the read model is emptied before the replay.
-        let mut reset = loaded.is_none_or(|p| p == Position::START);
-        // `position` is the checkpoint; `scanned` is how far reads have looked, which
-        // runs ahead of it when the log holds events this subscription does not consume.
-        let mut position = loaded.unwrap_or(Position::START);
-        let mut scanned = position;
-        let mut failing: Option<(Uuid, u32)> = None;
-        // The last event of a batch whose delivery panicked without naming the event at
-        // fault (a consumer that does not catch its handlers' panics): up to it, batches
-        // of one event, so that the panic, if it comes again, names its event.
-        let mut narrow: Option<Position> = None;
         loop {
             if self.stopping() {
                 return Ok(Exit::Stopped);
@@ -240,172 +290,260 @@ impl Runner {
             // callers that came before it, and a `rebuild()` after this instant is seen
             // by this check or the next, before any later read can count.
             let started = Instant::now();
-            reset |= self.shared.rebuild.swap(false, Ordering::SeqCst);
-            if reset {
-                self.set(|s| s.state = SubscriptionState::Rebuilding);
-                tracing::info!("resetting the read model");
-                if let Err(e) = self.reset().await {
-                    // Still to do: the flag stays up.
-                    self.shared.rebuild.store(true, Ordering::SeqCst);
-                    if !self.trouble("resetting", &e).await {
-                        return Ok(Exit::Stopped);
+            let flow = match self.reset_if_due(&mut at).await {
+                Some(flow) => flow,
+                None if !lease.is_held().await => Flow::Exit(Exit::LeaseLost),
+                None => match self.read_next(&mut at, started).await {
+                    Ok(Read::Batch { events, size }) => {
+                        match self.deliver_batch(&mut at, &events).await {
+                            Ok(delivered) => self.settle(&mut at, &events, size, delivered).await?,
+                            Err(flow) => flow,
+                        }
                     }
-                    continue;
-                }
-                reset = false;
-                narrow = None;
-                position = Position::START;
-                scanned = position;
-                self.set(|s| s.position = Some(Position::START));
-            }
-            if !lease.is_held().await {
-                return Ok(Exit::LeaseLost);
-            }
-            narrow = narrow.filter(|&end| scanned < end);
-            let size = if narrow.is_some() {
-                1
-            } else {
-                self.sub.batch_size
-            };
-            let (batch, delivered) = match self.read(scanned, size).await {
-                Ok((batch, horizon)) => {
-                    let Some(last) = batch.last().map(|e| e.position) else {
-                        if let Some(horizon) = horizon {
-                            scanned = scanned.max(horizon);
-                        }
-                        self.troubles = 0;
-                        self.set(|s| {
-                            s.state = SubscriptionState::Live;
-                            s.caught_up_at = Some(started);
-                        });
-                        if !self.idle(scanned).await {
-                            return Ok(Exit::Stopped);
-                        }
-                        continue;
-                    };
-                    let delivered = match self.deliver(position, &batch, last).await {
-                        Ok(delivered) => delivered,
-                        Err(panic) => match batch.as_slice() {
-                            [event] => Err(DeliveryError::Event {
-                                event: Arc::clone(event),
-                                source: Box::new(panic),
-                            }),
-                            _ => {
-                                let message = format!(
-                                    "delivering a batch: {panic}; trying its events one at a \
-                                     time to find the one at fault"
-                                );
-                                tracing::warn!(error = %message, "consumer panicked");
-                                self.set(|s| {
-                                    s.state = SubscriptionState::Retrying;
-                                    s.last_error = Some(message);
-                                });
-                                narrow = Some(last);
-                                continue;
-                            }
-                        },
-                    };
-                    (batch, delivered)
-                }
-                Err(e) => match unreadable(e) {
                     // An event the store cannot read fails like one the consumer cannot
                     // take: retried, then stopped on or parked.
-                    Ok(failure) => (Vec::new(), Err(failure)),
-                    Err(e) => {
-                        if !self.trouble("reading events", &e).await {
-                            return Ok(Exit::Stopped);
-                        }
-                        continue;
+                    Ok(Read::Unreadable(failure)) => {
+                        self.settle(&mut at, &[], 0, Err(failure)).await?
                     }
+                    Err(flow) => flow,
                 },
             };
-            match delivered {
-                Ok(()) => {
-                    // What was delivered: never empty here.
-                    let last = batch.last().map_or(position, |e| e.position);
-                    let state = if batch.len() == size {
-                        SubscriptionState::CatchingUp
-                    } else {
-                        SubscriptionState::Live
-                    };
-                    position = last;
-                    scanned = last;
-                    failing = None;
-                    self.troubles = 0;
-                    self.set(|s| {
-                        s.state = state;
-                        s.position = Some(last);
-                        s.delivered += batch.len() as u64;
-                    });
-                    tracing::debug!(events = batch.len(), "delivered");
-                }
-                Err(error @ DeliveryError::Event { .. }) => {
-                    let DeliveryError::Event { event, .. } = &error else {
-                        continue;
-                    };
-                    let event = Arc::clone(event);
-                    let attempts = match &mut failing {
-                        Some((id, n)) if *id == event.event_id => {
-                            *n += 1;
-                            *n
-                        }
-                        _ => {
-                            failing = Some((event.event_id, 1));
-                            1
-                        }
-                    };
-                    let message = error.to_string();
-                    self.set(|s| s.last_error = Some(message.clone()));
-                    if attempts < self.sub.retry.max_attempts {
-                        tracing::warn!(error = %message, attempts, "event failed; retrying");
-                        self.set(|s| s.state = SubscriptionState::Retrying);
-                        let pause = self.backoff(attempts);
-                        if !self.pause(pause).await {
-                            return Ok(Exit::Stopped);
-                        }
-                        continue;
-                    }
-                    // Out of retries. The events before it in the batch did not fail:
-                    // they are delivered first, so that the checkpoint ends right before
-                    // it. (If that fails, the next round starts over from the checkpoint.)
-                    let before = batch
-                        .iter()
-                        .position(|e| e.event_id == event.event_id)
-                        .unwrap_or(0);
-                    if before > 0 {
-                        let Some(to) = self.deliver_prefix(&batch[..before], position).await else {
-                            continue;
-                        };
-                        position = to;
-                        scanned = to;
-                    }
-                    match self.sub.on_failure {
-                        FailurePolicy::Stop => {
-                            tracing::error!(error = %message, attempts, "event failed; stopping");
-                            return Err(SubscriptionError::Failed {
-                                name: consumer.name().to_owned(),
-                                source: error,
-                            });
-                        }
-                        FailurePolicy::Park => {
-                            if let Some(moved) = self.park(position, &event, &message).await {
-                                position = moved;
-                                scanned = moved;
-                                failing = None;
-                            }
-                        }
+            if let Flow::Exit(exit) = flow {
+                return Ok(exit);
+            }
+        }
+    }
+
+    /// Loads the checkpoint, retrying the store; `None` if asked to stop meanwhile.
+    async fn load(&mut self) -> Option<Cursor> {
+        let consumer = Arc::clone(&self.sub.consumer);
+        let key = consumer.checkpoint_name();
+        let loaded = loop {
+            match consumer.checkpoints().load_checkpoint(&key).await {
+                Ok(position) => break position,
+                Err(e) => {
+                    if !self.trouble("loading the checkpoint", &e).await {
+                        return None;
                     }
                 }
-                Err(e @ DeliveryError::CheckpointMoved { .. }) => {
-                    tracing::warn!(error = %e, "another process delivered; standing by");
-                    self.set(|s| s.last_error = Some(e.to_string()));
-                    return Ok(Exit::LeaseLost);
-                }
-                Err(e @ (DeliveryError::Store(_) | DeliveryError::Reset(_))) => {
-                    if !self.trouble("delivering", &e).await {
-                        return Ok(Exit::Stopped);
+            }
+        };
+        self.set(|s| s.position = loaded);
+        let position = loaded.unwrap_or(Position::START);
+        Some(Cursor {
+            // No checkpoint (a new consumer or a new version), or one at the start (a
+            // rebuild that was interrupted): the read model is emptied before the replay.
+            reset: loaded.is_none_or(|p| p == Position::START),
+            position,
+            scanned: position,
+            failing: None,
+            narrow: None,
+        })
+    }
+
+    /// The reset step: empties the read model and goes back to the start when a reset is
+    /// due (or asked for by [`rebuild`](super::SubscriptionHandle::rebuild)). `None`
+    /// when the round goes on.
+    async fn reset_if_due(&mut self, at: &mut Cursor) -> Option<Flow> {
+        at.reset |= self.shared.rebuild.swap(false, Ordering::SeqCst);
+        if !at.reset {
+            return None;
+        }
+        self.set(|s| s.state = SubscriptionState::Rebuilding);
+        tracing::info!("resetting the read model");
+        if let Err(e) = self.reset().await {
+            // Still to do: the flag stays up.
+            self.shared.rebuild.store(true, Ordering::SeqCst);
+            if !self.trouble("resetting", &e).await {
+                return Some(Flow::Exit(Exit::Stopped));
+            }
+            return Some(Flow::Next);
+        }
+        at.reset = false;
+        at.narrow = None;
+        at.position = Position::START;
+        at.scanned = Position::START;
+        self.set(|s| s.position = Some(Position::START));
+        None
+    }
+
+    /// The read step: the next batch after `at.scanned`, or, when there is none, idles
+    /// (the subscription is live) and ends the round.
+    async fn read_next(&mut self, at: &mut Cursor, started: Instant) -> Result<Read, Flow> {
+        let scanned = at.scanned;
+        at.narrow = at.narrow.filter(|&end| scanned < end);
+        let size = if at.narrow.is_some() {
+            1
+        } else {
+            self.sub.batch_size
+        };
+        let (events, horizon) = match self.read(at.scanned, size).await {
+            Ok(read) => read,
+            Err(e) => match unreadable(e) {
+                Ok(failure) => return Ok(Read::Unreadable(failure)),
+                Err(e) => {
+                    if !self.trouble("reading events", &e).await {
+                        return Err(Flow::Exit(Exit::Stopped));
                     }
+                    return Err(Flow::Next);
                 }
+            },
+        };
+        if !events.is_empty() {
+            return Ok(Read::Batch { events, size });
+        }
+        if let Some(horizon) = horizon {
+            at.scanned = at.scanned.max(horizon);
+        }
+        self.troubles = 0;
+        self.set(|s| {
+            s.state = SubscriptionState::Live;
+            s.caught_up_at = Some(started);
+        });
+        if !self.idle(at.scanned).await {
+            return Err(Flow::Exit(Exit::Stopped));
+        }
+        Err(Flow::Next)
+    }
+
+    /// The deliver step: hands `events` (not empty) to the consumer. A panic that names
+    /// no event is the failure of the only event, or, in a larger batch, starts
+    /// narrowing (batches of one event up to its end) and ends the round.
+    async fn deliver_batch(
+        &mut self,
+        at: &mut Cursor,
+        events: &[Arc<StoredEvent>],
+    ) -> Result<Result<(), DeliveryError>, Flow> {
+        let last = events.last().map_or(at.position, |e| e.position);
+        let panic = match self.deliver(at.position, events, last).await {
+            Ok(delivered) => return Ok(delivered),
+            Err(panic) => panic,
+        };
+        if let [event] = events {
+            return Ok(Err(DeliveryError::Event {
+                event: Arc::clone(event),
+                source: Box::new(panic),
+            }));
+        }
+        let message = format!(
+            "delivering a batch: {panic}; trying its events one at a time to find the one \
+             at fault"
+        );
+        tracing::warn!(error = %message, "consumer panicked");
+        self.set(|s| {
+            s.state = SubscriptionState::Retrying;
+            s.last_error = Some(message);
+        });
+        at.narrow = Some(last);
+        Err(Flow::Next)
+    }
+
+    /// Acts on how the delivery of `events` (read with `size`) went.
+    async fn settle(
+        &mut self,
+        at: &mut Cursor,
+        events: &[Arc<StoredEvent>],
+        size: usize,
+        delivered: Result<(), DeliveryError>,
+    ) -> Result<Flow, SubscriptionError> {
+        match delivered {
+            Ok(()) => {
+                // What was delivered: never empty here.
+                let last = events.last().map_or(at.position, |e| e.position);
+                let state = if events.len() == size {
+                    SubscriptionState::CatchingUp
+                } else {
+                    SubscriptionState::Live
+                };
+                at.position = last;
+                at.scanned = last;
+                at.failing = None;
+                self.troubles = 0;
+                self.set(|s| {
+                    s.state = state;
+                    s.position = Some(last);
+                    s.delivered += events.len() as u64;
+                });
+                tracing::debug!(events = events.len(), "delivered");
+                Ok(Flow::Next)
+            }
+            Err(error @ DeliveryError::Event { .. }) => self.on_failure(at, events, error).await,
+            Err(e @ DeliveryError::CheckpointMoved { .. }) => {
+                tracing::warn!(error = %e, "another process delivered; standing by");
+                self.set(|s| s.last_error = Some(e.to_string()));
+                Ok(Flow::Exit(Exit::LeaseLost))
+            }
+            Err(e @ (DeliveryError::Store(_) | DeliveryError::Reset(_))) => {
+                if !self.trouble("delivering", &e).await {
+                    return Ok(Flow::Exit(Exit::Stopped));
+                }
+                Ok(Flow::Next)
+            }
+        }
+    }
+
+    /// The on-failure step, for an event of `events` that failed: retried after a pause,
+    /// then, out of retries, stopped on or parked by the failure policy.
+    async fn on_failure(
+        &mut self,
+        at: &mut Cursor,
+        events: &[Arc<StoredEvent>],
+        error: DeliveryError,
+    ) -> Result<Flow, SubscriptionError> {
+        let DeliveryError::Event { event, .. } = &error else {
+            return Ok(Flow::Next);
+        };
+        let event = Arc::clone(event);
+        let attempts = match &mut at.failing {
+            Some((id, n)) if *id == event.event_id => {
+                *n += 1;
+                *n
+            }
+            _ => {
+                at.failing = Some((event.event_id, 1));
+                1
+            }
+        };
+        let message = error.to_string();
+        self.set(|s| s.last_error = Some(message.clone()));
+        if attempts < self.sub.retry.max_attempts {
+            tracing::warn!(error = %message, attempts, "event failed; retrying");
+            self.set(|s| s.state = SubscriptionState::Retrying);
+            let pause = self.backoff(attempts);
+            if !self.pause(pause).await {
+                return Ok(Flow::Exit(Exit::Stopped));
+            }
+            return Ok(Flow::Next);
+        }
+        // Out of retries. The events before it in the batch did not fail: they are
+        // delivered first, so that the checkpoint ends right before it. (If that fails,
+        // the next round starts over from the checkpoint.)
+        let before = events
+            .iter()
+            .position(|e| e.event_id == event.event_id)
+            .unwrap_or(0);
+        if before > 0 {
+            let Some(to) = self.deliver_prefix(&events[..before], at.position).await else {
+                return Ok(Flow::Next);
+            };
+            at.position = to;
+            at.scanned = to;
+        }
+        match self.sub.on_failure {
+            FailurePolicy::Stop => {
+                tracing::error!(error = %message, attempts, "event failed; stopping");
+                Err(SubscriptionError::Failed {
+                    name: self.sub.consumer.name().to_owned(),
+                    source: error,
+                })
+            }
+            FailurePolicy::Park => {
+                if let Some(moved) = self.park(at.position, &event, &message).await {
+                    at.position = moved;
+                    at.scanned = moved;
+                    at.failing = None;
+                }
+                Ok(Flow::Next)
             }
         }
     }

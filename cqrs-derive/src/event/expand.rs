@@ -99,7 +99,7 @@ pub fn expand(input: &Input<'_>) -> syn::Result<TokenStream> {
         #[automatically_derived]
         impl #domain_event for #ident {
             const EVENT_TYPES: &'static [#krate::EventTypeInfo] = #event_types;
-            const UPCASTERS: &'static [#krate::codec::Upcaster] = #upcasters;
+            const UPCASTERS: &'static [#krate::Upcaster] = #upcasters;
 
             fn event_type(&self) -> &'static str {
                 match self {
@@ -115,7 +115,7 @@ pub fn expand(input: &Input<'_>) -> syn::Result<TokenStream> {
 
             fn encode(
                 &self,
-            ) -> ::core::result::Result<#krate::serde_json::Value, #krate::serde_json::Error> {
+            ) -> ::core::result::Result<#krate::__private::serde_json::Value, #krate::__private::serde_json::Error> {
                 match self {
                     #(#encode_arms)*
                 }
@@ -123,7 +123,7 @@ pub fn expand(input: &Input<'_>) -> syn::Result<TokenStream> {
 
             fn decode(
                 event_type: &str,
-                data: &#krate::serde_json::Value,
+                data: &#krate::__private::serde_json::Value,
             ) -> ::core::result::Result<Self, #krate::PayloadError> {
                 let _ = data;
                 match event_type {
@@ -154,7 +154,7 @@ fn upcasters<'a>(
     let name = &t.name;
     t.upcasts.iter().map(move |u| {
         let (from, with) = (u.from, &u.with);
-        quote_spanned!(with.span()=> #krate::codec::Upcaster::new(#name, #from, #with))
+        quote_spanned!(with.span()=> #krate::Upcaster::new(#name, #from, #with))
     })
 }
 
@@ -188,7 +188,7 @@ fn flattened<'a>(f: &'a Flatten<'_>) -> syn::Result<(&'a syn::Ident, &'a syn::Ty
 /// declared here contributes `&[info]`; its length (1) and the flattened constants'
 /// `.len()` size the array, all evaluated at compile time.
 fn concatenated(input: &Input<'_>, krate: &TokenStream) -> syn::Result<(TokenStream, TokenStream)> {
-    let support = quote!(#krate::domain::flatten);
+    let support = quote!(#krate::__private::flatten);
     let domain_event = quote!(#krate::DomainEvent);
     let mut type_parts = Vec::new();
     let mut type_lens = Vec::new();
@@ -229,7 +229,7 @@ fn concatenated(input: &Input<'_>, krate: &TokenStream) -> syn::Result<(TokenStr
 /// with a message naming it and both variants. Names declared here were checked by
 /// `valid`; a flattened enum's names are only known as constants, hence a `const` panic.
 fn clash_check(input: &Input<'_>, krate: &TokenStream) -> syn::Result<TokenStream> {
-    let support = quote!(#krate::domain::flatten);
+    let support = quote!(#krate::__private::flatten);
     let domain_event = quote!(#krate::DomainEvent);
     let ident = input.ident;
     let mut groups = Vec::new();
@@ -353,7 +353,7 @@ fn serde_attrs(
                     };
                     let adapter = format_ident!("__cqrs_ser_{}", index);
                     adapters.push(quote! {
-                        fn #adapter<__S: #krate::serde::Serializer>(
+                        fn #adapter<__S: #krate::__private::serde::Serializer>(
                             value: &&#ty,
                             serializer: __S,
                         ) -> ::core::result::Result<__S::Ok, __S::Error> {
@@ -389,10 +389,12 @@ fn encode_body(
     krate: &TokenStream,
     krate_str: &str,
 ) -> syn::Result<TokenStream> {
-    let serde_crate = format!("{krate_str}::serde");
+    let serde_crate = format!("{krate_str}::__private::serde");
     let (fields, newtype): (Vec<&Field>, bool) = match &t.shape {
         Shape::Unit | Shape::Tuple(_) => {
-            return Ok(quote!(::core::result::Result::Ok(#krate::serde_json::Value::Null)))
+            return Ok(
+                quote!(::core::result::Result::Ok(#krate::__private::serde_json::Value::Null)),
+            )
         }
         Shape::Newtype(f) => (vec![*f], true),
         Shape::Named(fs) => (fs.clone(), false),
@@ -427,10 +429,10 @@ fn encode_body(
     };
     Ok(quote! {
         #(#adapters)*
-        #[derive(#krate::serde::Serialize)]
+        #[derive(#krate::__private::serde::Serialize)]
         #[serde(crate = #serde_crate)]
         #def
-        #krate::serde_json::to_value(&#init)
+        #krate::__private::serde_json::to_value(&#init)
     })
 }
 
@@ -440,7 +442,7 @@ fn decode_body(
     krate: &TokenStream,
     krate_str: &str,
 ) -> syn::Result<TokenStream> {
-    let serde_crate = format!("{krate_str}::serde");
+    let serde_crate = format!("{krate_str}::__private::serde");
     let path = path(input, t);
     let (fields, newtype): (Vec<&Field>, bool) = match &t.shape {
         Shape::Unit => return Ok(quote!(::core::result::Result::Ok(#path {}))),
@@ -477,11 +479,11 @@ fn decode_body(
         )
     };
     Ok(quote! {
-        #[derive(#krate::serde::Deserialize)]
+        #[derive(#krate::__private::serde::Deserialize)]
         #[serde(crate = #serde_crate)]
         #def
         let __cqrs_data: __CqrsData =
-            <__CqrsData as #krate::serde::Deserialize>::deserialize(data)?;
+            <__CqrsData as #krate::__private::serde::Deserialize>::deserialize(data)?;
         ::core::result::Result::Ok(#value)
     })
 }

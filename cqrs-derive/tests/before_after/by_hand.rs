@@ -46,9 +46,9 @@ impl DomainEvent for AccountEvent {
             version: 1,
         },
     ];
-    const UPCASTERS: &'static [cqrs_core::codec::Upcaster] = &[
-        cqrs_core::codec::Upcaster::new("account.deposited", 1, upcast::deposited_v1),
-        cqrs_core::codec::Upcaster::new("account.deposited", 2, upcast::deposited_v2),
+    const UPCASTERS: &'static [cqrs_core::Upcaster] = &[
+        cqrs_core::Upcaster::new("account.deposited", 1, upcast::deposited_v1),
+        cqrs_core::Upcaster::new("account.deposited", 2, upcast::deposited_v2),
     ];
     fn event_type(&self) -> &'static str {
         match self {

@@ -4,7 +4,8 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::codec::{serde_enum, Upcaster};
+use crate::codec::serde_enum;
+use crate::Upcaster;
 use crate::{Aggregate, Command, DomainEvent, EventTypeInfo, PayloadError};
 
 /// The most a counter may hold.
