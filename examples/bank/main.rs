@@ -105,7 +105,7 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     println!("\nThe event log of {account} (the only thing stored; state is a fold over it):");
     let stream = cqrs_core::StreamId::new(Account::TYPE, account)?;
     for event in bank
-        .event_store()
+        .stream_store()
         .read_stream(&stream, 1, usize::MAX)
         .await?
     {
@@ -121,7 +121,7 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
                 .unwrap_or_default(),
         );
     }
-    let first = bank.event_store().read_stream(&stream, 1, 1).await?;
+    let first = bank.stream_store().read_stream(&stream, 1, 1).await?;
     if let Some(first) = first.first() {
         println!(
             "\nThe first event as a CloudEvents document:\n{:#}",

@@ -8,7 +8,7 @@ use tokio::sync::{watch, Notify};
 use tokio::task::JoinHandle;
 
 use super::{runner, DeliveryError, Subscription, SubscriptionState, SubscriptionStatus};
-use crate::{EventFilter, EventStore, Position, StoreError};
+use crate::{EventFilter, EventLog, Position, StoreError};
 
 /// Controls a subscription started with [`Subscription::start`].
 ///
@@ -26,7 +26,7 @@ pub(super) struct Shared {
     /// Wakes an idle runner before its wait is over (a waiter wants a fresh read).
     pub(super) wake: Notify,
     pub(super) rebuild: AtomicBool,
-    events: Arc<dyn EventStore>,
+    events: Arc<dyn EventLog>,
     filter: EventFilter,
 }
 
