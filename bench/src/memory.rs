@@ -4,7 +4,7 @@ use std::time::Instant;
 
 use cqrs_core::{
     codec, Aggregate, Engine, EventStore, ExpectedVersion, Metadata, NewEvent, Snapshot,
-    SnapshotPolicy, SnapshotStore, StreamId,
+    SnapshotPolicy, SnapshotStore, StreamId, StreamStore,
 };
 use cqrs_memory::MemoryStore;
 

@@ -5,7 +5,7 @@
 use std::str::FromStr;
 use std::time::Instant;
 
-use cqrs_core::{Aggregate as _, EventStore, ExpectedVersion, StreamId};
+use cqrs_core::{Aggregate as _, ExpectedVersion, StreamId, StreamStore};
 use cqrs_postgres::sqlx::postgres::PgConnectOptions;
 use cqrs_postgres::sqlx::{self, PgPool};
 use cqrs_postgres::PgStore;

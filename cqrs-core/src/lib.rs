@@ -9,15 +9,16 @@
 //! events it emits with an optimistic concurrency check. Read models are
 //! [projections](Projection) of the events.
 //!
-//! Storage is behind three small, untyped traits — [`EventStore`], [`SnapshotStore`],
-//! [`CheckpointStore`] — so that a backend is picked with one line: `cqrs-memory` for
-//! tests and demos, `cqrs-postgres` in production. Every backend passes the same
+//! Storage is behind small, untyped traits — an [`EventStore`] in two halves
+//! ([`StreamStore`], the write side, and [`EventLog`], the global order), a
+//! [`SnapshotStore`] and a [`CheckpointStore`] — so that a backend is picked with one
+//! line: `cqrs-memory` for tests and demos, `cqrs-postgres` in production. Every backend passes the same
 //! conformance suite (`testing::conformance`, feature `testing`).
 //!
 //! ```text
-//! application ─▶ Engine ─▶ codec ─▶ EventStore / SnapshotStore ─▶ backend
-//!      ▲                                    │
-//!      └──────── projections ◀──────────────┘  (inline, or from subscriptions)
+//! application ─▶ Engine ─▶ codec ─▶ StreamStore / SnapshotStore ─▶ backend
+//!      ▲                                                           │
+//!      └──── projections ◀── Subscription ◀── EventLog ◀───────────┘  (or inline)
 //! ```
 //!
 //! Module map:
@@ -52,8 +53,8 @@ pub use engine::{Committed, Engine, EngineError, Loaded, RetryPolicy, SnapshotPo
 pub use envelope::{Envelope, Metadata, NewEvent, Position, StoredEvent};
 pub use ident::StreamId;
 pub use store::{
-    CheckpointStore, DeadLetter, EventFilter, EventStore, ExpectedVersion, Lease, Snapshot,
-    SnapshotStore, StoreError,
+    CheckpointStore, DeadLetter, EventFilter, EventLog, EventStore, ExpectedVersion, Lease,
+    Snapshot, SnapshotStore, StoreError, StreamStore,
 };
 pub use subscription::{ProcessManager, Subscription};
 

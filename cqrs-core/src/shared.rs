@@ -7,12 +7,12 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use crate::{
-    CheckpointStore, DeadLetter, EventFilter, EventStore, ExpectedVersion, Lease, NewEvent,
-    Position, Snapshot, SnapshotStore, StoreError, StoredEvent, StreamId,
+    CheckpointStore, DeadLetter, EventFilter, EventLog, ExpectedVersion, Lease, NewEvent, Position,
+    Snapshot, SnapshotStore, StoreError, StoredEvent, StreamId, StreamStore,
 };
 
 #[async_trait]
-impl<S: EventStore + ?Sized> EventStore for Arc<S> {
+impl<S: StreamStore + ?Sized> StreamStore for Arc<S> {
     async fn append(
         &self,
         stream: &StreamId,
@@ -31,6 +31,17 @@ impl<S: EventStore + ?Sized> EventStore for Arc<S> {
         (**self).read_stream(stream, from_version, max_count).await
     }
 
+    async fn read_by_command(
+        &self,
+        stream: &StreamId,
+        command_id: uuid::Uuid,
+    ) -> Result<Vec<Arc<StoredEvent>>, StoreError> {
+        (**self).read_by_command(stream, command_id).await
+    }
+}
+
+#[async_trait]
+impl<S: EventLog + ?Sized> EventLog for Arc<S> {
     async fn read_all(
         &self,
         after: Position,
@@ -50,14 +61,6 @@ impl<S: EventStore + ?Sized> EventStore for Arc<S> {
 
     async fn read_horizon(&self) -> Result<Position, StoreError> {
         (**self).read_horizon().await
-    }
-
-    async fn read_by_command(
-        &self,
-        stream: &StreamId,
-        command_id: uuid::Uuid,
-    ) -> Result<Vec<Arc<StoredEvent>>, StoreError> {
-        (**self).read_by_command(stream, command_id).await
     }
 
     async fn count_after(

@@ -258,7 +258,7 @@ async fn aggregate_decides_and_folds() {
 
 #[tokio::test]
 async fn stored_v1_event_is_upcast_through_the_store_and_the_engine() {
-    use cqrs_core::{codec, Engine, EventStore, ExpectedVersion, Metadata, NewEvent, StreamId};
+    use cqrs_core::{codec, Engine, ExpectedVersion, Metadata, NewEvent, StreamId, StreamStore};
     use cqrs_memory::MemoryStore;
 
     let store = MemoryStore::new();

@@ -4,8 +4,8 @@
 
 use cqrs_core::subscription::{Consumer, Project, React};
 use cqrs_core::{
-    Aggregate, Command, DomainEvent, Engine, EngineError, Envelope, EventStore, Position,
-    ProcessManager, Projection, StreamId,
+    Aggregate, Command, DomainEvent, Engine, EngineError, Envelope, EventLog, Position,
+    ProcessManager, Projection, StreamId, StreamStore,
 };
 use cqrs_memory::MemoryStore;
 use serde::{Deserialize, Serialize};

@@ -1,12 +1,12 @@
 //! # cqrs-memory
 //!
 //! Event, snapshot and checkpoint stores in memory, for tests, demos and single-process
-//! tools. [`MemoryStore`] implements all three store traits of `cqrs-core` with the same
+//! tools. [`MemoryStore`] implements every store trait of `cqrs-core` (one file each) with the same
 //! semantics as the PostgreSQL backend (it passes the same conformance suite), so an
 //! application tested on it behaves the same in production.
 //!
 //! ```
-//! use cqrs_core::{EventStore, ExpectedVersion, Metadata, NewEvent, StreamId};
+//! use cqrs_core::{ExpectedVersion, Metadata, NewEvent, StreamId, StreamStore};
 //! use cqrs_memory::MemoryStore;
 //!
 //! # tokio_test();
@@ -23,8 +23,11 @@
 
 #![warn(missing_docs)]
 
+mod checkpoint_store;
+mod event_log;
 mod inline;
+mod snapshot_store;
 mod store;
-mod subscriptions;
+mod stream_store;
 
 pub use store::MemoryStore;

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use cqrs_core::{
-    Aggregate, Command, DomainEvent, Engine, EngineError, Envelope, EventFilter, EventStore,
+    Aggregate, Command, DomainEvent, Engine, EngineError, Envelope, EventFilter, EventLog,
     Position, Projection, StoreError,
 };
 use cqrs_memory::MemoryStore;

@@ -5,7 +5,7 @@ use std::convert::Infallible;
 use std::time::Duration;
 
 use cqrs_core::subscription::{Project, Subscription, SubscriptionError, SubscriptionState};
-use cqrs_core::{DomainEvent, Envelope, EventStore, ExpectedVersion, Metadata, Projection};
+use cqrs_core::{DomainEvent, Envelope, ExpectedVersion, Metadata, Projection, StreamStore};
 use cqrs_memory::MemoryStore;
 
 #[derive(Debug, Clone, PartialEq, DomainEvent)]

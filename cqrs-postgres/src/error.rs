@@ -205,6 +205,11 @@ pub(crate) fn map_sqlx(e: sqlx::Error) -> StoreError {
     }
 }
 
+/// A backend error with a message of the store's own (not from the driver).
+pub(crate) fn backend(message: String) -> StoreError {
+    StoreError::Backend(message.into())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -267,7 +272,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_pool_timeout_says_whether_the_server_is_down_or_the_pool_is_full() {
-        use cqrs_core::{EventFilter, EventStore, Position};
+        use cqrs_core::{EventFilter, EventLog, Position};
 
         let no_connection = |e: &StoreError| match e {
             StoreError::Unavailable(source) => source.downcast_ref::<NoConnection>().is_some(),

@@ -18,21 +18,32 @@
 //! effect ([`PgStore::transactional`]) or inside each append
 //! ([`PgStore::with_inline_projection`]).
 //!
+//! The source is laid out like `cqrs-core`'s store: one file per trait (`stream_store.rs`,
+//! the append path and stream reads; `event_log.rs`, the global reads, horizon, lag and
+//! waiting; `snapshot_store.rs`; `checkpoint_store.rs`, with subscription leases in
+//! `lease.rs`), the rows they read in `row.rs`, the SQL text in `sql.rs`, the connections
+//! the store keeps between operations in `connection.rs`, construction and migrations in
+//! `store.rs`, and the projections in `projection.rs` (transactional) and `inline.rs`.
+//!
 //! What it guarantees and how (one round trip per append, a global order that never
 //! skips a late committer, the horizon and its monitoring, the dump/restore guard, pool
 //! settings, polling) is in the PostgreSQL chapter of the guide, `docs/src/postgres.md`.
 
 #![warn(missing_docs)]
 
+mod checkpoint_store;
+mod connection;
 mod error;
-mod event_store;
-mod held;
+mod event_log;
 mod inline;
 mod lease;
 mod projection;
+mod row;
 mod schema;
+mod snapshot_store;
 mod sql;
 mod store;
+mod stream_store;
 #[cfg(feature = "testing")]
 pub mod testing;
 

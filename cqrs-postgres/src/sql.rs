@@ -272,6 +272,11 @@ impl Sql {
     }
 }
 
+/// `usize` / `u64` counts and versions to SQL `bigint`, saturating.
+pub(crate) fn clamp_i64(value: u64) -> i64 {
+    i64::try_from(value).unwrap_or(i64::MAX)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

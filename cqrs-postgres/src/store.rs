@@ -8,8 +8,8 @@ use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::{Connection, PgConnection, Row};
 
+use crate::connection::Connections;
 use crate::error::{check_server_version, map_connect_error, map_pool_error, map_sqlx, SetupError};
-use crate::held::Held;
 use crate::inline::RunInline;
 use crate::lease::Releases;
 use crate::schema::SchemaName;
@@ -40,15 +40,15 @@ pub struct PgStore {
     pub(crate) schema: SchemaName,
     pub(crate) sql: Arc<Sql>,
     pub(crate) poll: PollInterval,
-    /// Connections kept between the store's operations (see [`crate::held`]).
-    pub(crate) held: Arc<Held>,
+    /// Connections kept between the store's operations (see [`crate::connection`]).
+    pub(crate) connections: Arc<Connections>,
     /// Projections run inside each append (see [`PgStore::with_inline_projection`]).
     pub(crate) inline: Arc<[Arc<dyn RunInline>]>,
     /// Leases of this store being released (see `lease.rs`).
     pub(crate) releases: Releases,
 }
 
-/// How [`wait_for_events`](cqrs_core::EventStore::wait_for_events) polls: it starts at
+/// How [`wait_for_events`](cqrs_core::EventLog::wait_for_events) polls: it starts at
 /// `min` and doubles up to `max` between two looks at the events table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PollInterval {
@@ -129,7 +129,7 @@ impl PgStore {
         Ok(store)
     }
 
-    /// Sets how [`wait_for_events`](cqrs_core::EventStore::wait_for_events) polls.
+    /// Sets how [`wait_for_events`](cqrs_core::EventLog::wait_for_events) polls.
     pub fn with_poll_interval(mut self, poll: PollInterval) -> Self {
         self.poll = poll;
         self
@@ -138,7 +138,7 @@ impl PgStore {
     fn build(pool: PgPool, schema: SchemaName) -> Self {
         let sql = Arc::new(Sql::new(&schema));
         Self {
-            held: Held::new(pool.clone()),
+            connections: Connections::new(pool.clone()),
             pool,
             schema,
             sql,
@@ -173,8 +173,8 @@ impl PgStore {
     /// The pool settings this crate recommends, and that [`PgStore::connect`] uses:
     ///
     /// - `test_before_acquire(false)`: sqlx pings every connection on checkout by
-    ///   default, one extra round trip per operation (about 0.16 ms, as much as the append
-    ///   itself). A broken connection is found by the statement that uses it instead, and
+    ///   default, one extra round trip per operation (as long as the append itself). A
+    ///   broken connection is found by the statement that uses it instead, and
     ///   surfaces as the retriable [`StoreError::Unavailable`](cqrs_core::StoreError);
     /// - `max_connections(10)`: on a small server more connections only add contention;
     ///   raise it with the number of database cores and concurrent writers;

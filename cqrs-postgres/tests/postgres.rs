@@ -11,8 +11,8 @@ use std::time::Duration;
 use common::{exclusive, fresh_pg_store, pool};
 use cqrs_core::codec::{self, serde_enum, DecodeErrorKind};
 use cqrs_core::{
-    CheckpointStore, DomainEvent, EventFilter, EventStore, EventTypeInfo, ExpectedVersion,
-    Metadata, NewEvent, PayloadError, Position, StoreError, StreamId,
+    CheckpointStore, DomainEvent, EventFilter, EventLog, EventTypeInfo, ExpectedVersion, Metadata,
+    NewEvent, PayloadError, Position, StoreError, StreamId, StreamStore,
 };
 use cqrs_postgres::sqlx::postgres::PgConnectOptions;
 use cqrs_postgres::sqlx::{self, PgPool, Row};

@@ -10,8 +10,8 @@ use std::sync::Arc;
 use common::{exclusive, fresh_pg_store};
 use cqrs_core::codec::{self, serde_enum};
 use cqrs_core::{
-    DomainEvent, EventFilter, EventStore, EventTypeInfo, ExpectedVersion, Metadata, NewEvent,
-    PayloadError, Position, StoreError, StoredEvent, StreamId,
+    DomainEvent, EventFilter, EventLog, EventTypeInfo, ExpectedVersion, Metadata, NewEvent,
+    PayloadError, Position, StoreError, StoredEvent, StreamId, StreamStore,
 };
 use cqrs_postgres::PgStore;
 use serde::{Deserialize, Serialize};

@@ -18,8 +18,8 @@ use cqrs_core::subscription::{
 };
 use cqrs_core::{
     codec, Aggregate, CheckpointStore, Command, DomainEvent, Engine, EngineError, Envelope,
-    EventFilter, EventStore, ExpectedVersion, Metadata, NewEvent, Position, ProcessManager,
-    Projection, RetryPolicy, StoreError, StreamId,
+    EventFilter, EventLog, ExpectedVersion, Metadata, NewEvent, Position, ProcessManager,
+    Projection, RetryPolicy, StoreError, StreamId, StreamStore,
 };
 use cqrs_postgres::sqlx::{self, PgConnection, Row};
 use cqrs_postgres::{PgProjection, PgStore};
@@ -604,11 +604,11 @@ async fn a_view_added_after_ten_thousand_events_catches_up() {
 /// show that another subscription keeps running while one rebuilds.
 #[derive(Clone, Default, Projection)]
 #[projection(event = MoneyEvent, name = "event_log", error = std::convert::Infallible)]
-struct EventLog {
+struct SeenEvents {
     seen: Arc<Mutex<Vec<Uuid>>>,
 }
 
-impl EventLog {
+impl SeenEvents {
     async fn reset(&self) -> Result<(), std::convert::Infallible> {
         self.seen.lock().expect("lock").clear();
         Ok(())
@@ -634,7 +634,7 @@ async fn a_version_bump_or_a_request_rebuilds_one_view_while_others_keep_running
     assert_eq!(applications(&store).await, (60, 1));
 
     // Another subscription, on its own, runs throughout.
-    let log = EventLog::default();
+    let log = SeenEvents::default();
     let other = Subscription::new(store.clone(), Project::new(log.clone(), store.clone()))
         .idle_wait(Duration::from_millis(100))
         .start();

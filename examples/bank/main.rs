@@ -132,7 +132,7 @@ async fn run() -> Result<Story, Box<dyn std::error::Error>> {
     println!("\nThe event log of {account} (the only thing stored; state is a fold over it):");
     let stream = cqrs_core::StreamId::new(Account::TYPE, account)?;
     let log = bank
-        .event_store()
+        .stream_store()
         .read_stream(&stream, 1, usize::MAX)
         .await?;
     for event in &log {

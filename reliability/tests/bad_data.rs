@@ -1,4 +1,4 @@
-//! Bad stored data (issue 8, item 5): rows edited by hand on PostgreSQL (`UPDATE` on the
+//! Bad stored data: rows edited by hand on PostgreSQL (`UPDATE` on the
 //! events table), and events appended raw by another writer on the memory store (which
 //! cannot be edited): data that does not fit its type, an unknown event type, a future
 //! schema version, old data an upcaster refuses, a removed metadata key, metadata or
@@ -18,7 +18,7 @@ use cqrs_core::subscription::{
 };
 use cqrs_core::{
     CheckpointStore, Engine, EngineError, EventStore, ExpectedVersion, Metadata, NewEvent,
-    Position, RetryPolicy, StoreError, StreamId, Subscription,
+    Position, RetryPolicy, StoreError, StreamId, StreamStore, Subscription,
 };
 use cqrs_memory::MemoryStore;
 use cqrs_postgres::sqlx;

@@ -1,4 +1,4 @@
-//! Bad identifiers and input (issue 8, item 6), on the memory store and on PostgreSQL:
+//! Bad identifiers and input, on the memory store and on PostgreSQL:
 //! empty, 10 KB, NUL-containing and SQL-metacharacter stream ids, event types, schema
 //! names, subscription names, filters and metadata keys; NUL characters and deep nesting
 //! in JSON; a 10 MB payload. Each is either stored and read back unchanged, or refused

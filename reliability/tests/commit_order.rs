@@ -19,8 +19,8 @@ use std::time::{Duration, Instant};
 
 use cqrs_core::subscription::{Project, Subscription};
 use cqrs_core::{
-    codec, DomainEvent, Envelope, EventFilter, EventStore, ExpectedVersion, Metadata, NewEvent,
-    Position, Projection, StreamId,
+    codec, DomainEvent, Envelope, EventFilter, EventLog, ExpectedVersion, Metadata, NewEvent,
+    Position, Projection, StreamId, StreamStore,
 };
 use cqrs_postgres::sqlx;
 use cqrs_postgres::PgStore;

@@ -1,4 +1,4 @@
-//! Decode fuzzing (issue 8, item 8): arbitrary stored events (any type name, any schema
+//! Decode fuzzing: arbitrary stored events (any type name, any schema
 //! version, any JSON, JSON shaped almost like the real thing, and JSON parsed from
 //! arbitrary bytes) through the codec and the upcasters of derived event types (enums
 //! with unit, named-field and newtype variants, renamed types, a two-step upcaster chain,

@@ -21,7 +21,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use cqrs_core::subscription::{Consumer, Subscription, SubscriptionHandle, SubscriptionState};
-use cqrs_core::{CheckpointStore, Envelope, EventStore, ExpectedVersion, Position, StreamId};
+use cqrs_core::{CheckpointStore, Envelope, ExpectedVersion, Position, StreamId, StreamStore};
 use cqrs_postgres::sqlx::{self, PgConnection};
 use cqrs_postgres::{PgProjection, PgStore, LEASE_APPLICATION_NAME};
 use cqrs_reliability::amounts::{deposits, Amounts, Applications, Money};

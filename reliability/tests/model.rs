@@ -1,4 +1,4 @@
-//! Model-based tests (issue 8, item 7): random sequences of appends (with random expected
+//! Model-based tests: random sequences of appends (with random expected
 //! versions, empty batches and reused event ids), stream reads, global reads (from random
 //! positions, with random filters), counts, and snapshot saves and loads, run against the
 //! memory store and PostgreSQL. Every observable result must be identical: success or the
@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 use cqrs_core::{
     EventFilter, EventStore, ExpectedVersion, Metadata, NewEvent, Position, Snapshot,
-    SnapshotStore, StoreError, StoredEvent, StreamId,
+    SnapshotStore, StoreError, StoredEvent, StreamId, StreamStore,
 };
 use cqrs_memory::MemoryStore;
 use cqrs_postgres::PgStore;

@@ -19,7 +19,7 @@ use async_trait::async_trait;
 use cqrs_core::{
     Aggregate, Command, DomainEvent, Engine, EngineError, EventFilter, EventStore, ExpectedVersion,
     NewEvent, Position, RetryPolicy, SnapshotPolicy, SnapshotStore, StoreError, StoredEvent,
-    StreamId,
+    StreamId, StreamStore,
 };
 use cqrs_memory::MemoryStore;
 use cqrs_reliability::{exclusive, fresh_pg_store, mix};
@@ -91,7 +91,8 @@ fn events_of(tag: u64) -> usize {
 }
 
 // ---------------------------------------------------------------------------------------
-// An event store wrapper that counts appends and their conflicts.
+// A write-side wrapper that counts appends and their conflicts (the engine uses only
+// the write side, so that is all it forwards).
 
 #[derive(Clone)]
 struct Counted<S> {
@@ -111,7 +112,7 @@ impl<S> Counted<S> {
 }
 
 #[async_trait]
-impl<S: EventStore> EventStore for Counted<S> {
+impl<S: StreamStore> StreamStore for Counted<S> {
     async fn append(
         &self,
         stream: &StreamId,
@@ -137,42 +138,12 @@ impl<S: EventStore> EventStore for Counted<S> {
             .await
     }
 
-    async fn read_all(
-        &self,
-        after: Position,
-        max_count: usize,
-        filter: &EventFilter,
-    ) -> Result<Vec<Arc<StoredEvent>>, StoreError> {
-        self.inner.read_all(after, max_count, filter).await
-    }
-
-    async fn wait_for_events(
-        &self,
-        after: Position,
-        timeout: Duration,
-    ) -> Result<bool, StoreError> {
-        self.inner.wait_for_events(after, timeout).await
-    }
-
-    async fn read_horizon(&self) -> Result<Position, StoreError> {
-        self.inner.read_horizon().await
-    }
-
     async fn read_by_command(
         &self,
         stream: &StreamId,
         command_id: Uuid,
     ) -> Result<Vec<Arc<StoredEvent>>, StoreError> {
         self.inner.read_by_command(stream, command_id).await
-    }
-
-    async fn count_after(
-        &self,
-        after: Position,
-        filter: &EventFilter,
-        limit: u64,
-    ) -> Result<u64, StoreError> {
-        self.inner.count_after(after, filter, limit).await
     }
 }
 

@@ -18,8 +18,8 @@ use std::time::{Duration, Instant};
 
 use cqrs_core::subscription::{Subscription, SubscriptionHandle};
 use cqrs_core::{
-    Aggregate, Command, Engine, EngineError, EventStore, ExpectedVersion, Metadata, RetryPolicy,
-    StoreError, StreamId,
+    Aggregate, Command, Engine, EngineError, ExpectedVersion, Metadata, RetryPolicy, StoreError,
+    StreamId, StreamStore,
 };
 use cqrs_postgres::sqlx;
 use cqrs_postgres::testing::TempCluster;

@@ -1,4 +1,4 @@
-//! Secrets (issue 8, item 9): a password in a connection string never appears in logs
+//! Secrets: a password in a connection string never appears in logs
 //! (everything the framework and sqlx log, captured at TRACE level) nor in errors, their
 //! `Debug` or `Display`, nor in the `Debug` of a store, a pool, an engine or a
 //! subscription. Against a real server that checks passwords (a private cluster whose

@@ -18,8 +18,8 @@ use std::time::Duration;
 
 use cqrs_core::subscription::{Project, Subscription};
 use cqrs_core::{
-    codec, DomainEvent, Envelope, EventFilter, EventStore, ExpectedVersion, Metadata, NewEvent,
-    Position, Projection, StoreError, StreamId,
+    codec, DomainEvent, Envelope, EventFilter, EventLog, ExpectedVersion, Metadata, NewEvent,
+    Position, Projection, StoreError, StreamId, StreamStore,
 };
 use cqrs_postgres::sqlx::{Postgres, Transaction};
 use cqrs_postgres::PgStore;

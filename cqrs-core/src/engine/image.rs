@@ -179,8 +179,8 @@ impl<A: Aggregate> Engine<A> {
     /// [`load`](Self::load) and [`load_at`](Self::load_at) always read the store.
     ///
     /// ```
-    /// # use cqrs_core::{Aggregate, Engine, EventStore};
-    /// # fn build<A: Aggregate<Services = ()>>(store: impl EventStore) {
+    /// # use cqrs_core::{Aggregate, Engine, StreamStore};
+    /// # fn build<A: Aggregate<Services = ()>>(store: impl StreamStore) {
     /// let engine = Engine::<A>::new(store, ()).with_image_cache(10_000);
     /// # }
     /// ```

@@ -30,7 +30,7 @@ mod policy;
 use std::fmt;
 use std::sync::Arc;
 
-use crate::{Aggregate, Envelope, EventStore, Projection, SnapshotStore};
+use crate::{Aggregate, Envelope, Projection, SnapshotStore, StreamStore};
 
 pub use error::EngineError;
 pub use policy::{RetryPolicy, SnapshotPolicy};
@@ -61,14 +61,14 @@ pub struct Loaded<A> {
 /// Cheap to clone: clones share the stores, services and projections.
 ///
 /// ```
-/// # use cqrs_core::{Engine, EventStore, SnapshotPolicy, SnapshotStore, Aggregate};
-/// # fn build<A: Aggregate<Services = ()>>(store: impl EventStore + SnapshotStore + Clone) {
+/// # use cqrs_core::{Engine, StreamStore, SnapshotPolicy, SnapshotStore, Aggregate};
+/// # fn build<A: Aggregate<Services = ()>>(store: impl StreamStore + SnapshotStore + Clone) {
 /// let engine = Engine::<A>::new(store.clone(), ())
 ///     .with_snapshots(store, SnapshotPolicy::EveryEvents(100));
 /// # }
 /// ```
 pub struct Engine<A: Aggregate> {
-    events: Arc<dyn EventStore>,
+    events: Arc<dyn StreamStore>,
     snapshots: Option<(Arc<dyn SnapshotStore>, SnapshotPolicy)>,
     services: Arc<A::Services>,
     retry: RetryPolicy,
@@ -77,9 +77,10 @@ pub struct Engine<A: Aggregate> {
 }
 
 impl<A: Aggregate> Engine<A> {
-    /// An engine on `events`, handing `services` to every command handler (`()` when the
-    /// aggregate needs none). No snapshots, no projections, the default retry policy.
-    pub fn new(events: impl EventStore, services: A::Services) -> Self {
+    /// An engine on `events` (any [`EventStore`](crate::EventStore) will do: the engine
+    /// uses only its write side), handing `services` to every command handler (`()` when
+    /// the aggregate needs none). No snapshots, no projections, the default retry policy.
+    pub fn new(events: impl StreamStore, services: A::Services) -> Self {
         Self {
             events: Arc::new(events),
             snapshots: None,
@@ -116,8 +117,8 @@ impl<A: Aggregate> Engine<A> {
         self
     }
 
-    /// The event store this engine writes to.
-    pub fn event_store(&self) -> &Arc<dyn EventStore> {
+    /// The store this engine appends to and loads from.
+    pub fn stream_store(&self) -> &Arc<dyn StreamStore> {
         &self.events
     }
 }

@@ -65,7 +65,7 @@ pub use process::ProcessManager;
 pub use status::{SubscriptionState, SubscriptionStatus};
 pub use typed::{decode, Project, React};
 
-use crate::{EventStore, RetryPolicy};
+use crate::{EventLog, RetryPolicy};
 
 /// What a subscription does with an event that still fails after its retries.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -82,7 +82,7 @@ pub enum FailurePolicy {
 
 /// A subscription to the log, configured and ready to [`start`](Subscription::start).
 pub struct Subscription {
-    pub(crate) events: Arc<dyn EventStore>,
+    pub(crate) events: Arc<dyn EventLog>,
     pub(crate) consumer: Arc<dyn Consumer>,
     pub(crate) batch_size: usize,
     pub(crate) retry: RetryPolicy,
@@ -96,7 +96,7 @@ impl Subscription {
     /// of 500, 5 attempts per failing event (pauses from 100 ms), [`FailurePolicy::Stop`],
     /// a fresh look at the log at least every second when idle, and a standby that tries
     /// for the lease every second.
-    pub fn new(events: impl EventStore, consumer: impl Consumer) -> Self {
+    pub fn new(events: impl EventLog, consumer: impl Consumer) -> Self {
         Self {
             events: Arc::new(events),
             consumer: Arc::new(consumer),

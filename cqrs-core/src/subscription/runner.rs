@@ -13,7 +13,7 @@ use super::{
     SubscriptionStatus,
 };
 use crate::unwind::{self, Panicked};
-use crate::{EventFilter, EventStore, Lease, Position, StoreError, StoredEvent};
+use crate::{EventFilter, EventLog, Lease, Position, StoreError, StoredEvent};
 
 /// The longest pause between two tries after a failure.
 const MAX_PAUSE: Duration = Duration::from_secs(5);
@@ -25,7 +25,7 @@ pub(super) struct Shared {
     /// Wakes an idle runner before its wait is over (a waiter wants a fresh read).
     pub(super) wake: Notify,
     pub(super) rebuild: AtomicBool,
-    pub(super) events: Arc<dyn EventStore>,
+    pub(super) events: Arc<dyn EventLog>,
     pub(super) filter: EventFilter,
 }
 

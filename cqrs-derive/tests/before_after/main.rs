@@ -7,8 +7,8 @@ use std::sync::Arc;
 
 use cqrs_core::codec::{DecodeError, DecodeErrorKind};
 use cqrs_core::{
-    Aggregate, Command, DomainEvent, Engine, EngineError, EventStore, ExpectedVersion, Metadata,
-    NewEvent, PayloadError, Projection, StoredEvent, StreamId,
+    Aggregate, Command, DomainEvent, Engine, EngineError, ExpectedVersion, Metadata, NewEvent,
+    PayloadError, Projection, StoredEvent, StreamId, StreamStore,
 };
 use serde_json::{json, Value};
 
@@ -276,7 +276,7 @@ async fn the_engine_stores_refuses_and_folds_alike() {
             });
         }
         let log = engine
-            .event_store()
+            .stream_store()
             .read_stream(&StreamId::new(m::Account::TYPE, "a").expect("id"), 1, 100)
             .await
             .expect("read the stream")

@@ -1,6 +1,6 @@
 //! `soak`: a long run of commands through the engine, with a subscription feeding a read
 //! model the whole time, that checks that memory stays flat and throughput does not
-//! degrade (issue 8, item 10). Run it with `scripts/soak` (release mode; it provides
+//! degrade. Run it with `scripts/soak` (release mode; it provides
 //! PostgreSQL as `scripts/test` does):
 //!
 //! ```text

@@ -12,8 +12,8 @@ use async_trait::async_trait;
 use tokio::sync::Notify;
 
 use crate::{
-    CheckpointStore, DeadLetter, EventFilter, EventStore, ExpectedVersion, Lease, NewEvent,
-    Position, StoreError, StoredEvent, StreamId,
+    CheckpointStore, DeadLetter, EventFilter, EventLog, ExpectedVersion, Lease, NewEvent, Position,
+    StoreError, StoredEvent, StreamId, StreamStore,
 };
 
 /// Holds the first call after [`arm`](Self::arm) until [`release`](Self::release).
@@ -102,7 +102,7 @@ impl Lease for GatedLease {
 }
 
 #[async_trait]
-impl<S: EventStore> EventStore for Probe<S> {
+impl<S: StreamStore> StreamStore for Probe<S> {
     async fn append(
         &self,
         stream: &StreamId,
@@ -124,6 +124,20 @@ impl<S: EventStore> EventStore for Probe<S> {
             .await
     }
 
+    async fn read_by_command(
+        &self,
+        stream: &StreamId,
+        command_id: uuid::Uuid,
+    ) -> Result<Vec<Arc<StoredEvent>>, StoreError> {
+        // Held after the look-up: its answer is already taken when the gate opens.
+        let found = self.inner.read_by_command(stream, command_id).await;
+        self.command_lookup.pass().await;
+        found
+    }
+}
+
+#[async_trait]
+impl<S: EventLog> EventLog for Probe<S> {
     async fn read_all(
         &self,
         after: Position,
@@ -144,17 +158,6 @@ impl<S: EventStore> EventStore for Probe<S> {
 
     async fn read_horizon(&self) -> Result<Position, StoreError> {
         self.inner.read_horizon().await
-    }
-
-    async fn read_by_command(
-        &self,
-        stream: &StreamId,
-        command_id: uuid::Uuid,
-    ) -> Result<Vec<Arc<StoredEvent>>, StoreError> {
-        // Held after the look-up: its answer is already taken when the gate opens.
-        let found = self.inner.read_by_command(stream, command_id).await;
-        self.command_lookup.pass().await;
-        found
     }
 
     async fn count_after(

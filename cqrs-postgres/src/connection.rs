@@ -1,12 +1,12 @@
-//! Connections the store keeps checked out of the pool between its own operations.
+//! The connections the store keeps checked out of the pool between its own operations,
+//! and the one-statement helpers every operation uses.
 //!
 //! sqlx 0.8 pings every connection that goes back to its pool (a `Sync` message and its
 //! reply, in a task it spawns; not configurable): one more round trip per operation.
-//! It is off the caller's latency path, but not free: on the 2-core development machine
-//! it cost about 25 µs of client CPU and 50 µs of server CPU per operation, a third of a
-//! whole one-row INSERT, and it is what kept 16 writers from the raw database's rate
-//! (see `docs/src/performance.md`). So the store keeps a connection after an operation
-//! that ran to its end and uses it for its next one.
+//! It is off the caller's latency path, but not free: a third of a whole one-row INSERT
+//! in client and server CPU, and what kept 16 writers from the raw database's rate (the
+//! figures are on the performance page, `docs/src/performance.md`). So the store keeps a
+//! connection after an operation that ran to its end and uses it for its next one.
 //!
 //! Bounds, so that the pool's other users (read models, `PgStore::pool()`) are not
 //! starved:
@@ -25,12 +25,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::time::Duration;
 
+use cqrs_core::StoreError;
 use sqlx::pool::PoolConnection;
-use sqlx::postgres::{PgDatabaseError, PgSeverity};
-use sqlx::{PgConnection, PgPool, Postgres};
+use sqlx::postgres::{PgDatabaseError, PgQueryResult, PgRow, PgSeverity};
+use sqlx::{Execute, Executor, PgConnection, PgPool, Postgres};
 use tokio::time::Instant;
 
-use crate::error::is_unavailable;
+use crate::error::{is_unavailable, map_pool_error};
+use crate::PgStore;
 
 /// How long a kept connection may sit idle before it goes back to the pool.
 pub(crate) const IDLE: Duration = Duration::from_millis(500);
@@ -38,7 +40,7 @@ pub(crate) const IDLE: Duration = Duration::from_millis(500);
 pub(crate) const MAX_HOLD: Duration = Duration::from_secs(60);
 
 /// The kept connections of one store (shared by its clones).
-pub(crate) struct Held {
+pub(crate) struct Connections {
     pool: PgPool,
     /// Most recently used last; the front idled longest.
     idle: Mutex<Vec<Kept>>,
@@ -54,15 +56,15 @@ struct Kept {
     since: Instant,
 }
 
-/// A connection lent to one operation. [`Lease::keep`] when the operation ran to its
-/// end; dropping it instead hands the connection back to the pool.
-pub(crate) struct Lease {
+/// A connection lent to one operation. [`Connection::keep`] when the operation ran to
+/// its end; dropping it instead hands the connection back to the pool.
+pub(crate) struct Connection {
     conn: PoolConnection<Postgres>,
     taken: Instant,
-    held: Arc<Held>,
+    kept: Arc<Connections>,
 }
 
-impl Held {
+impl Connections {
     pub(crate) fn new(pool: PgPool) -> Arc<Self> {
         let max = pool.options().get_max_connections() as usize;
         Arc::new(Self {
@@ -80,16 +82,16 @@ impl Held {
     }
 
     /// A kept connection, or one from the pool.
-    pub(crate) async fn lease(self: &Arc<Self>) -> Result<Lease, sqlx::Error> {
+    pub(crate) async fn acquire(self: &Arc<Self>) -> Result<Connection, sqlx::Error> {
         let kept = self.idle().pop();
         let (conn, taken) = match kept {
             Some(kept) => (kept.conn, kept.taken),
             None => (self.pool.acquire().await?, Instant::now()),
         };
-        Ok(Lease {
+        Ok(Connection {
             conn,
             taken,
-            held: Arc::clone(self),
+            kept: Arc::clone(self),
         })
     }
 
@@ -125,15 +127,15 @@ impl Held {
 
 /// Every [`IDLE`], gives the connections kept idle that long back to the pool; ends when
 /// none is kept (the next `keep` starts another) or the store is gone.
-async fn reap(held: Weak<Held>) {
+async fn reap(kept: Weak<Connections>) {
     loop {
         tokio::time::sleep(IDLE).await;
-        let Some(held) = held.upgrade() else {
+        let Some(kept) = kept.upgrade() else {
             return;
         };
         let now = Instant::now();
         let expired: Vec<Kept> = {
-            let mut idle = held.idle();
+            let mut idle = kept.idle();
             let fresh = idle
                 .iter()
                 .position(|kept| now.duration_since(kept.since) < IDLE)
@@ -141,24 +143,24 @@ async fn reap(held: Weak<Held>) {
             idle.drain(..fresh).collect()
         };
         drop(expired); // back to the pool, outside the lock
-        if held.idle().is_empty() {
-            held.reaping.store(false, Ordering::Release);
+        if kept.idle().is_empty() {
+            kept.reaping.store(false, Ordering::Release);
             // A `keep` between the check and the store saw `reaping` still set and
             // started no reaper: take the job back if so.
-            if held.idle().is_empty() || held.reaping.swap(true, Ordering::AcqRel) {
+            if kept.idle().is_empty() || kept.reaping.swap(true, Ordering::AcqRel) {
                 return;
             }
         }
     }
 }
 
-impl Lease {
+impl Connection {
     /// Keeps the connection for the store's next operation. Call it only when the
     /// operation ran to its end (its rows, or a database error, were read), so that the
     /// connection is idle.
     pub(crate) fn keep(self) {
-        let Lease { conn, taken, held } = self;
-        held.keep(conn, taken);
+        let Connection { conn, taken, kept } = self;
+        kept.keep(conn, taken);
     }
 
     /// Keeps the connection if `error` left it idle and alive: an error the server
@@ -192,7 +194,57 @@ impl Lease {
     }
 }
 
-impl Deref for Lease {
+/// One statement on the connection, which is then kept unless the statement broke it:
+/// what every operation of the store that is a single statement does.
+impl Connection {
+    pub(crate) async fn fetch_optional<'q>(
+        mut self,
+        query: impl Execute<'q, Postgres> + 'q,
+    ) -> Result<Option<PgRow>, sqlx::Error> {
+        let result = (&mut *self.conn).fetch_optional(query).await;
+        self.keep_after(&result);
+        result
+    }
+
+    pub(crate) async fn fetch_one<'q>(
+        mut self,
+        query: impl Execute<'q, Postgres> + 'q,
+    ) -> Result<PgRow, sqlx::Error> {
+        let result = (&mut *self.conn).fetch_one(query).await;
+        self.keep_after(&result);
+        result
+    }
+
+    pub(crate) async fn fetch_all<'q>(
+        mut self,
+        query: impl Execute<'q, Postgres> + 'q,
+    ) -> Result<Vec<PgRow>, sqlx::Error> {
+        let result = (&mut *self.conn).fetch_all(query).await;
+        self.keep_after(&result);
+        result
+    }
+
+    pub(crate) async fn execute<'q>(
+        mut self,
+        query: impl Execute<'q, Postgres> + 'q,
+    ) -> Result<PgQueryResult, sqlx::Error> {
+        let result = (&mut *self.conn).execute(query).await;
+        self.keep_after(&result);
+        result
+    }
+}
+
+impl PgStore {
+    /// A connection for one operation of the store: a kept one, or one from the pool.
+    pub(crate) async fn connection(&self) -> Result<Connection, StoreError> {
+        match self.connections.acquire().await {
+            Ok(conn) => Ok(conn),
+            Err(e) => Err(map_pool_error(&self.pool, e).await),
+        }
+    }
+}
+
+impl Deref for Connection {
     type Target = PgConnection;
 
     fn deref(&self) -> &PgConnection {
@@ -200,7 +252,7 @@ impl Deref for Lease {
     }
 }
 
-impl DerefMut for Lease {
+impl DerefMut for Connection {
     fn deref_mut(&mut self) -> &mut PgConnection {
         &mut self.conn
     }

@@ -1,0 +1,119 @@
+//! The write side of an event store: streams, appended to and read one at a time. This
+//! is all the engine needs.
+
+use std::fmt;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use uuid::Uuid;
+
+use super::StoreError;
+use crate::{NewEvent, StoredEvent, StreamId};
+
+/// What a writer expects the stream's version to be before its append.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ExpectedVersion {
+    /// Append whatever the version (no concurrency check).
+    Any,
+    /// The stream must have no events (creating an aggregate).
+    NoStream,
+    /// The stream's last version must be exactly this. `Exact(0)` is the same as
+    /// `NoStream`.
+    Exact(u64),
+}
+
+impl fmt::Display for ExpectedVersion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ExpectedVersion::Any => f.write_str("any version"),
+            ExpectedVersion::NoStream => f.write_str("no stream"),
+            ExpectedVersion::Exact(v) => write!(f, "version {v}"),
+        }
+    }
+}
+
+impl ExpectedVersion {
+    /// Whether a stream at `actual` (0 = no events) satisfies this expectation.
+    ///
+    /// ```
+    /// use cqrs_core::ExpectedVersion;
+    /// assert!(ExpectedVersion::NoStream.matches(0));
+    /// assert!(!ExpectedVersion::Exact(3).matches(4));
+    /// assert!(ExpectedVersion::Any.matches(4));
+    /// ```
+    pub fn matches(self, actual: u64) -> bool {
+        match self {
+            ExpectedVersion::Any => true,
+            ExpectedVersion::NoStream => actual == 0,
+            ExpectedVersion::Exact(v) => actual == v,
+        }
+    }
+}
+
+/// Streams, appended to and read one at a time: the write side of an event store, and
+/// all that the [`Engine`](crate::Engine) uses.
+///
+/// Events come back as `Arc<StoredEvent>` so that a store that keeps them in memory hands
+/// out shared references instead of copies.
+///
+/// Implementations must keep the guarantees of the conformance suite
+/// (`testing::conformance`, feature `testing`): atomic appends, exactly one winner per
+/// expected version, contiguous versions from 1.
+#[async_trait]
+pub trait StreamStore: Send + Sync + 'static {
+    /// Appends `events` to `stream` atomically if the stream is at `expected`.
+    ///
+    /// The events get versions `actual + 1 ..= actual + events.len()` and positions in
+    /// commit order. Either all are stored or none: a version mismatch is
+    /// [`StoreError::Conflict`], an empty batch [`StoreError::EmptyAppend`], an event id
+    /// already stored [`StoreError::DuplicateEventId`], data or metadata that
+    /// [`check_append`](super::check_append) refuses [`StoreError::Unstorable`].
+    async fn append(
+        &self,
+        stream: &StreamId,
+        expected: ExpectedVersion,
+        events: Vec<NewEvent>,
+    ) -> Result<Vec<Arc<StoredEvent>>, StoreError>;
+
+    /// Reads up to `max_count` events of `stream` with version `>= from_version`, in
+    /// version order. A stream with no events reads as empty.
+    async fn read_stream(
+        &self,
+        stream: &StreamId,
+        from_version: u64,
+        max_count: usize,
+    ) -> Result<Vec<Arc<StoredEvent>>, StoreError>;
+
+    /// The events of `stream` that were written by the command with id `command_id`
+    /// ([`Metadata::command_id`](crate::Metadata::command_id)), in version order; empty
+    /// when that command wrote nothing there. The engine uses it to make commands
+    /// idempotent.
+    ///
+    /// The provided implementation reads the whole stream; a backend with an index on the
+    /// command id should override it.
+    async fn read_by_command(
+        &self,
+        stream: &StreamId,
+        command_id: Uuid,
+    ) -> Result<Vec<Arc<StoredEvent>>, StoreError> {
+        const BATCH: usize = 1_000;
+        let mut found = Vec::new();
+        let mut from = 1;
+        loop {
+            let batch = self.read_stream(stream, from, BATCH).await?;
+            let Some(last) = batch.last() else {
+                return Ok(found);
+            };
+            from = last.stream_version + 1;
+            let done = batch.len() < BATCH;
+            found.extend(
+                batch
+                    .into_iter()
+                    .filter(|e| e.metadata.command_id == Some(command_id)),
+            );
+            if done {
+                return Ok(found);
+            }
+        }
+    }
+}

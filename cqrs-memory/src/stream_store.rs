@@ -1,0 +1,116 @@
+//! The memory store's write side: appends, checked and stored under one lock, and
+//! per-stream reads.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use cqrs_core::store::check_append;
+use cqrs_core::{ExpectedVersion, NewEvent, StoreError, StoredEvent, StreamId, StreamStore};
+
+use crate::store::{position_of, Log, MemoryStore};
+
+#[async_trait]
+impl StreamStore for MemoryStore {
+    async fn append(
+        &self,
+        stream: &StreamId,
+        expected: ExpectedVersion,
+        events: Vec<NewEvent>,
+    ) -> Result<Vec<Arc<StoredEvent>>, StoreError> {
+        if events.is_empty() {
+            return Err(StoreError::EmptyAppend {
+                stream: stream.clone(),
+            });
+        }
+        // Refused as on PostgreSQL (and before the version check, as there), so that a
+        // test on memory fails where production would.
+        check_append(stream, &events)?;
+        if self.inner.inline.is_empty() {
+            let mut log = self.write_log();
+            let stored = prepare(&log, stream, expected, events)?;
+            return Ok(self.commit(&mut log, stored));
+        }
+        // With inline projections, appends take turns at the gate: the checks made under
+        // the read lock stay true while the projections run, and no reader sees the
+        // events before the projections have taken them in.
+        let _turn = self.inner.inline.gate().await;
+        let stored = prepare(&self.read_log(), stream, expected, events)?;
+        self.inner.inline.run(stream, &stored).await?;
+        Ok(self.commit(&mut self.write_log(), stored))
+    }
+    async fn read_stream(
+        &self,
+        stream: &StreamId,
+        from_version: u64,
+        max_count: usize,
+    ) -> Result<Vec<Arc<StoredEvent>>, StoreError> {
+        let log = self.read_log();
+        let Some(events) = log.streams.get(stream) else {
+            return Ok(Vec::new());
+        };
+        let start = usize::try_from(from_version.saturating_sub(1)).unwrap_or(usize::MAX);
+        Ok(events.iter().skip(start).take(max_count).cloned().collect())
+    }
+}
+
+impl MemoryStore {
+    /// Stores events checked by [`prepare`] (under the same lock, or under the inline
+    /// projections' gate) and wakes waiting readers.
+    fn commit(&self, log: &mut Log, stored: Vec<Arc<StoredEvent>>) -> Vec<Arc<StoredEvent>> {
+        let Some(first) = stored.first() else {
+            return stored;
+        };
+        log.event_ids.extend(stored.iter().map(|e| e.event_id));
+        log.all.extend(stored.iter().cloned());
+        log.streams
+            .entry(first.stream.clone())
+            .or_default()
+            .extend(stored.iter().cloned());
+        self.inner.head.send_replace(position_of(log.all.len()));
+        stored
+    }
+}
+
+/// Checks an append against `log` and builds its events, without storing them: every
+/// check is made here, so that [`MemoryStore::commit`] cannot fail and a batch is stored
+/// whole or not at all.
+fn prepare(
+    log: &Log,
+    stream: &StreamId,
+    expected: ExpectedVersion,
+    events: Vec<NewEvent>,
+) -> Result<Vec<Arc<StoredEvent>>, StoreError> {
+    let actual = log.streams.get(stream).map_or(0, Vec::len) as u64;
+    if !expected.matches(actual) {
+        return Err(StoreError::Conflict {
+            stream: stream.clone(),
+            expected,
+            actual,
+        });
+    }
+    let mut batch_ids = HashSet::with_capacity(events.len());
+    for event in &events {
+        let id = event.event_id();
+        if log.event_ids.contains(&id) || !batch_ids.insert(id) {
+            return Err(StoreError::DuplicateEventId {
+                stream: stream.clone(),
+                event_id: id,
+            });
+        }
+    }
+    let recorded_at = chrono::Utc::now();
+    let first_sequence = log.all.len() + 1;
+    Ok(events
+        .into_iter()
+        .enumerate()
+        .map(|(i, event)| {
+            Arc::new(event.into_stored(
+                stream.clone(),
+                actual + 1 + i as u64,
+                position_of(first_sequence + i),
+                recorded_at,
+            ))
+        })
+        .collect())
+}

@@ -1,0 +1,121 @@
+//! What subscriptions keep on [`PgStore`]: checkpoints (also inside a caller's
+//! transaction, for read models in the same database), leases (in `lease.rs`) and dead
+//! letters.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use cqrs_core::{CheckpointStore, DeadLetter, Lease, Position, StoreError, StoredEvent};
+use sqlx::postgres::PgArguments;
+use sqlx::query::Query;
+use sqlx::{PgConnection, Postgres, Row};
+
+use crate::error::{backend, map_sqlx};
+use crate::row::{read_row, row_stream};
+use crate::sql::EVENT_COLUMN_COUNT;
+use crate::PgStore;
+
+impl PgStore {
+    /// Saves a checkpoint like [`CheckpointStore::save_checkpoint`], on a connection of the
+    /// caller: inside the caller's transaction when `conn` is one, so that a read model
+    /// kept in the same database and its checkpoint commit together (exactly-once effect).
+    pub async fn save_checkpoint_in(
+        &self,
+        conn: &mut PgConnection,
+        name: &str,
+        position: Position,
+    ) -> Result<(), StoreError> {
+        cqrs_core::ident::validate("subscription name", name)?;
+        self.save_checkpoint_query(name, position)
+            .execute(conn)
+            .await
+            .map_err(map_sqlx)?;
+        Ok(())
+    }
+
+    /// The statement that saves a checkpoint (an upsert).
+    fn save_checkpoint_query<'q>(
+        &'q self,
+        name: &'q str,
+        position: Position,
+    ) -> Query<'q, Postgres, PgArguments> {
+        sqlx::query(&self.sql.save_checkpoint)
+            .bind(name)
+            // Bit for bit: u64 -> i64 -> u64 is lossless.
+            .bind(position.commit() as i64)
+            .bind(position.sequence() as i64)
+    }
+}
+
+#[async_trait]
+impl CheckpointStore for PgStore {
+    async fn load_checkpoint(&self, name: &str) -> Result<Option<Position>, StoreError> {
+        cqrs_core::ident::validate("subscription name", name)?;
+        let query = sqlx::query(&self.sql.load_checkpoint).bind(name);
+        let row = self.connection().await?.fetch_optional(query).await;
+        let Some(row) = row.map_err(map_sqlx)? else {
+            return Ok(None);
+        };
+        let commit: i64 = row.try_get(0).map_err(map_sqlx)?;
+        let sequence: i64 = row.try_get(1).map_err(map_sqlx)?;
+        Ok(Some(Position::from_parts(commit as u64, sequence as u64)))
+    }
+
+    async fn save_checkpoint(&self, name: &str, position: Position) -> Result<(), StoreError> {
+        cqrs_core::ident::validate("subscription name", name)?;
+        let query = self.save_checkpoint_query(name, position);
+        self.connection()
+            .await?
+            .execute(query)
+            .await
+            .map_err(map_sqlx)?;
+        Ok(())
+    }
+
+    /// A session-level advisory lock on a connection of the lease's own (see the
+    /// PostgreSQL chapter of the guide, "Subscriptions").
+    async fn acquire_lease(&self, name: &str) -> Result<Option<Box<dyn Lease>>, StoreError> {
+        self.acquire_lease_impl(name).await
+    }
+
+    /// An upsert into `dead_letters` keyed by (subscription, event id). The event must be
+    /// stored in this store's `events` table (a foreign key): it is referenced, not copied.
+    async fn park(&self, name: &str, event: &StoredEvent, error: &str) -> Result<(), StoreError> {
+        cqrs_core::ident::validate("subscription name", name)?;
+        // PostgreSQL text cannot hold NUL; an error message is prose, so replace it.
+        let error = error.replace('\0', "\u{fffd}");
+        let query = sqlx::query(&self.sql.park)
+            .bind(name)
+            .bind(event.event_id)
+            .bind(&error);
+        let parked = self.connection().await?.execute(query).await;
+        parked.map_err(|e| match &e {
+            sqlx::Error::Database(db) if db.code().as_deref() == Some("23503") => backend(format!(
+                "cannot park event {} for {name}: it is not stored in this store",
+                event.event_id
+            )),
+            _ => map_sqlx(e),
+        })?;
+        Ok(())
+    }
+
+    async fn parked(&self, name: &str) -> Result<Vec<DeadLetter>, StoreError> {
+        cqrs_core::ident::validate("subscription name", name)?;
+        let query = sqlx::query(&self.sql.parked).bind(name);
+        let rows = self.connection().await?.fetch_all(query).await;
+        let rows = rows.map_err(map_sqlx)?;
+        let mut last = None;
+        rows.iter()
+            .map(|row| {
+                // Leniently: a row parked because it does not read is listed all the
+                // same (its dead letter says what is wrong with it).
+                let (event, _) = read_row(row, row_stream(row, &mut last)?)?;
+                Ok(DeadLetter {
+                    event: Arc::new(event),
+                    error: row.try_get(EVENT_COLUMN_COUNT).map_err(map_sqlx)?,
+                    parked_at: row.try_get(EVENT_COLUMN_COUNT + 1).map_err(map_sqlx)?,
+                })
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,140 @@
+//! The log on [`PgStore`]: global reads in commit order, filtered in SQL, the read
+//! horizon, lag counted in SQL, and waiting for new events by polling.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use cqrs_core::{EventFilter, EventLog, Position, StoreError, StoredEvent};
+use sqlx::Row;
+
+use crate::error::{backend, map_sqlx};
+use crate::row::{fetch_events, row_stream, row_to_event};
+use crate::sql::{clamp_i64, filter_index};
+use crate::PgStore;
+
+#[async_trait]
+impl EventLog for PgStore {
+    async fn read_all(
+        &self,
+        after: Position,
+        max_count: usize,
+        filter: &EventFilter,
+    ) -> Result<Vec<Arc<StoredEvent>>, StoreError> {
+        filter.validate()?;
+        if max_count == 0 {
+            return Ok(Vec::new());
+        }
+        let by_stream = !filter.stream_types.is_empty();
+        let by_event = !filter.event_types.is_empty();
+        let mut query = sqlx::query(&self.sql.read_all[filter_index(by_stream, by_event)])
+            .bind(after.commit().to_string())
+            .bind(after.sequence() as i64)
+            .bind(clamp_i64(max_count as u64));
+        if by_stream {
+            query = query.bind(&filter.stream_types);
+        }
+        if by_event {
+            query = query.bind(&filter.event_types);
+        }
+        let conn = self.connection().await?;
+        let mut last = None;
+        fetch_events(conn, query, max_count, true, |row| {
+            row_to_event(row, row_stream(row, &mut last)?)
+        })
+        .await
+    }
+
+    async fn read_horizon(&self) -> Result<Position, StoreError> {
+        let xmin: String = self
+            .connection()
+            .await?
+            .fetch_one(sqlx::query(&self.sql.read_horizon))
+            .await
+            .and_then(|row| row.try_get(0))
+            .map_err(map_sqlx)?;
+        let xmin: u64 = xmin
+            .parse()
+            .map_err(|e| backend(format!("transaction id {xmin:?}: {e}")))?;
+        // Every transaction below `xmin` has ended: the last position any of them can
+        // hold is the greatest `(xmin - 1, position)`. Positions are bigint, so the
+        // sequence part tops out at i64::MAX.
+        Ok(Position::from_parts(
+            xmin.saturating_sub(1),
+            i64::MAX as u64,
+        ))
+    }
+
+    /// Polls with exponential backoff (see [`PollInterval`](crate::PollInterval)).
+    ///
+    /// Polling rather than `LISTEN`/`NOTIFY`: a `NOTIFY` in the append transaction would
+    /// take a cluster-wide lock at every commit and serialise all writers, and one sent
+    /// after commit costs every append a second round trip; `LISTEN` also pins a
+    /// connection per waiting process and does not pass through transaction-pooling
+    /// proxies. An idle poll is one index probe.
+    async fn wait_for_events(
+        &self,
+        after: Position,
+        timeout: Duration,
+    ) -> Result<bool, StoreError> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut pause = self.poll.min;
+        loop {
+            let query = sqlx::query(&self.sql.has_events_after)
+                .bind(after.commit().to_string())
+                .bind(after.sequence() as i64);
+            let found: bool = self
+                .connection()
+                .await?
+                .fetch_one(query)
+                .await
+                .and_then(|row| row.try_get(0))
+                .map_err(map_sqlx)?;
+            if found {
+                return Ok(true);
+            }
+            let now = tokio::time::Instant::now();
+            if now >= deadline {
+                return Ok(false);
+            }
+            tokio::time::sleep(pause.min(deadline - now)).await;
+            pause = (pause * 2).min(self.poll.max);
+        }
+    }
+
+    /// One `count(*)` with the filter of `read_all` in SQL, stopped after `limit` rows by a
+    /// `LIMIT` in a subquery. It counts every committed event after `after`, including
+    /// those a global read does not return yet because an older transaction is still open
+    /// (they are lag too); events of transactions still open are not counted.
+    async fn count_after(
+        &self,
+        after: Position,
+        filter: &EventFilter,
+        limit: u64,
+    ) -> Result<u64, StoreError> {
+        filter.validate()?;
+        if limit == 0 {
+            return Ok(0);
+        }
+        let by_stream = !filter.stream_types.is_empty();
+        let by_event = !filter.event_types.is_empty();
+        let mut query = sqlx::query(&self.sql.count_after[filter_index(by_stream, by_event)])
+            .bind(after.commit().to_string())
+            .bind(after.sequence() as i64)
+            .bind(clamp_i64(limit));
+        if by_stream {
+            query = query.bind(&filter.stream_types);
+        }
+        if by_event {
+            query = query.bind(&filter.event_types);
+        }
+        let count = self
+            .connection()
+            .await?
+            .fetch_one(query)
+            .await
+            .and_then(|row| row.try_get::<i64, _>(0))
+            .map_err(map_sqlx)?;
+        Ok(u64::try_from(count).unwrap_or(0))
+    }
+}

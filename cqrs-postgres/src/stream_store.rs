@@ -1,0 +1,462 @@
+//! The write side on [`PgStore`]: the append (one statement, in a transaction of its
+//! own or of the caller's, with the inline projections when there are any) and the
+//! per-stream reads.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use cqrs_core::store::check_append;
+use cqrs_core::{
+    ExpectedVersion, NewEvent, Position, StoreError, StoredEvent, StreamId, StreamStore,
+};
+use sqlx::{Connection as _, PgConnection, Postgres, Row, Transaction};
+use uuid::Uuid;
+
+use crate::error::{backend, is_unavailable, map_sqlx};
+use crate::row::{fetch_events, row_to_event};
+use crate::sql::{append_index, clamp_i64, AppendMode};
+use crate::PgStore;
+
+/// Why [`PgStore::append_on`] failed.
+enum Failure {
+    /// A statement failed: map it with `append_error`, which needs the batch's event ids.
+    Sql(sqlx::Error, Vec<Uuid>),
+    /// [`StoreError::StaleTransaction`], with the events handed back: an append in a
+    /// transaction of its own retries them in a new one.
+    Stale(StoreError, Vec<NewEvent>),
+    /// Anything else.
+    Store(StoreError),
+}
+
+/// How often an append in a transaction of its own is tried in all when refused with
+/// [`StoreError::StaleTransaction`]. Such a transaction takes its id within the append
+/// statement, so it is refused only when a younger transaction took the stream's row
+/// between the two (racing `Any` appends: an exact one finds the version moved and is a
+/// conflict); each new attempt is younger than every writer so far.
+const STALE_ATTEMPTS: u32 = 16;
+
+impl Failure {
+    /// The error of a failure already mapped (not [`Failure::Sql`]).
+    fn into_error(self) -> StoreError {
+        match self {
+            Failure::Store(e) | Failure::Stale(e, _) => e,
+            Failure::Sql(e, _) => map_sqlx(e),
+        }
+    }
+}
+
+impl PgStore {
+    /// Appends like [`StreamStore::append`], on a connection of the caller: inside the
+    /// caller's transaction when `conn` is one (`&mut *tx`), so that the events commit or
+    /// roll back with the caller's other writes. The returned events are only durable once
+    /// that transaction commits.
+    ///
+    /// The store's [inline projections](PgStore::with_inline_projection) run too, in a
+    /// savepoint of the caller's transaction (or in a transaction of their own when `conn`
+    /// is in none): when one fails, the append and the projections' writes are undone and
+    /// the caller's transaction can go on.
+    ///
+    /// ```no_run
+    /// # async fn demo(store: cqrs_postgres::PgStore, stream: cqrs_core::StreamId,
+    /// #     events: Vec<cqrs_core::NewEvent>) -> Result<(), Box<dyn std::error::Error>> {
+    /// use cqrs_core::ExpectedVersion;
+    /// let mut tx = store.pool().begin().await?;
+    /// store.append_in(&mut tx, &stream, ExpectedVersion::NoStream, events).await?;
+    /// // ... other writes in the same transaction ...
+    /// tx.commit().await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn append_in(
+        &self,
+        conn: &mut PgConnection,
+        stream: &StreamId,
+        expected: ExpectedVersion,
+        events: Vec<NewEvent>,
+    ) -> Result<Vec<Arc<StoredEvent>>, StoreError> {
+        // The caller's transaction cannot be retried here: a stale one is refused.
+        if self.inline.is_empty() {
+            return match self.append_on(conn, stream, expected, events).await {
+                Ok(stored) => Ok(stored),
+                Err(Failure::Store(e) | Failure::Stale(e, _)) => Err(e),
+                Err(Failure::Sql(e, ids)) => {
+                    Err(self.append_error(e, stream, expected, &ids).await)
+                }
+            };
+        }
+        if events.is_empty() {
+            return Err(StoreError::EmptyAppend {
+                stream: stream.clone(),
+            });
+        }
+        // sqlx makes this a SAVEPOINT inside a transaction it began, a BEGIN otherwise.
+        let tx = conn.begin().await.map_err(map_sqlx)?;
+        let (result, _) = self.append_with_inline(tx, stream, expected, events).await;
+        result.map_err(Failure::into_error)
+    }
+
+    /// Appends in `tx` with the same one-statement append as every other path, runs the
+    /// inline projections on the stored events, and commits `tx` (a transaction or a
+    /// savepoint); on any failure, rolls it back first. Also says whether the connection
+    /// was left idle and outside the transaction (committed or rolled back), so that the
+    /// caller may keep it. The error is a [`Failure::Stale`] or a [`Failure::Store`].
+    async fn append_with_inline(
+        &self,
+        mut tx: Transaction<'_, Postgres>,
+        stream: &StreamId,
+        expected: ExpectedVersion,
+        events: Vec<NewEvent>,
+    ) -> (Result<Vec<Arc<StoredEvent>>, Failure>, bool) {
+        let ran = match self.append_on(&mut tx, stream, expected, events).await {
+            Ok(stored) => self
+                .run_inline(&mut tx, stream, &stored)
+                .await
+                .map(|()| stored)
+                .map_err(Failure::Store),
+            Err(e) => Err(e),
+        };
+        match ran {
+            Ok(stored) => match tx.commit().await {
+                Ok(()) => (Ok(stored), true),
+                Err(e) => (Err(Failure::Store(map_sqlx(e))), false),
+            },
+            Err(failure) => {
+                // Explicitly, so that a savepoint is undone before the caller's next
+                // statement; and a connection that broke is reported as such.
+                let rolled_back = tx.rollback().await;
+                let failure = match failure {
+                    Failure::Sql(e, ids) => {
+                        Failure::Store(self.append_error(e, stream, expected, &ids).await)
+                    }
+                    other => other,
+                };
+                match rolled_back {
+                    Ok(()) => (Err(failure), true),
+                    Err(rollback) if is_unavailable(&rollback) => {
+                        (Err(Failure::Store(map_sqlx(rollback))), false)
+                    }
+                    Err(_) => (Err(failure), false),
+                }
+            }
+        }
+    }
+
+    /// The append on one connection: the statement of `Sql::append` (no call to the
+    /// `append_events` function). A failed statement comes back unmapped (with the
+    /// batch's event ids), so that the caller can first decide what becomes of the
+    /// connection, then map the error with [`append_error`](Self::append_error).
+    async fn append_on(
+        &self,
+        conn: &mut PgConnection,
+        stream: &StreamId,
+        expected: ExpectedVersion,
+        events: Vec<NewEvent>,
+    ) -> Result<Vec<Arc<StoredEvent>>, Failure> {
+        if events.is_empty() {
+            return Err(Failure::Store(StoreError::EmptyAppend {
+                stream: stream.clone(),
+            }));
+        }
+        let (mode, expected_param) = match expected {
+            ExpectedVersion::Any => (AppendMode::Any, None),
+            ExpectedVersion::NoStream | ExpectedVersion::Exact(0) => (AppendMode::NoStream, None),
+            ExpectedVersion::Exact(v) => (
+                AppendMode::Exact,
+                Some(i64::try_from(v).map_err(|_| {
+                    Failure::Store(backend(format!("expected version {v} is out of range")))
+                })?),
+            ),
+        };
+        let event_version = |event: &NewEvent| {
+            i32::try_from(event.event_version()).map_err(|_| {
+                Failure::Store(backend(format!(
+                    "event version {} of {} is out of range",
+                    event.event_version(),
+                    event.event_type()
+                )))
+            })
+        };
+        check_append(stream, &events).map_err(Failure::Store)?;
+        let n = events.len();
+        let ids: Vec<Uuid> = events.iter().map(NewEvent::event_id).collect();
+        let sql = &self.sql.append[append_index(mode, n == 1)];
+        let query = match events.as_slice() {
+            // One event, the common case: scalars, so that the statement has no arrays to
+            // unnest (cheaper on the server than the array form: see the performance page).
+            [event] => sqlx::query(sql)
+                .bind(stream.stream_type())
+                .bind(stream.id())
+                .bind(event.event_id())
+                .bind(event.event_type())
+                .bind(event_version(event)?)
+                .bind(event.data())
+                // Serialised once, straight to jsonb: no intermediate `Value`.
+                .bind(sqlx::types::Json(event.metadata())),
+            _ => {
+                let mut types = Vec::with_capacity(n);
+                let mut versions = Vec::with_capacity(n);
+                let mut data = Vec::with_capacity(n);
+                let mut metadata = Vec::with_capacity(n);
+                for event in &events {
+                    types.push(event.event_type());
+                    versions.push(event_version(event)?);
+                    data.push(event.data());
+                    metadata.push(sqlx::types::Json(event.metadata()));
+                }
+                sqlx::query(sql)
+                    .bind(stream.stream_type())
+                    .bind(stream.id())
+                    .bind(&ids)
+                    .bind(types)
+                    .bind(versions)
+                    .bind(data)
+                    .bind(metadata)
+            }
+        };
+        let query = match expected_param {
+            Some(version) => query.bind(version),
+            None => query,
+        };
+        let rows = match query.fetch_all(&mut *conn).await {
+            Ok(rows) => rows,
+            Err(e) => return Err(Failure::Sql(e, ids)),
+        };
+        if rows.is_empty() {
+            // The stream row did not move: its version was not the expected one, or it
+            // was written by a younger transaction. Read on the same connection (inside
+            // the caller's transaction, if any, which is still usable: nothing failed).
+            // Versions only grow, so a version still as expected (or `Any`) means the
+            // version check passed and the writer check refused: this transaction is
+            // stale. (Inferred, not asked: an implicit transaction has ended by the time
+            // of this read, which runs in a new one.)
+            return match self.current_version(&mut *conn, stream).await {
+                Ok(actual) => {
+                    let at_expected = match expected {
+                        ExpectedVersion::Any => true,
+                        // Only an existing row stops its insert.
+                        ExpectedVersion::NoStream => false,
+                        ExpectedVersion::Exact(v) => v == actual,
+                    };
+                    if at_expected {
+                        let error = StoreError::StaleTransaction {
+                            stream: stream.clone(),
+                            version: actual,
+                        };
+                        Err(Failure::Stale(error, events))
+                    } else {
+                        Err(Failure::Store(StoreError::Conflict {
+                            stream: stream.clone(),
+                            expected,
+                            actual,
+                        }))
+                    }
+                }
+                Err(e) => Err(Failure::Sql(e, ids)),
+            };
+        }
+        if rows.len() != n {
+            return Err(Failure::Store(backend(format!(
+                "append to {stream} returned {} rows for {n} events",
+                rows.len()
+            ))));
+        }
+        let mut placed: Vec<(i64, i64, i64, DateTime<Utc>)> = Vec::with_capacity(n);
+        for row in &rows {
+            let get = |e| Failure::Store(map_sqlx(e));
+            placed.push((
+                row.try_get(0).map_err(get)?,
+                row.try_get(1).map_err(get)?,
+                row.try_get(2).map_err(get)?,
+                row.try_get(3).map_err(get)?,
+            ));
+        }
+        placed.sort_unstable_by_key(|p| p.2);
+        Ok(events
+            .into_iter()
+            .zip(placed)
+            .map(|(event, (position, commit, version, recorded_at))| {
+                Arc::new(event.into_stored(
+                    stream.clone(),
+                    version as u64,
+                    Position::from_parts(commit as u64, position as u64),
+                    recorded_at,
+                ))
+            })
+            .collect())
+    }
+
+    /// Turns a failed append into the right [`StoreError`].
+    async fn append_error(
+        &self,
+        e: sqlx::Error,
+        stream: &StreamId,
+        expected: ExpectedVersion,
+        ids: &[Uuid],
+    ) -> StoreError {
+        let sqlx::Error::Database(db) = &e else {
+            return map_sqlx(e);
+        };
+        let code = db.code().map(|c| c.into_owned()).unwrap_or_default();
+        let pg = db.try_downcast_ref::<sqlx::postgres::PgDatabaseError>();
+        match (code.as_str(), db.constraint()) {
+            ("23505", Some("events_event_id_unique")) => {
+                let detail = pg.and_then(|pg| pg.detail()).unwrap_or_default();
+                let event_id = ids
+                    .iter()
+                    .copied()
+                    .find(|id| detail.contains(&id.to_string()))
+                    .or_else(|| ids.first().copied())
+                    .unwrap_or_default();
+                StoreError::DuplicateEventId {
+                    stream: stream.clone(),
+                    event_id,
+                }
+            }
+            // Only reachable if rows were written around the store: the stream row
+            // and the events disagree. Report the version the events table holds.
+            // Inside a caller's transaction, which the error aborted: read on another
+            // connection.
+            ("23505", Some("events_stream_version_unique")) => {
+                let actual = match self.connection().await {
+                    Ok(mut conn) => {
+                        let actual = self.current_version(&mut conn, stream).await;
+                        conn.keep_after(&actual);
+                        actual.map_err(map_sqlx)
+                    }
+                    Err(e) => Err(e),
+                };
+                match actual {
+                    Ok(actual) => StoreError::Conflict {
+                        stream: stream.clone(),
+                        expected,
+                        actual,
+                    },
+                    Err(other) => other,
+                }
+            }
+            _ => map_sqlx(e),
+        }
+    }
+
+    /// The stream's version (0 when it has none).
+    async fn current_version(
+        &self,
+        conn: &mut PgConnection,
+        stream: &StreamId,
+    ) -> Result<u64, sqlx::Error> {
+        let version: Option<i64> = sqlx::query_scalar(&self.sql.stream_version)
+            .bind(stream.stream_type())
+            .bind(stream.id())
+            .fetch_optional(conn)
+            .await?;
+        Ok(version.unwrap_or(0) as u64)
+    }
+
+    /// [`StreamStore::append`] once, in a transaction of its own. The error is a
+    /// [`Failure::Stale`] or a [`Failure::Store`].
+    async fn append_alone(
+        &self,
+        stream: &StreamId,
+        expected: ExpectedVersion,
+        events: Vec<NewEvent>,
+    ) -> Result<Vec<Arc<StoredEvent>>, Failure> {
+        let mut conn = self.connection().await.map_err(Failure::Store)?;
+        if !self.inline.is_empty() {
+            if events.is_empty() {
+                conn.keep();
+                return Err(Failure::Store(StoreError::EmptyAppend {
+                    stream: stream.clone(),
+                }));
+            }
+            // BEGIN, the append, each inline projection, COMMIT, on this one connection,
+            // kept afterwards only when it is idle and out of the transaction.
+            let (result, clean) = match sqlx::Connection::begin(&mut *conn).await {
+                Ok(tx) => self.append_with_inline(tx, stream, expected, events).await,
+                // Not kept: whatever went wrong, the pool checks it.
+                Err(e) => (Err(Failure::Store(map_sqlx(e))), false),
+            };
+            if clean {
+                conn.keep();
+            }
+            return result;
+        }
+        // One statement in an implicit transaction: one round trip.
+        match self.append_on(&mut conn, stream, expected, events).await {
+            Ok(stored) => {
+                conn.keep();
+                Ok(stored)
+            }
+            Err(Failure::Sql(e, ids)) => {
+                conn.keep_unless_broken(&e);
+                Err(Failure::Store(
+                    self.append_error(e, stream, expected, &ids).await,
+                ))
+            }
+            Err(other) => {
+                conn.keep();
+                Err(other)
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl StreamStore for PgStore {
+    async fn append(
+        &self,
+        stream: &StreamId,
+        expected: ExpectedVersion,
+        events: Vec<NewEvent>,
+    ) -> Result<Vec<Arc<StoredEvent>>, StoreError> {
+        let mut events = events;
+        let mut attempt = 1;
+        loop {
+            match self.append_alone(stream, expected, events).await {
+                Err(Failure::Stale(error, back)) if attempt < STALE_ATTEMPTS => {
+                    tracing::debug!(%error, attempt, "append retried in a new transaction");
+                    attempt += 1;
+                    events = back;
+                }
+                result => return result.map_err(Failure::into_error),
+            }
+        }
+    }
+
+    async fn read_stream(
+        &self,
+        stream: &StreamId,
+        from_version: u64,
+        max_count: usize,
+    ) -> Result<Vec<Arc<StoredEvent>>, StoreError> {
+        if max_count == 0 {
+            return Ok(Vec::new());
+        }
+        let conn = self.connection().await?;
+        let query = sqlx::query(&self.sql.read_stream)
+            .bind(stream.stream_type())
+            .bind(stream.id())
+            .bind(clamp_i64(from_version))
+            .bind(clamp_i64(max_count as u64));
+        fetch_events(conn, query, max_count, false, |row| {
+            row_to_event(row, stream.clone())
+        })
+        .await
+    }
+
+    /// One indexed query (`events_command`, partial on `command_id IS NOT NULL`).
+    async fn read_by_command(
+        &self,
+        stream: &StreamId,
+        command_id: Uuid,
+    ) -> Result<Vec<Arc<StoredEvent>>, StoreError> {
+        let conn = self.connection().await?;
+        let query = sqlx::query(&self.sql.read_by_command)
+            .bind(stream.stream_type())
+            .bind(stream.id())
+            .bind(command_id);
+        fetch_events(conn, query, 1, false, |row| {
+            row_to_event(row, stream.clone())
+        })
+        .await
+    }
+}
