@@ -245,9 +245,9 @@ where
     S: EventStore + CheckpointStore + Clone,
 {
     let counter = Counter::default();
-    let consumer = Project::new(counter.clone(), store.clone());
+    let consumer = Project::new(counter.clone(), store.clone())?;
     store
-        .save_checkpoint(&consumer.checkpoint_name(), Position::START)
+        .save_checkpoint(consumer.checkpoint_name(), Position::START)
         .await?;
     let running = Subscription::new(store.clone(), consumer)
         .batch_size(batch)

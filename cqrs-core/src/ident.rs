@@ -47,8 +47,9 @@ pub enum IdentifierError {
 
 /// Checks one identifier against the rules of this module.
 ///
-/// Backends call it for names they receive as plain strings (subscription names);
-/// [`StreamId`] calls it for its parts.
+/// The types that hold identifiers ([`StreamId`], [`SubscriptionName`],
+/// [`EventFilter`](crate::EventFilter), [`NewEvent`](crate::NewEvent)) call it when they
+/// are built, so a backend never has to.
 ///
 /// ```
 /// use cqrs_core::ident::{validate, IdentifierError};
@@ -128,6 +129,63 @@ impl fmt::Debug for StreamId {
     }
 }
 
+/// The name of a subscription, or of one of its checkpoints: the key of its checkpoint,
+/// lease and dead letters in a [`CheckpointStore`](crate::CheckpointStore).
+///
+/// Validated on construction like the parts of a [`StreamId`], so a checkpoint store is
+/// never handed a name it cannot store. Cloning is cheap.
+///
+/// ```
+/// use cqrs_core::ident::{IdentifierError, SubscriptionName};
+/// let name = SubscriptionName::new("balances")?;
+/// assert_eq!(name.versioned(2)?.as_str(), "balances@v2");
+/// assert_eq!(
+///     SubscriptionName::new(""),
+///     Err(IdentifierError::Empty { what: "subscription name" })
+/// );
+/// # Ok::<(), IdentifierError>(())
+/// ```
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SubscriptionName(Arc<str>);
+
+impl SubscriptionName {
+    /// Builds a name, refusing an empty, over-long or NUL-containing one.
+    pub fn new(name: impl Into<String>) -> Result<Self, IdentifierError> {
+        let name = name.into();
+        validate("subscription name", &name)?;
+        Ok(Self(name.into()))
+    }
+
+    /// The key of this subscription's checkpoint for `version` of its logic,
+    /// `name@vVERSION`: each version has its own. Refused if it grows past the limit.
+    pub fn versioned(&self, version: u32) -> Result<Self, IdentifierError> {
+        Self::new(format!("{self}@v{version}"))
+    }
+
+    /// The name as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl AsRef<str> for SubscriptionName {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for SubscriptionName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for SubscriptionName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SubscriptionName({:?})", &*self.0)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -151,6 +209,16 @@ mod tests {
             Err(IdentifierError::TooLong {
                 what: "stream id",
                 len: 256,
+                max: 255
+            })
+        );
+        assert_eq!(
+            SubscriptionName::new("x".repeat(254))
+                .expect("valid")
+                .versioned(1),
+            Err(IdentifierError::TooLong {
+                what: "subscription name",
+                len: 257,
                 max: 255
             })
         );

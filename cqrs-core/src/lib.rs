@@ -51,7 +51,7 @@ pub use domain::{
 };
 pub use engine::{Committed, Engine, EngineError, Loaded, RetryPolicy, SnapshotPolicy};
 pub use envelope::{Envelope, Metadata, NewEvent, Position, StoredEvent};
-pub use ident::StreamId;
+pub use ident::{StreamId, SubscriptionName};
 pub use store::{
     CheckpointStore, DeadLetter, EventFilter, EventLog, EventStore, ExpectedVersion, Lease,
     Snapshot, SnapshotStore, StoreError, StreamStore,

@@ -8,7 +8,7 @@ use async_trait::async_trait;
 
 use crate::{
     CheckpointStore, DeadLetter, EventFilter, EventLog, ExpectedVersion, Lease, NewEvent, Position,
-    Snapshot, SnapshotStore, StoreError, StoredEvent, StreamId, StreamStore,
+    Snapshot, SnapshotStore, StoreError, StoredEvent, StreamId, StreamStore, SubscriptionName,
 };
 
 #[async_trait]
@@ -86,23 +86,38 @@ impl<S: SnapshotStore + ?Sized> SnapshotStore for Arc<S> {
 
 #[async_trait]
 impl<S: CheckpointStore + ?Sized> CheckpointStore for Arc<S> {
-    async fn load_checkpoint(&self, name: &str) -> Result<Option<Position>, StoreError> {
+    async fn load_checkpoint(
+        &self,
+        name: &SubscriptionName,
+    ) -> Result<Option<Position>, StoreError> {
         (**self).load_checkpoint(name).await
     }
 
-    async fn save_checkpoint(&self, name: &str, position: Position) -> Result<(), StoreError> {
+    async fn save_checkpoint(
+        &self,
+        name: &SubscriptionName,
+        position: Position,
+    ) -> Result<(), StoreError> {
         (**self).save_checkpoint(name, position).await
     }
 
-    async fn acquire_lease(&self, name: &str) -> Result<Option<Box<dyn Lease>>, StoreError> {
+    async fn acquire_lease(
+        &self,
+        name: &SubscriptionName,
+    ) -> Result<Option<Box<dyn Lease>>, StoreError> {
         (**self).acquire_lease(name).await
     }
 
-    async fn park(&self, name: &str, event: &StoredEvent, error: &str) -> Result<(), StoreError> {
+    async fn park(
+        &self,
+        name: &SubscriptionName,
+        event: &StoredEvent,
+        error: &str,
+    ) -> Result<(), StoreError> {
         (**self).park(name, event, error).await
     }
 
-    async fn parked(&self, name: &str) -> Result<Vec<DeadLetter>, StoreError> {
+    async fn parked(&self, name: &SubscriptionName) -> Result<Vec<DeadLetter>, StoreError> {
         (**self).parked(name).await
     }
 }

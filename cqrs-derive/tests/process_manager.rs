@@ -213,9 +213,9 @@ async fn confirmed_orders_reach_the_kitchen_and_the_view() -> Result<(), Box<dyn
         kitchen,
         seen: Arc::clone(&seen),
     };
-    let reacting = React::new(manager, store.clone());
+    let reacting = React::new(manager, store.clone()).expect("valid");
     let board = Board::default();
-    let projecting = Project::new(board.clone(), store.clone());
+    let projecting = Project::new(board.clone(), store.clone()).expect("valid");
 
     for id in ["o-1", "o-2"] {
         let dish = format!("dish of {id}");

@@ -4,24 +4,26 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use async_trait::async_trait;
-use cqrs_core::{ident, CheckpointStore, DeadLetter, Lease, Position, StoreError, StoredEvent};
+use cqrs_core::{
+    CheckpointStore, DeadLetter, Lease, Position, StoreError, StoredEvent, SubscriptionName,
+};
 
 use crate::MemoryStore;
 
 /// The subscriptions' state of one store.
 #[derive(Default)]
 pub(crate) struct Subscriptions {
-    checkpoints: Mutex<HashMap<String, Position>>,
+    checkpoints: Mutex<HashMap<SubscriptionName, Position>>,
     /// Names whose lease is held: a lease is a name in this set, removed when dropped.
-    leases: Arc<Mutex<HashSet<String>>>,
-    dead_letters: Mutex<HashMap<String, Vec<DeadLetter>>>,
+    leases: Arc<Mutex<HashSet<SubscriptionName>>>,
+    dead_letters: Mutex<HashMap<SubscriptionName, Vec<DeadLetter>>>,
 }
 
 /// A lease on a subscription of a [`MemoryStore`]: held until dropped.
 #[derive(Debug)]
 struct MemoryLease {
-    name: String,
-    leases: Arc<Mutex<HashSet<String>>>,
+    name: SubscriptionName,
+    leases: Arc<Mutex<HashSet<SubscriptionName>>>,
 }
 
 #[async_trait]
@@ -49,40 +51,51 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 #[async_trait]
 impl CheckpointStore for MemoryStore {
-    async fn load_checkpoint(&self, name: &str) -> Result<Option<Position>, StoreError> {
-        ident::validate("subscription name", name)?;
+    async fn load_checkpoint(
+        &self,
+        name: &SubscriptionName,
+    ) -> Result<Option<Position>, StoreError> {
         Ok(lock(&self.inner.subscriptions.checkpoints)
             .get(name)
             .copied())
     }
 
-    async fn save_checkpoint(&self, name: &str, position: Position) -> Result<(), StoreError> {
-        ident::validate("subscription name", name)?;
-        lock(&self.inner.subscriptions.checkpoints).insert(name.to_owned(), position);
+    async fn save_checkpoint(
+        &self,
+        name: &SubscriptionName,
+        position: Position,
+    ) -> Result<(), StoreError> {
+        lock(&self.inner.subscriptions.checkpoints).insert(name.clone(), position);
         Ok(())
     }
 
-    async fn acquire_lease(&self, name: &str) -> Result<Option<Box<dyn Lease>>, StoreError> {
-        ident::validate("subscription name", name)?;
+    async fn acquire_lease(
+        &self,
+        name: &SubscriptionName,
+    ) -> Result<Option<Box<dyn Lease>>, StoreError> {
         let leases = &self.inner.subscriptions.leases;
-        if !lock(leases).insert(name.to_owned()) {
+        if !lock(leases).insert(name.clone()) {
             return Ok(None);
         }
         Ok(Some(Box::new(MemoryLease {
-            name: name.to_owned(),
+            name: name.clone(),
             leases: Arc::clone(leases),
         })))
     }
 
-    async fn park(&self, name: &str, event: &StoredEvent, error: &str) -> Result<(), StoreError> {
-        ident::validate("subscription name", name)?;
+    async fn park(
+        &self,
+        name: &SubscriptionName,
+        event: &StoredEvent,
+        error: &str,
+    ) -> Result<(), StoreError> {
         let letter = DeadLetter {
             event: Arc::new(event.clone()),
             error: error.to_owned(),
             parked_at: chrono::Utc::now(),
         };
         let mut dead_letters = lock(&self.inner.subscriptions.dead_letters);
-        let parked = dead_letters.entry(name.to_owned()).or_default();
+        let parked = dead_letters.entry(name.clone()).or_default();
         match parked
             .iter_mut()
             .find(|p| p.event.event_id == event.event_id)
@@ -96,8 +109,7 @@ impl CheckpointStore for MemoryStore {
         Ok(())
     }
 
-    async fn parked(&self, name: &str) -> Result<Vec<DeadLetter>, StoreError> {
-        ident::validate("subscription name", name)?;
+    async fn parked(&self, name: &SubscriptionName) -> Result<Vec<DeadLetter>, StoreError> {
         Ok(lock(&self.inner.subscriptions.dead_letters)
             .get(name)
             .cloned()

@@ -46,7 +46,11 @@ fn a_subscription_whose_runtime_shuts_down_is_failed_at_once() {
             .append(&stream, ExpectedVersion::NoStream, vec![event])
             .await
             .expect("append");
-        let running = Subscription::new(store.clone(), Project::new(Ticks, store.clone())).start();
+        let running = Subscription::new(
+            store.clone(),
+            Project::new(Ticks, store.clone()).expect("valid names"),
+        )
+        .start();
         running
             .caught_up(Duration::from_secs(10))
             .await

@@ -5,7 +5,9 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use cqrs_core::{CheckpointStore, DeadLetter, Lease, Position, StoreError, StoredEvent};
+use cqrs_core::{
+    CheckpointStore, DeadLetter, Lease, Position, StoreError, StoredEvent, SubscriptionName,
+};
 use sqlx::postgres::PgArguments;
 use sqlx::query::Query;
 use sqlx::{PgConnection, Postgres, Row};
@@ -22,10 +24,9 @@ impl PgStore {
     pub async fn save_checkpoint_in(
         &self,
         conn: &mut PgConnection,
-        name: &str,
+        name: &SubscriptionName,
         position: Position,
     ) -> Result<(), StoreError> {
-        cqrs_core::ident::validate("subscription name", name)?;
         self.save_checkpoint_query(name, position)
             .execute(conn)
             .await
@@ -36,11 +37,11 @@ impl PgStore {
     /// The statement that saves a checkpoint (an upsert).
     fn save_checkpoint_query<'q>(
         &'q self,
-        name: &'q str,
+        name: &'q SubscriptionName,
         position: Position,
     ) -> Query<'q, Postgres, PgArguments> {
         sqlx::query(&self.sql.save_checkpoint)
-            .bind(name)
+            .bind(name.as_str())
             // Bit for bit: u64 -> i64 -> u64 is lossless.
             .bind(position.commit() as i64)
             .bind(position.sequence() as i64)
@@ -49,9 +50,11 @@ impl PgStore {
 
 #[async_trait]
 impl CheckpointStore for PgStore {
-    async fn load_checkpoint(&self, name: &str) -> Result<Option<Position>, StoreError> {
-        cqrs_core::ident::validate("subscription name", name)?;
-        let query = sqlx::query(&self.sql.load_checkpoint).bind(name);
+    async fn load_checkpoint(
+        &self,
+        name: &SubscriptionName,
+    ) -> Result<Option<Position>, StoreError> {
+        let query = sqlx::query(&self.sql.load_checkpoint).bind(name.as_str());
         let row = self.connection().await?.fetch_optional(query).await;
         let Some(row) = row.map_err(map_sqlx)? else {
             return Ok(None);
@@ -61,8 +64,11 @@ impl CheckpointStore for PgStore {
         Ok(Some(Position::from_parts(commit as u64, sequence as u64)))
     }
 
-    async fn save_checkpoint(&self, name: &str, position: Position) -> Result<(), StoreError> {
-        cqrs_core::ident::validate("subscription name", name)?;
+    async fn save_checkpoint(
+        &self,
+        name: &SubscriptionName,
+        position: Position,
+    ) -> Result<(), StoreError> {
         let query = self.save_checkpoint_query(name, position);
         self.connection()
             .await?
@@ -74,18 +80,25 @@ impl CheckpointStore for PgStore {
 
     /// A session-level advisory lock on a connection of the lease's own (see the
     /// PostgreSQL chapter of the guide, "Subscriptions").
-    async fn acquire_lease(&self, name: &str) -> Result<Option<Box<dyn Lease>>, StoreError> {
+    async fn acquire_lease(
+        &self,
+        name: &SubscriptionName,
+    ) -> Result<Option<Box<dyn Lease>>, StoreError> {
         self.acquire_lease_impl(name).await
     }
 
     /// An upsert into `dead_letters` keyed by (subscription, event id). The event must be
     /// stored in this store's `events` table (a foreign key): it is referenced, not copied.
-    async fn park(&self, name: &str, event: &StoredEvent, error: &str) -> Result<(), StoreError> {
-        cqrs_core::ident::validate("subscription name", name)?;
+    async fn park(
+        &self,
+        name: &SubscriptionName,
+        event: &StoredEvent,
+        error: &str,
+    ) -> Result<(), StoreError> {
         // PostgreSQL text cannot hold NUL; an error message is prose, so replace it.
         let error = error.replace('\0', "\u{fffd}");
         let query = sqlx::query(&self.sql.park)
-            .bind(name)
+            .bind(name.as_str())
             .bind(event.event_id)
             .bind(&error);
         let parked = self.connection().await?.execute(query).await;
@@ -99,9 +112,8 @@ impl CheckpointStore for PgStore {
         Ok(())
     }
 
-    async fn parked(&self, name: &str) -> Result<Vec<DeadLetter>, StoreError> {
-        cqrs_core::ident::validate("subscription name", name)?;
-        let query = sqlx::query(&self.sql.parked).bind(name);
+    async fn parked(&self, name: &SubscriptionName) -> Result<Vec<DeadLetter>, StoreError> {
+        let query = sqlx::query(&self.sql.parked).bind(name.as_str());
         let rows = self.connection().await?.fetch_all(query).await;
         let rows = rows.map_err(map_sqlx)?;
         let mut last = None;

@@ -21,21 +21,20 @@ impl EventLog for PgStore {
         max_count: usize,
         filter: &EventFilter,
     ) -> Result<Vec<Arc<StoredEvent>>, StoreError> {
-        filter.validate()?;
         if max_count == 0 {
             return Ok(Vec::new());
         }
-        let by_stream = !filter.stream_types.is_empty();
-        let by_event = !filter.event_types.is_empty();
+        let by_stream = !filter.stream_types().is_empty();
+        let by_event = !filter.event_types().is_empty();
         let mut query = sqlx::query(&self.sql.read_all[filter_index(by_stream, by_event)])
             .bind(after.commit().to_string())
             .bind(after.sequence() as i64)
             .bind(clamp_i64(max_count as u64));
         if by_stream {
-            query = query.bind(&filter.stream_types);
+            query = query.bind(filter.stream_types());
         }
         if by_event {
-            query = query.bind(&filter.event_types);
+            query = query.bind(filter.event_types());
         }
         let conn = self.connection().await?;
         let mut last = None;
@@ -112,21 +111,20 @@ impl EventLog for PgStore {
         filter: &EventFilter,
         limit: u64,
     ) -> Result<u64, StoreError> {
-        filter.validate()?;
         if limit == 0 {
             return Ok(0);
         }
-        let by_stream = !filter.stream_types.is_empty();
-        let by_event = !filter.event_types.is_empty();
+        let by_stream = !filter.stream_types().is_empty();
+        let by_event = !filter.event_types().is_empty();
         let mut query = sqlx::query(&self.sql.count_after[filter_index(by_stream, by_event)])
             .bind(after.commit().to_string())
             .bind(after.sequence() as i64)
             .bind(clamp_i64(limit));
         if by_stream {
-            query = query.bind(&filter.stream_types);
+            query = query.bind(filter.stream_types());
         }
         if by_event {
-            query = query.bind(&filter.event_types);
+            query = query.bind(filter.event_types());
         }
         let count = self
             .connection()

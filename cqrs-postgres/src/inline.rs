@@ -5,10 +5,10 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use cqrs_core::store::BoxError;
-use cqrs_core::{codec, unwind, EventFilter, StoreError, StoredEvent, StreamId};
+use cqrs_core::{codec, unwind, StoreError, StoredEvent, StreamId};
 use sqlx::PgConnection;
 
-use crate::projection::{connection_lost, filter_of, PgProjection};
+use crate::projection::{connection_lost, PgProjection};
 use crate::PgStore;
 
 type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -23,10 +23,13 @@ pub(crate) trait RunInline: Send + Sync {
     ) -> BoxFuture<'a, Result<(), BoxError>>;
 }
 
-/// A projection with its filter, computed once rather than on every append.
+/// A projection with the types it consumes (an empty list means all, as in an
+/// `EventFilter`), listed once rather than on every append. Matched here, never sent to
+/// the database, so the lists need no validation: an invalid name matches no event.
 struct Inline<P> {
     projection: P,
-    filter: EventFilter,
+    event_types: Vec<&'static str>,
+    stream_types: Vec<&'static str>,
 }
 
 impl<P: PgProjection> RunInline for Inline<P> {
@@ -41,9 +44,10 @@ impl<P: PgProjection> RunInline for Inline<P> {
     ) -> BoxFuture<'a, Result<(), BoxError>> {
         Box::pin(async move {
             for stored in events {
-                if self
-                    .filter
-                    .accepts(stored.stream.stream_type(), &stored.event_type)
+                let stream_type = stored.stream.stream_type();
+                let event_type = stored.event_type.as_str();
+                if (self.event_types.is_empty() || self.event_types.contains(&event_type))
+                    && (self.stream_types.is_empty() || self.stream_types.contains(&stream_type))
                 {
                     let event = codec::decode::<P::Event>(stored)?;
                     self.projection.handle(&mut *conn, &event).await?;
@@ -89,7 +93,8 @@ impl PgStore {
         let mut all: Vec<Arc<dyn RunInline>> = self.inline.iter().cloned().collect();
         all.push(Arc::new(Inline {
             projection,
-            filter: filter_of::<P>(),
+            event_types: P::event_types(),
+            stream_types: P::stream_types(),
         }));
         self.inline = all.into();
         self

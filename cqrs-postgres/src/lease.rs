@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex as StdMutex, PoisonError};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use cqrs_core::{Lease, StoreError};
+use cqrs_core::{Lease, StoreError, SubscriptionName};
 use sqlx::postgres::PgPool;
 use sqlx::{Connection, PgConnection, Row};
 use tokio::sync::{watch, Mutex};
@@ -67,7 +67,7 @@ struct PgLease {
     /// gives the lease up rather than keep other processes from taking over.
     pool: PgPool,
     key: i64,
-    name: String,
+    name: SubscriptionName,
     /// `schema/name`, the key of `releases`.
     id: String,
     releases: Releases,
@@ -201,14 +201,13 @@ impl PgStore {
     /// [`CheckpointStore::acquire_lease`](cqrs_core::CheckpointStore::acquire_lease).
     pub(crate) async fn acquire_lease_impl(
         &self,
-        name: &str,
+        name: &SubscriptionName,
     ) -> Result<Option<Box<dyn Lease>>, StoreError> {
-        cqrs_core::ident::validate("subscription name", name)?;
         let id = format!("{}/{name}", self.schema.as_str());
         self.releases.wait(&id).await;
         let row = match sqlx::query(PROBE)
             .bind(self.schema.as_str())
-            .bind(name)
+            .bind(name.as_str())
             .fetch_one(&self.pool)
             .await
         {
@@ -223,7 +222,7 @@ impl PgStore {
         // The connect options of the pool (host, credentials, TLS), never logged.
         let options = (*self.pool.connect_options())
             .clone()
-            .application_name(&application_name(name))
+            .application_name(&application_name(name.as_str()))
             .options(KEEPALIVES);
         let mut conn = PgConnection::connect_with(&options)
             .await
@@ -235,12 +234,12 @@ impl PgStore {
             .await;
         match locked {
             Ok(true) => {
-                tracing::debug!(name, "subscription lease acquired");
+                tracing::debug!(%name, "subscription lease acquired");
                 Ok(Some(Box::new(PgLease {
                     conn: Mutex::new(Some(conn)),
                     pool: self.pool.clone(),
                     key,
-                    name: name.to_owned(),
+                    name: name.clone(),
                     id,
                     releases: self.releases.clone(),
                 })))

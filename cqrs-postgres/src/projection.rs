@@ -5,9 +5,11 @@ use std::future::Future;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use cqrs_core::ident::IdentifierError;
 use cqrs_core::subscription::{decode, Consumer, DeliveryError};
 use cqrs_core::{
     unwind, CheckpointStore, DomainEvent, Envelope, EventFilter, Position, StoreError, StoredEvent,
+    SubscriptionName,
 };
 use sqlx::postgres::Postgres;
 use sqlx::{PgConnection, Row, Transaction};
@@ -68,7 +70,8 @@ use crate::PgStore;
 /// ```
 pub trait PgProjection: Send + Sync + 'static {
     /// Stable name of the read model: the key of its subscription's lease, checkpoint
-    /// (`NAME@vVERSION`) and dead letters.
+    /// (`NAME@vVERSION`) and dead letters. Both must be valid identifiers
+    /// ([`cqrs_core::ident`]), checked by [`Transactional::new`].
     const NAME: &'static str;
     /// Version of the read model's logic: a new version finds no checkpoint, so its
     /// subscription resets the read model and replays every event.
@@ -103,13 +106,6 @@ pub trait PgProjection: Send + Sync + 'static {
     /// Empties the read model, on `tx`, before it is built again from the first event. It
     /// commits together with the checkpoint's move back to the start.
     fn reset(&self, tx: &mut PgConnection) -> impl Future<Output = Result<(), Self::Error>> + Send;
-}
-
-/// The filter of a projection: its event types and stream types, for the store.
-pub(crate) fn filter_of<P: PgProjection>() -> EventFilter {
-    EventFilter::all()
-        .with_event_types(P::event_types())
-        .with_stream_types(P::stream_types())
 }
 
 /// Whether `error` (or one of its sources) is a driver error that means the connection
@@ -163,7 +159,7 @@ fn stale_transaction(error: &(dyn std::error::Error + 'static)) -> bool {
 /// # async fn demo<P: cqrs_postgres::PgProjection>(store: cqrs_postgres::PgStore, view: P)
 /// #     -> Result<(), Box<dyn std::error::Error>> {
 /// use cqrs_core::Subscription;
-/// let running = Subscription::new(store.clone(), store.transactional(view)).start();
+/// let running = Subscription::new(store.clone(), store.transactional(view)?).start();
 /// // ...
 /// running.shutdown().await?;
 /// # Ok(()) }
@@ -171,18 +167,29 @@ fn stale_transaction(error: &(dyn std::error::Error + 'static)) -> bool {
 pub struct Transactional<P> {
     projection: P,
     store: PgStore,
+    name: SubscriptionName,
+    checkpoint: SubscriptionName,
     filter: EventFilter,
 }
 
 impl<P: PgProjection> Transactional<P> {
     /// A consumer that feeds `projection` and keeps its checkpoint, lease and dead letters
     /// in `store`, the database of the read model.
-    pub fn new(projection: P, store: PgStore) -> Self {
-        Self {
+    ///
+    /// Refuses a projection whose [`NAME`](PgProjection::NAME) (with its version),
+    /// [`event_types`](PgProjection::event_types) or
+    /// [`stream_types`](PgProjection::stream_types) are not valid identifiers.
+    pub fn new(projection: P, store: PgStore) -> Result<Self, IdentifierError> {
+        let name = SubscriptionName::new(P::NAME)?;
+        Ok(Self {
             projection,
             store,
-            filter: filter_of::<P>(),
-        }
+            checkpoint: name.versioned(P::VERSION)?,
+            name,
+            filter: EventFilter::all()
+                .with_event_types(P::event_types())?
+                .with_stream_types(P::stream_types())?,
+        })
     }
 
     /// The projection it feeds.
@@ -196,7 +203,7 @@ impl<P: PgProjection> Transactional<P> {
     async fn lock_checkpoint(
         &self,
         tx: &mut PgConnection,
-        key: &str,
+        key: &SubscriptionName,
         from: Position,
     ) -> Result<Option<Position>, StoreError> {
         let locked = self.select_for_update(tx, key).await?;
@@ -206,7 +213,7 @@ impl<P: PgProjection> Transactional<P> {
         // A concurrent creator makes this wait for its commit, then do nothing; the next
         // select then sees (and locks) its row.
         sqlx::query(&self.store.sql.create_checkpoint)
-            .bind(key)
+            .bind(key.as_str())
             .execute(&mut *tx)
             .await
             .map_err(map_sqlx)?;
@@ -216,10 +223,10 @@ impl<P: PgProjection> Transactional<P> {
     async fn select_for_update(
         &self,
         tx: &mut PgConnection,
-        key: &str,
+        key: &SubscriptionName,
     ) -> Result<Option<Position>, StoreError> {
         let row = sqlx::query(&self.store.sql.lock_checkpoint)
-            .bind(key)
+            .bind(key.as_str())
             .fetch_optional(&mut *tx)
             .await
             .map_err(map_sqlx)?;
@@ -264,8 +271,8 @@ async fn failed<E: std::error::Error + Send + Sync + 'static>(
 
 #[async_trait]
 impl<P: PgProjection> Consumer for Transactional<P> {
-    fn name(&self) -> &str {
-        P::NAME
+    fn name(&self) -> &SubscriptionName {
+        &self.name
     }
 
     fn version(&self) -> u32 {
@@ -274,6 +281,10 @@ impl<P: PgProjection> Consumer for Transactional<P> {
 
     fn filter(&self) -> &EventFilter {
         &self.filter
+    }
+
+    fn checkpoint_name(&self) -> &SubscriptionName {
+        &self.checkpoint
     }
 
     fn checkpoints(&self) -> &dyn CheckpointStore {
@@ -287,13 +298,12 @@ impl<P: PgProjection> Consumer for Transactional<P> {
         to: Position,
     ) -> Result<(), DeliveryError> {
         let key = self.checkpoint_name();
-        cqrs_core::ident::validate("subscription name", &key).map_err(StoreError::from)?;
         let mut tx = self.store.begin().await?;
-        let actual = self.lock_checkpoint(&mut tx, &key, from).await?;
+        let actual = self.lock_checkpoint(&mut tx, key, from).await?;
         if actual != Some(from) {
             // Dropping `tx` rolls it back: nothing applied, nothing locked.
             return Err(DeliveryError::CheckpointMoved {
-                name: key,
+                name: key.to_string(),
                 expected: from,
                 actual,
             });
@@ -312,7 +322,7 @@ impl<P: PgProjection> Consumer for Transactional<P> {
                 Err(panic) => return Err(failed(tx, Some(stored), panic).await),
             }
         }
-        self.store.save_checkpoint_in(&mut tx, &key, to).await?;
+        self.store.save_checkpoint_in(&mut tx, key, to).await?;
         tx.commit().await.map_err(map_sqlx)?;
         Ok(())
     }
@@ -321,7 +331,6 @@ impl<P: PgProjection> Consumer for Transactional<P> {
     /// a crash leaves either both done or neither.
     async fn reset(&self) -> Result<(), DeliveryError> {
         let key = self.checkpoint_name();
-        cqrs_core::ident::validate("subscription name", &key).map_err(StoreError::from)?;
         let mut tx = self.store.begin().await?;
         match unwind::catch(self.projection.reset(&mut tx)).await {
             Ok(Ok(())) => {}
@@ -329,7 +338,7 @@ impl<P: PgProjection> Consumer for Transactional<P> {
             Err(panic) => return Err(failed(tx, None, panic).await),
         }
         self.store
-            .save_checkpoint_in(&mut tx, &key, Position::START)
+            .save_checkpoint_in(&mut tx, key, Position::START)
             .await?;
         tx.commit().await.map_err(map_sqlx)?;
         Ok(())
@@ -341,6 +350,7 @@ impl<P> std::fmt::Debug for Transactional<P> {
         f.debug_struct("Transactional")
             .field("projection", &std::any::type_name::<P>())
             .field("store", &self.store)
+            .field("name", &self.name)
             .field("filter", &self.filter)
             .finish()
     }
@@ -348,15 +358,19 @@ impl<P> std::fmt::Debug for Transactional<P> {
 
 impl PgStore {
     /// A subscription consumer that feeds `projection` with exactly-once effect: see
-    /// [`Transactional`].
+    /// [`Transactional`] (and [`Transactional::new`] for what it refuses).
     ///
     /// ```no_run
-    /// # async fn demo<P: cqrs_postgres::PgProjection>(store: cqrs_postgres::PgStore, view: P) {
+    /// # async fn demo<P: cqrs_postgres::PgProjection>(store: cqrs_postgres::PgStore, view: P)
+    /// #     -> Result<(), cqrs_core::ident::IdentifierError> {
     /// use cqrs_core::Subscription;
-    /// let running = Subscription::new(store.clone(), store.transactional(view)).start();
-    /// # }
+    /// let running = Subscription::new(store.clone(), store.transactional(view)?).start();
+    /// # Ok(()) }
     /// ```
-    pub fn transactional<P: PgProjection>(&self, projection: P) -> Transactional<P> {
+    pub fn transactional<P: PgProjection>(
+        &self,
+        projection: P,
+    ) -> Result<Transactional<P>, IdentifierError> {
         Transactional::new(projection, self.clone())
     }
 }

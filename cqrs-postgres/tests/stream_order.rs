@@ -333,13 +333,14 @@ fn a_transactional_projection_refused_as_stale_is_retried_in_a_new_transaction()
             interfered: Default::default(),
             refused: Arc::clone(&refused),
         };
-        let running = cqrs_core::Subscription::new(store.clone(), store.transactional(audit))
-            .retry(cqrs_core::RetryPolicy {
-                max_attempts: 1,
-                base_delay: std::time::Duration::from_millis(1),
-            })
-            .on_failure(cqrs_core::subscription::FailurePolicy::Park)
-            .start();
+        let running =
+            cqrs_core::Subscription::new(store.clone(), store.transactional(audit).expect("valid"))
+                .retry(cqrs_core::RetryPolicy {
+                    max_attempts: 1,
+                    base_delay: std::time::Duration::from_millis(1),
+                })
+                .on_failure(cqrs_core::subscription::FailurePolicy::Park)
+                .start();
         running
             .caught_up(std::time::Duration::from_secs(20))
             .await

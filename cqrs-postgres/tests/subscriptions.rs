@@ -375,7 +375,7 @@ fn quick_retries() -> RetryPolicy {
 }
 
 fn start<const V: u32>(store: &PgStore, view: OwnerTotals<V>, batch: usize) -> SubscriptionHandle {
-    Subscription::new(store.clone(), store.transactional(view))
+    Subscription::new(store.clone(), store.transactional(view).expect("valid"))
         .batch_size(batch)
         .retry(quick_retries())
         .idle_wait(Duration::from_millis(200))
@@ -462,7 +462,7 @@ async fn a_transactional_view_catches_up_then_follows_live_events_of_two_stream_
 
     // The checkpoint committed with the view is where the status says.
     let saved = store
-        .load_checkpoint("owner_totals@v1")
+        .load_checkpoint(&subscription_name("owner_totals@v1"))
         .await
         .expect("load");
     assert_eq!(saved, status.position);
@@ -494,7 +494,7 @@ async fn restarts_resume_from_the_checkpoint_without_loss_or_duplicate_effect() 
     );
     assert_eq!(most, 1);
     let checkpoint = store
-        .load_checkpoint("owner_totals@v1")
+        .load_checkpoint(&subscription_name("owner_totals@v1"))
         .await
         .expect("load")
         .expect("a checkpoint");
@@ -635,9 +635,12 @@ async fn a_version_bump_or_a_request_rebuilds_one_view_while_others_keep_running
 
     // Another subscription, on its own, runs throughout.
     let log = SeenEvents::default();
-    let other = Subscription::new(store.clone(), Project::new(log.clone(), store.clone()))
-        .idle_wait(Duration::from_millis(100))
-        .start();
+    let other = Subscription::new(
+        store.clone(),
+        Project::new(log.clone(), store.clone()).expect("valid"),
+    )
+    .idle_wait(Duration::from_millis(100))
+    .start();
     settle(&other).await;
     assert_eq!(log.seen.lock().expect("lock").len(), 60);
 
@@ -669,7 +672,7 @@ async fn a_version_bump_or_a_request_rebuilds_one_view_while_others_keep_running
     );
     assert!(
         store
-            .load_checkpoint("owner_totals@v1")
+            .load_checkpoint(&subscription_name("owner_totals@v1"))
             .await
             .expect("load")
             .is_some(),
@@ -739,7 +742,7 @@ async fn a_failing_event_is_retried_then_stops_the_subscription_with_the_error()
 
     // Nothing from the failing event on took effect; the checkpoint is before it.
     let checkpoint = store
-        .load_checkpoint("owner_totals@v1")
+        .load_checkpoint(&subscription_name("owner_totals@v1"))
         .await
         .expect("load")
         .expect("a checkpoint");
@@ -753,7 +756,7 @@ async fn a_failing_event_is_retried_then_stops_the_subscription_with_the_error()
     .expect("amounts");
     assert!(amounts.iter().all(|a| *a < poisoned), "{amounts:?}");
     assert!(store
-        .parked("owner_totals")
+        .parked(&subscription_name("owner_totals"))
         .await
         .expect("parked")
         .is_empty());
@@ -777,7 +780,7 @@ async fn with_the_park_policy_a_failing_event_is_parked_in_dead_letters_and_skip
 
     let view = OwnerTotals::<1>::new(&store).poison(poisoned);
     let stats = Arc::clone(&view.stats);
-    let running = Subscription::new(store.clone(), store.transactional(view))
+    let running = Subscription::new(store.clone(), store.transactional(view).expect("valid"))
         .batch_size(4)
         .retry(quick_retries())
         .on_failure(FailurePolicy::Park)
@@ -803,7 +806,10 @@ async fn with_the_park_policy_a_failing_event_is_parked_in_dead_letters_and_skip
     assert_eq!(applications(&store).await, (19, 1));
 
     // The dead letter: the event as stored, with its error.
-    let parked = store.parked("owner_totals").await.expect("parked");
+    let parked = store
+        .parked(&subscription_name("owner_totals"))
+        .await
+        .expect("parked");
     assert_eq!(parked.len(), 1);
     let letter = &parked[0];
     assert!(letter.error.contains("amount 13 is poisoned"), "{letter:?}");
@@ -825,10 +831,13 @@ async fn with_the_park_policy_a_failing_event_is_parked_in_dead_letters_and_skip
 
     // Parking it again keeps one entry, with the new error.
     store
-        .park("owner_totals", &letter.event, "again")
+        .park(&subscription_name("owner_totals"), &letter.event, "again")
         .await
         .expect("park again");
-    let parked = store.parked("owner_totals").await.expect("parked");
+    let parked = store
+        .parked(&subscription_name("owner_totals"))
+        .await
+        .expect("parked");
     assert_eq!(parked.len(), 1);
     assert_eq!(parked[0].error, "again");
     assert!(parked[0].parked_at >= letter.parked_at);
@@ -836,7 +845,9 @@ async fn with_the_park_policy_a_failing_event_is_parked_in_dead_letters_and_skip
     // Dead letters reference stored events; an event this store does not hold is refused.
     let mut stranger = (*letter.event).clone();
     stranger.event_id = Uuid::now_v7();
-    let refused = store.park("owner_totals", &stranger, "boom").await;
+    let refused = store
+        .park(&subscription_name("owner_totals"), &stranger, "boom")
+        .await;
     assert!(
         matches!(&refused, Err(StoreError::Backend(e)) if e.to_string().contains("not stored")),
         "{refused:?}"
@@ -902,7 +913,7 @@ async fn a_panicking_handler_is_retried_then_stops_the_subscription_at_once_and_
         panic!("expected the event's failure");
     };
     let checkpoint = store
-        .load_checkpoint("owner_totals@v1")
+        .load_checkpoint(&subscription_name("owner_totals@v1"))
         .await
         .expect("load")
         .expect("a checkpoint");
@@ -938,7 +949,7 @@ async fn with_the_park_policy_a_panicking_handler_has_its_event_parked_and_the_r
 
     let view = OwnerTotals::<1>::new(&store).crash_at(13);
     let stats = Arc::clone(&view.stats);
-    let running = Subscription::new(store.clone(), store.transactional(view))
+    let running = Subscription::new(store.clone(), store.transactional(view).expect("valid"))
         .batch_size(4)
         .retry(quick_retries())
         .on_failure(FailurePolicy::Park)
@@ -951,7 +962,10 @@ async fn with_the_park_policy_a_panicking_handler_has_its_event_parked_and_the_r
     let status = running.status();
     assert_eq!((status.state, status.parked), (SubscriptionState::Live, 1));
     assert!(status.last_error.as_deref().is_some_and(names_the_crash));
-    let parked = store.parked("owner_totals").await.expect("parked");
+    let parked = store
+        .parked(&subscription_name("owner_totals"))
+        .await
+        .expect("parked");
     assert_eq!(parked.len(), 1);
     assert!(names_the_crash(&parked[0].error), "{:?}", parked[0]);
     let without = {
@@ -989,7 +1003,7 @@ async fn a_connection_lost_in_a_handler_is_retried_as_a_store_failure_never_park
     // at once: a broken connection must not be taken for one.
     let view = OwnerTotals::<1>::new(&store).kill_connection_once_at(9);
     let stats = Arc::clone(&view.stats);
-    let running = Subscription::new(store.clone(), store.transactional(view))
+    let running = Subscription::new(store.clone(), store.transactional(view).expect("valid"))
         .batch_size(4)
         .retry(RetryPolicy {
             max_attempts: 1,
@@ -1013,7 +1027,7 @@ async fn a_connection_lost_in_a_handler_is_retried_as_a_store_failure_never_park
         "{status:?}"
     );
     assert!(store
-        .parked("owner_totals")
+        .parked(&subscription_name("owner_totals"))
         .await
         .expect("parked")
         .is_empty());
@@ -1181,7 +1195,9 @@ async fn filters_are_applied_in_sql_so_only_consumed_rows_cross_the_wire() {
         .expect("schema");
 
     // A global read with an event-type filter: 10 rows on the wire, not 1,000.
-    let money = EventFilter::all().with_event_types(["Deposited", "Credited"]);
+    let money = EventFilter::all()
+        .with_event_types(["Deposited", "Credited"])
+        .expect("valid");
     let before = proxy.rows();
     let read = through_proxy
         .read_all(Position::START, 10_000, &money)
@@ -1196,7 +1212,9 @@ async fn filters_are_applied_in_sql_so_only_consumed_rows_cross_the_wire() {
         .read_all(
             Position::START,
             10_000,
-            &EventFilter::all().with_stream_types(["wallet"]),
+            &EventFilter::all()
+                .with_stream_types(["wallet"])
+                .expect("valid"),
         )
         .await
         .expect("read");
@@ -1276,32 +1294,39 @@ async fn leases_are_exclusive_across_pools_and_end_with_their_connection() {
     let other = another_process(&store).await;
 
     let lease = store
-        .acquire_lease("billing")
+        .acquire_lease(&subscription_name("billing"))
         .await
         .expect("acquire")
         .expect("free");
     assert!(lease.is_held().await);
-    assert!(store.acquire_lease("billing").await.expect("try").is_none());
-    assert!(other.acquire_lease("billing").await.expect("try").is_none());
+    assert!(store
+        .acquire_lease(&subscription_name("billing"))
+        .await
+        .expect("try")
+        .is_none());
+    assert!(other
+        .acquire_lease(&subscription_name("billing"))
+        .await
+        .expect("try")
+        .is_none());
     // Another name, and the same name in another schema, are other leases.
-    let invoices = other.acquire_lease("invoices").await.expect("acquire");
+    let invoices = other
+        .acquire_lease(&subscription_name("invoices"))
+        .await
+        .expect("acquire");
     assert!(invoices.is_some());
     let elsewhere = fresh_pg_store().await;
     assert!(elsewhere
-        .acquire_lease("billing")
+        .acquire_lease(&subscription_name("billing"))
         .await
         .expect("acquire")
         .is_some());
-    assert!(matches!(
-        store.acquire_lease("").await,
-        Err(StoreError::InvalidIdentifier(_))
-    ));
 
     // Dropping the lease releases it: at once for the same store (an acquire waits for
     // the release under way), as soon as the server has unlocked it for another process.
     drop(lease);
     let again = store
-        .acquire_lease("billing")
+        .acquire_lease(&subscription_name("billing"))
         .await
         .expect("acquire")
         .expect("released");
@@ -1327,7 +1352,11 @@ async fn leases_are_exclusive_across_pools_and_end_with_their_connection() {
 async fn acquire_within(store: &PgStore, name: &str) -> Box<dyn cqrs_core::Lease> {
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
-        if let Some(lease) = store.acquire_lease(name).await.expect("try") {
+        if let Some(lease) = store
+            .acquire_lease(&subscription_name(name))
+            .await
+            .expect("try")
+        {
             return lease;
         }
         assert!(Instant::now() < deadline, "lease {name} was not released");
@@ -1475,11 +1504,15 @@ async fn a_stale_runner_is_fenced_by_the_checkpoint_row() {
         .read_all(
             Position::START,
             100,
-            &EventFilter::all().with_event_types(["Deposited", "Credited"]),
+            &EventFilter::all()
+                .with_event_types(["Deposited", "Credited"])
+                .expect("valid"),
         )
         .await
         .expect("read");
-    let consumer = store.transactional(OwnerTotals::<1>::new(&store));
+    let consumer = store
+        .transactional(OwnerTotals::<1>::new(&store))
+        .expect("valid");
     consumer.reset().await.expect("reset");
     let (first, rest) = events.split_at(3);
 
@@ -1679,15 +1712,20 @@ async fn a_process_manager_replayed_from_the_start_appends_nothing_twice() {
     let bonus = Bonus {
         accounts: Engine::new(store.clone(), ()),
     };
-    let running = Subscription::new(store.clone(), React::new(bonus, store.clone()))
-        .idle_wait(Duration::from_millis(100))
-        .start();
+    let running = Subscription::new(
+        store.clone(),
+        React::new(bonus, store.clone()).expect("valid"),
+    )
+    .idle_wait(Duration::from_millis(100))
+    .start();
     running.caught_up(CAUGHT_UP).await.expect("caught up");
     let deposits = || async {
         store
             .count_after(
                 Position::START,
-                &EventFilter::all().with_stream_types(["account"]),
+                &EventFilter::all()
+                    .with_stream_types(["account"])
+                    .expect("valid"),
                 1_000,
             )
             .await
@@ -1994,4 +2032,9 @@ async fn an_inline_projection_that_panics_refuses_the_append_and_leaves_no_conne
         .await
         .expect("read")
         .is_empty());
+}
+
+/// The subscription name `name`, valid by construction of the test.
+fn subscription_name(name: &str) -> cqrs_core::SubscriptionName {
+    cqrs_core::SubscriptionName::new(name).expect("a valid subscription name")
 }

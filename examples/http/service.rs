@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use axum::routing::{get, post};
 use axum::Router;
+use cqrs_core::ident::IdentifierError;
 use cqrs_core::subscription::{Project, Subscription, SubscriptionError, SubscriptionHandle};
 use cqrs_core::{Engine, EventStore};
 use examples::Backend;
@@ -64,6 +65,9 @@ pub enum ServiceError {
     /// The read model's subscription had failed.
     #[error(transparent)]
     Subscription(#[from] SubscriptionError),
+    /// The read model's name or event types are not valid identifiers.
+    #[error("the read model was refused: {0}")]
+    ReadModel(#[from] IdentifierError),
 }
 
 /// A running service: a server on a bound address, and the subscription feeding its read
@@ -88,7 +92,7 @@ impl Service {
         let feed = Arc::new(
             Subscription::new(
                 backend.events.clone(),
-                Project::new(balances.clone(), cqrs_memory::MemoryStore::new()),
+                Project::new(balances.clone(), cqrs_memory::MemoryStore::new())?,
             )
             .start(),
         );

@@ -76,13 +76,13 @@ async fn run() -> Result<Story, Box<dyn std::error::Error>> {
                 delivery: delivery.clone(),
             },
             backend.checkpoints.clone(),
-        ),
+        )?,
     )
     .start();
     let board = OrderBoard::default();
     let board_feed = Subscription::new(
         backend.events.clone(),
-        Project::new(board.clone(), cqrs_memory::MemoryStore::new()),
+        Project::new(board.clone(), cqrs_memory::MemoryStore::new())?,
     )
     .start();
 

@@ -63,7 +63,7 @@ async fn run() -> Result<Story, Box<dyn std::error::Error>> {
     let open_carts = OpenCarts::default();
     let feed = Subscription::new(
         backend.events.clone(),
-        Project::new(open_carts.clone(), cqrs_memory::MemoryStore::new()),
+        Project::new(open_carts.clone(), cqrs_memory::MemoryStore::new())?,
     )
     .start();
 

@@ -12,6 +12,7 @@ use std::marker::PhantomData;
 use std::sync::Arc;
 use std::time::Duration;
 
+use cqrs_core::ident::IdentifierError;
 use cqrs_core::subscription::{React, SubscriptionError, SubscriptionHandle};
 use cqrs_core::{CheckpointStore, DomainEvent, EventStore, ProcessManager, Subscription};
 
@@ -26,6 +27,8 @@ pub enum RegistryError {
     },
     #[error("no handler for {}", .0.join(", "))]
     Unhandled(Vec<&'static str>),
+    #[error("handler refused: {0}")]
+    InvalidName(#[from] IdentifierError),
 }
 
 /// The handlers of the event types of `E`, each to run in its own subscription.
@@ -68,7 +71,7 @@ impl<E: DomainEvent> Registry<E> {
             }
             self.handlers.insert(event_type, M::NAME);
         }
-        let consumer = React::new(handler, checkpoints);
+        let consumer = React::new(handler, checkpoints)?;
         self.subscriptions
             .push(Subscription::new(self.events.clone(), consumer));
         Ok(self)

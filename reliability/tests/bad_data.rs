@@ -275,13 +275,16 @@ fn subscription<S>(store: &S, counts: &NoteCounts, policy: FailurePolicy) -> Sub
 where
     S: EventStore + CheckpointStore + Clone,
 {
-    Subscription::new(store.clone(), Project::new(counts.clone(), store.clone()))
-        .retry(RetryPolicy {
-            max_attempts: 2,
-            base_delay: Duration::from_millis(1),
-        })
-        .on_failure(policy)
-        .idle_wait(Duration::from_millis(50))
+    Subscription::new(
+        store.clone(),
+        Project::new(counts.clone(), store.clone()).expect("valid"),
+    )
+    .retry(RetryPolicy {
+        max_attempts: 2,
+        base_delay: Duration::from_millis(1),
+    })
+    .on_failure(policy)
+    .idle_wait(Duration::from_millis(50))
 }
 
 /// Under `Park`, every event that fails is parked with a dead letter naming it and its
@@ -299,7 +302,10 @@ where
     let status = running.status();
     let failing: Vec<&Spoiled> = spoiled.iter().filter(|s| s.fails_delivery()).collect();
     assert_eq!(status.parked, failing.len() as u64, "{backend}: {status:?}");
-    let parked = store.parked("note_counts").await.expect("dead letters");
+    let parked = store
+        .parked(&subscription_name("note_counts"))
+        .await
+        .expect("dead letters");
     assert_eq!(parked.len(), failing.len(), "{backend}");
     for (letter, s) in parked.iter().zip(&failing) {
         let context = format!("{backend}: dead letter of {}", s.notebook);
@@ -396,7 +402,7 @@ fn memory_events_from_another_writer_are_typed_errors_parked_or_stopped_on() {
         // From the start again, under Stop. A memory store cannot be repaired: the
         // subscription stops on the first failure.
         store
-            .save_checkpoint("note_counts@v1", Position::START)
+            .save_checkpoint(&subscription_name("note_counts@v1"), Position::START)
             .await
             .expect("rewind");
         let first = spoiled
@@ -482,7 +488,7 @@ fn postgres_rows_edited_by_hand_are_typed_errors_parked_or_stopped_on() {
         // Under Stop, from the start again: it stops on each failing row in turn; each
         // is repaired (set back as written), and the next start resumes right there.
         store
-            .save_checkpoint("note_counts@v1", Position::START)
+            .save_checkpoint(&subscription_name("note_counts@v1"), Position::START)
             .await
             .expect("rewind");
         let counts = NoteCounts::default();
@@ -499,4 +505,9 @@ fn postgres_rows_edited_by_hand_are_typed_errors_parked_or_stopped_on() {
         assert_eq!(counts.events(), (1 + 2 * spoiled.len() - 1) as u64);
         running.shutdown().await.expect("a clean stop");
     });
+}
+
+/// The subscription name `name`, valid by construction of the test.
+fn subscription_name(name: &str) -> cqrs_core::SubscriptionName {
+    cqrs_core::SubscriptionName::new(name).expect("a valid subscription name")
 }

@@ -279,10 +279,13 @@ async fn a_transaction_held_open_for_seconds_holds_the_reader_back_then_nothing_
     let store = fresh_pg_store(10).await;
     let before = commit_quickly(&store, 0, 25).await;
     let log = Log::default();
-    let subscription = Subscription::new(store.clone(), Project::new(log.clone(), store.clone()))
-        .batch_size(50)
-        .idle_wait(Duration::from_millis(50))
-        .start();
+    let subscription = Subscription::new(
+        store.clone(),
+        Project::new(log.clone(), store.clone()).expect("valid"),
+    )
+    .batch_size(50)
+    .idle_wait(Duration::from_millis(50))
+    .start();
     subscription
         .caught_up(Duration::from_secs(30))
         .await

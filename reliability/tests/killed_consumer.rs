@@ -100,7 +100,7 @@ async fn process_store(store: &PgStore, app: &str) -> PgStore {
 }
 
 fn subscribe(store: &PgStore, view: Stalling) -> SubscriptionHandle {
-    Subscription::new(store.clone(), store.transactional(view))
+    Subscription::new(store.clone(), store.transactional(view).expect("valid"))
         .batch_size(BATCH)
         .idle_wait(Duration::from_millis(100))
         .standby_interval(Duration::from_millis(100))
@@ -251,9 +251,9 @@ async fn stall_a_mid_batch(store: &PgStore) -> Stalled {
     .await;
 
     // Two batches committed, the third half applied and not committed.
-    let consumer = store.transactional(view.clone());
+    let consumer = store.transactional(view.clone()).expect("valid");
     let checkpoint = store
-        .load_checkpoint(&consumer.checkpoint_name())
+        .load_checkpoint(consumer.checkpoint_name())
         .await
         .expect("load the checkpoint")
         .expect("A saved a checkpoint");

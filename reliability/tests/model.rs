@@ -434,7 +434,9 @@ impl Case {
             .collect();
         EventFilter::all()
             .with_stream_types(stream_types)
+            .expect("valid")
             .with_event_types(event_types)
+            .expect("valid")
     }
 
     /// The batch of an append, with the same ids for both stores.

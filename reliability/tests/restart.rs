@@ -268,7 +268,7 @@ fn what_happened(error: &StoreError) -> &'static str {
 }
 
 fn subscribe<const V: u32>(store: &PgStore, view: Amounts<V>) -> SubscriptionHandle {
-    Subscription::new(store.clone(), store.transactional(view))
+    Subscription::new(store.clone(), store.transactional(view).expect("valid"))
         .batch_size(100)
         .retry(RetryPolicy {
             max_attempts: 5,

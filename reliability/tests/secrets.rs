@@ -222,8 +222,11 @@ fn a_password_checked_by_a_real_server_never_shows() {
         store.migrate().await.expect("migrate as app");
         let engine = Engine::<Notebook>::new(store.clone(), ());
         let counts = NoteCounts::default();
-        let running =
-            Subscription::new(store.clone(), Project::new(counts.clone(), store.clone())).start();
+        let running = Subscription::new(
+            store.clone(),
+            Project::new(counts.clone(), store.clone()).expect("valid"),
+        )
+        .start();
         for text in ["one", "two three"] {
             engine
                 .execute("secret-notes", NoteCommand::Write { text: text.into() })
@@ -252,7 +255,7 @@ fn a_password_checked_by_a_real_server_never_shows() {
         let wrong_store = PgStore::new(pool);
         let failing = Subscription::new(
             wrong_store.clone(),
-            Project::new(NoteCounts::default(), wrong_store.clone()),
+            Project::new(NoteCounts::default(), wrong_store.clone()).expect("valid"),
         )
         .start();
         for _ in 0..200 {

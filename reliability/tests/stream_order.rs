@@ -267,7 +267,9 @@ async fn run(
     }
 
     // The global log, this case's streams only.
-    let filter = EventFilter::all().with_stream_types([stream_type.as_str()]);
+    let filter = EventFilter::all()
+        .with_stream_types([stream_type.as_str()])
+        .expect("valid");
     let mut log: HashMap<StreamId, Vec<Uuid>> = HashMap::new();
     let mut after = Position::START;
     loop {
@@ -346,7 +348,7 @@ fn interleaved_long_transactions_keep_every_stream_in_version_order() {
     let delivered = Delivered::default();
     let subscription = Subscription::new(
         store.clone(),
-        Project::new(delivered.clone(), store.clone()),
+        Project::new(delivered.clone(), store.clone()).expect("valid"),
     )
     .idle_wait(Duration::from_millis(20))
     .start();

@@ -20,7 +20,9 @@ use crate::Envelope;
 /// view, when the view is new, when its version changed, or when a rebuild is asked
 /// for.
 pub trait Projection: Send + Sync + 'static {
-    /// Stable name of the view.
+    /// Stable name of the view. It must be a valid identifier, and so must its
+    /// checkpoint's `NAME@vVERSION` ([`ident`](crate::ident)): the derive checks the name
+    /// at compile time, [`Project::new`](crate::subscription::Project::new) both.
     const NAME: &'static str;
     /// Version of the view's logic; a change means rebuild.
     const VERSION: u32 = 1;

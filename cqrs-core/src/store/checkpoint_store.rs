@@ -6,13 +6,13 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use super::StoreError;
-use crate::{Position, StoredEvent};
+use crate::{Position, StoredEvent, SubscriptionName};
 
 /// Keeps what a subscription needs to survive restarts and to run once across processes:
 /// its position, its lease, and the events it parked.
 ///
-/// Names are checked with [`ident::validate`](crate::ident::validate): an invalid name is
-/// [`StoreError::InvalidIdentifier`] before any I/O.
+/// Names are [`SubscriptionName`]s, validated where they are built: an implementation
+/// stores any name it is handed as it is, and never has to check one.
 ///
 /// A read model should keep its checkpoint where it keeps its data: a read model in a
 /// process's memory with its checkpoint in a database would, after a restart, resume from
@@ -20,11 +20,18 @@ use crate::{Position, StoredEvent};
 #[async_trait]
 pub trait CheckpointStore: Send + Sync + 'static {
     /// The saved position of subscription `name`, or `None` if it never saved one.
-    async fn load_checkpoint(&self, name: &str) -> Result<Option<Position>, StoreError>;
+    async fn load_checkpoint(
+        &self,
+        name: &SubscriptionName,
+    ) -> Result<Option<Position>, StoreError>;
 
     /// Saves the position of subscription `name`, replacing the previous one (saving
     /// [`Position::START`] resets it, for a rebuild).
-    async fn save_checkpoint(&self, name: &str, position: Position) -> Result<(), StoreError>;
+    async fn save_checkpoint(
+        &self,
+        name: &SubscriptionName,
+        position: Position,
+    ) -> Result<(), StoreError>;
 
     /// Tries to become the one active consumer of subscription `name`.
     ///
@@ -33,15 +40,23 @@ pub trait CheckpointStore: Send + Sync + 'static {
     /// connection holding its lock breaks, or the process dies): holders check
     /// [`Lease::is_held`] between batches. Within one process and one store, two calls
     /// for the same name never both succeed.
-    async fn acquire_lease(&self, name: &str) -> Result<Option<Box<dyn Lease>>, StoreError>;
+    async fn acquire_lease(
+        &self,
+        name: &SubscriptionName,
+    ) -> Result<Option<Box<dyn Lease>>, StoreError>;
 
     /// Parks `event` for subscription `name` with the `error` that stopped it (the
     /// dead-letter store), so the subscription can go on. Parking the same event twice
     /// for the same name keeps one entry (with the latest error).
-    async fn park(&self, name: &str, event: &StoredEvent, error: &str) -> Result<(), StoreError>;
+    async fn park(
+        &self,
+        name: &SubscriptionName,
+        event: &StoredEvent,
+        error: &str,
+    ) -> Result<(), StoreError>;
 
     /// The events parked for subscription `name`, in global order.
-    async fn parked(&self, name: &str) -> Result<Vec<DeadLetter>, StoreError>;
+    async fn parked(&self, name: &SubscriptionName) -> Result<Vec<DeadLetter>, StoreError>;
 }
 
 /// The right to be the active consumer of a subscription, from

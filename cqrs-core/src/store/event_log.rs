@@ -23,8 +23,7 @@ pub trait EventLog: Send + Sync + 'static {
     /// open will have a position after the last one returned. A store may return fewer
     /// than `max_count` events while more exist: it stops before an event it cannot read,
     /// and the next read, starting at that event, fails with [`StoreError::Corrupt`]
-    /// naming it. A filter that [`EventFilter::validate`] refuses is
-    /// [`StoreError::InvalidIdentifier`].
+    /// naming it. Every name in `filter` was validated when the filter was built.
     async fn read_all(
         &self,
         after: Position,

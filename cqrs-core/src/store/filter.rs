@@ -7,18 +7,25 @@ use crate::ident::{self, IdentifierError};
 /// Stores apply the filter where the events are (in SQL for PostgreSQL), so that a
 /// subscription to two event types does not ship the whole log to the application.
 ///
+/// Every name is checked with [`ident::validate`](crate::ident::validate) where it is
+/// given: a name that is not a valid identifier could match no stored event (and
+/// PostgreSQL could not even take a NUL-containing one as a parameter), so it is refused
+/// there, and a store is never handed one.
+///
 /// ```
 /// use cqrs_core::EventFilter;
-/// let filter = EventFilter::all().with_stream_types(["account"]).with_event_types(["Deposited"]);
+/// let filter = EventFilter::all()
+///     .with_stream_types(["account"])?
+///     .with_event_types(["Deposited"])?;
 /// assert!(filter.accepts("account", "Deposited"));
 /// assert!(!filter.accepts("account", "Withdrawn"));
+/// assert!(EventFilter::all().with_stream_types(["a\0b"]).is_err());
+/// # Ok::<(), cqrs_core::ident::IdentifierError>(())
 /// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct EventFilter {
-    /// Only events of streams of these types.
-    pub stream_types: Vec<String>,
-    /// Only events of these types.
-    pub event_types: Vec<String>,
+    stream_types: Vec<String>,
+    event_types: Vec<String>,
 }
 
 impl EventFilter {
@@ -27,19 +34,34 @@ impl EventFilter {
         Self::default()
     }
 
-    /// Restricts to streams of these types.
+    /// Restricts to streams of these types (replacing any given before); refuses a name
+    /// that is not a valid identifier.
     pub fn with_stream_types<S: Into<String>>(
         mut self,
         types: impl IntoIterator<Item = S>,
-    ) -> Self {
-        self.stream_types = types.into_iter().map(Into::into).collect();
-        self
+    ) -> Result<Self, IdentifierError> {
+        self.stream_types = names("stream type", types)?;
+        Ok(self)
     }
 
-    /// Restricts to these event types.
-    pub fn with_event_types<S: Into<String>>(mut self, types: impl IntoIterator<Item = S>) -> Self {
-        self.event_types = types.into_iter().map(Into::into).collect();
-        self
+    /// Restricts to these event types (replacing any given before); refuses a name that
+    /// is not a valid identifier.
+    pub fn with_event_types<S: Into<String>>(
+        mut self,
+        types: impl IntoIterator<Item = S>,
+    ) -> Result<Self, IdentifierError> {
+        self.event_types = names("event type", types)?;
+        Ok(self)
+    }
+
+    /// The stream types it restricts to; empty for all.
+    pub fn stream_types(&self) -> &[String] {
+        &self.stream_types
+    }
+
+    /// The event types it restricts to; empty for all.
+    pub fn event_types(&self) -> &[String] {
+        &self.event_types
     }
 
     /// Whether an event of this stream type and event type passes the filter.
@@ -47,24 +69,18 @@ impl EventFilter {
         (self.stream_types.is_empty() || self.stream_types.iter().any(|t| t == stream_type))
             && (self.event_types.is_empty() || self.event_types.iter().any(|t| t == event_type))
     }
+}
 
-    /// Checks every name with [`ident::validate`](crate::ident::validate). A name that
-    /// is not a valid identifier could match no stored event; stores refuse it as
-    /// [`StoreError::InvalidIdentifier`](crate::StoreError::InvalidIdentifier) rather than return nothing (PostgreSQL could not
-    /// even take a NUL-containing name as a parameter).
-    ///
-    /// ```
-    /// use cqrs_core::EventFilter;
-    /// assert!(EventFilter::all().with_event_types(["Deposited"]).validate().is_ok());
-    /// assert!(EventFilter::all().with_stream_types(["a\0b"]).validate().is_err());
-    /// ```
-    pub fn validate(&self) -> Result<(), IdentifierError> {
-        for name in &self.stream_types {
-            ident::validate("stream type", name)?;
-        }
-        for name in &self.event_types {
-            ident::validate("event type", name)?;
-        }
-        Ok(())
-    }
+fn names<S: Into<String>>(
+    what: &'static str,
+    names: impl IntoIterator<Item = S>,
+) -> Result<Vec<String>, IdentifierError> {
+    names
+        .into_iter()
+        .map(|name| {
+            let name = name.into();
+            ident::validate(what, &name)?;
+            Ok(name)
+        })
+        .collect()
 }

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use crate::store::BoxError;
-use crate::{CheckpointStore, EventFilter, Position, StoreError, StoredEvent};
+use crate::{CheckpointStore, EventFilter, Position, StoreError, StoredEvent, SubscriptionName};
 
 /// What a [`Subscription`](super::Subscription) feeds: a read model, a process manager,
 /// or a backend's transactional projection.
@@ -19,11 +19,12 @@ use crate::{CheckpointStore, EventFilter, Position, StoreError, StoredEvent};
 /// Application code rarely implements this: [`Project`](super::Project) adapts any
 /// [`Projection`](crate::Projection), [`React`](super::React) any
 /// [`ProcessManager`](super::ProcessManager), and backends adapt their own transactional
-/// projections.
+/// projections. Its names and its filter are validated types, built (and refused, when
+/// they are not valid identifiers) with the consumer, before any I/O.
 #[async_trait]
 pub trait Consumer: Send + Sync + 'static {
     /// The subscription's name: the key of its lease and of its dead letters.
-    fn name(&self) -> &str;
+    fn name(&self) -> &SubscriptionName;
 
     /// The version of the consumer's logic. Each version has its own checkpoint, so a new
     /// version finds none, and the runner resets the read model and replays everything.
@@ -35,10 +36,9 @@ pub trait Consumer: Send + Sync + 'static {
     /// Where its checkpoint, lease and dead letters are kept.
     fn checkpoints(&self) -> &dyn CheckpointStore;
 
-    /// The key of its checkpoint: the name and the version.
-    fn checkpoint_name(&self) -> String {
-        format!("{}@v{}", self.name(), self.version())
-    }
+    /// The key of its checkpoint: by convention the name and the version
+    /// ([`SubscriptionName::versioned`], `name@vVERSION`).
+    fn checkpoint_name(&self) -> &SubscriptionName;
 
     /// Applies `events` (in global order, all after `from`) and moves the checkpoint from
     /// `from` to `to` (the position of the last event, or beyond).

@@ -40,7 +40,7 @@
 //! # use cqrs_core::subscription::{Project, Subscription};
 //! # async fn demo<P: Projection + Clone>(view: P, store: impl EventStore + CheckpointStore + Clone)
 //! #     -> Result<(), Box<dyn std::error::Error>> {
-//! let running = Subscription::new(store.clone(), Project::new(view.clone(), store)).start();
+//! let running = Subscription::new(store.clone(), Project::new(view.clone(), store)?).start();
 //! // ... commands append events; the view follows ...
 //! running.caught_up(std::time::Duration::from_secs(5)).await?; // read-your-writes in tests
 //! running.shutdown().await?; // finishes the batch, saves the checkpoint

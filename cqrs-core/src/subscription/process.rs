@@ -43,7 +43,9 @@ use crate::{DomainEvent, Envelope};
 /// }
 /// ```
 pub trait ProcessManager: Send + Sync + 'static {
-    /// Stable name: the key of its checkpoint.
+    /// Stable name: the key of its checkpoint. It must be a valid identifier, and so must
+    /// its checkpoint's `NAME@v1` ([`ident`](crate::ident)): the derive checks the name at
+    /// compile time, [`React::new`](super::React::new) both.
     const NAME: &'static str;
 
     /// The events it reacts to.

@@ -34,7 +34,7 @@ impl Shared {
     pub(super) fn new(subscription: &Subscription) -> Self {
         let consumer = &subscription.consumer;
         let status = SubscriptionStatus {
-            name: consumer.name().to_owned(),
+            name: consumer.name().to_string(),
             version: consumer.version(),
             state: SubscriptionState::Starting,
             position: None,
@@ -79,7 +79,7 @@ pub(super) async fn run(
     subscription: Subscription,
     shared: Arc<Shared>,
 ) -> Result<(), SubscriptionError> {
-    let name = subscription.consumer.name().to_owned();
+    let name = subscription.consumer.name().to_string();
     let span = tracing::info_span!("cqrs.subscription", name = %name);
     let stop = shared.stop.subscribe();
     let mut ended = Ended {
@@ -233,7 +233,7 @@ impl Runner {
     }
 
     async fn run(&mut self) -> Result<(), SubscriptionError> {
-        let name = self.sub.consumer.name().to_owned();
+        let name = self.sub.consumer.name().clone();
         loop {
             if self.stopping() {
                 return Ok(());
@@ -319,7 +319,7 @@ impl Runner {
         let consumer = Arc::clone(&self.sub.consumer);
         let key = consumer.checkpoint_name();
         let loaded = loop {
-            match consumer.checkpoints().load_checkpoint(&key).await {
+            match consumer.checkpoints().load_checkpoint(key).await {
                 Ok(position) => break position,
                 Err(e) => {
                     if !self.trouble("loading the checkpoint", &e).await {
@@ -533,7 +533,7 @@ impl Runner {
             FailurePolicy::Stop => {
                 tracing::error!(error = %message, attempts, "event failed; stopping");
                 Err(SubscriptionError::Failed {
-                    name: self.sub.consumer.name().to_owned(),
+                    name: self.sub.consumer.name().to_string(),
                     source: error,
                 })
             }

@@ -7,11 +7,34 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use super::{Consumer, DeliveryError, ProcessManager};
+use crate::ident::IdentifierError;
 use crate::store::BoxError;
 use crate::{
     codec, unwind, CheckpointStore, DomainEvent, Envelope, EventFilter, Position, Projection,
-    StoredEvent,
+    StoredEvent, SubscriptionName,
 };
+
+/// What a typed consumer shows the runner, built once from its handler's constants.
+struct Identity {
+    name: SubscriptionName,
+    checkpoint: SubscriptionName,
+    filter: EventFilter,
+}
+
+impl Identity {
+    fn new(
+        name: &str,
+        version: u32,
+        event_types: Vec<&'static str>,
+    ) -> Result<Self, IdentifierError> {
+        let name = SubscriptionName::new(name)?;
+        Ok(Self {
+            checkpoint: name.versioned(version)?,
+            name,
+            filter: EventFilter::all().with_event_types(event_types)?,
+        })
+    }
+}
 
 /// Feeds a [`Projection`] from a subscription, with its checkpoint in `checkpoints`.
 ///
@@ -24,24 +47,28 @@ use crate::{
 pub struct Project<P> {
     projection: P,
     checkpoints: Arc<dyn CheckpointStore>,
-    filter: EventFilter,
+    identity: Identity,
 }
 
 impl<P: Projection> Project<P> {
     /// A consumer that feeds `projection` and keeps its checkpoint in `checkpoints`.
-    pub fn new(projection: P, checkpoints: impl CheckpointStore) -> Self {
-        Self {
+    ///
+    /// Refuses a projection whose [`NAME`](Projection::NAME) (with its version) or
+    /// [`event_types`](Projection::event_types) are not valid identifiers, which the
+    /// derive has already checked at compile time.
+    pub fn new(projection: P, checkpoints: impl CheckpointStore) -> Result<Self, IdentifierError> {
+        Ok(Self {
+            identity: Identity::new(P::NAME, P::VERSION, P::event_types())?,
             projection,
             checkpoints: Arc::new(checkpoints),
-            filter: EventFilter::all().with_event_types(P::event_types()),
-        }
+        })
     }
 }
 
 #[async_trait]
 impl<P: Projection> Consumer for Project<P> {
-    fn name(&self) -> &str {
-        P::NAME
+    fn name(&self) -> &SubscriptionName {
+        &self.identity.name
     }
 
     fn version(&self) -> u32 {
@@ -49,7 +76,11 @@ impl<P: Projection> Consumer for Project<P> {
     }
 
     fn filter(&self) -> &EventFilter {
-        &self.filter
+        &self.identity.filter
+    }
+
+    fn checkpoint_name(&self) -> &SubscriptionName {
+        &self.identity.checkpoint
     }
 
     fn checkpoints(&self) -> &dyn CheckpointStore {
@@ -69,14 +100,14 @@ impl<P: Projection> Consumer for Project<P> {
         )
         .await?;
         self.checkpoints
-            .save_checkpoint(&self.checkpoint_name(), to)
+            .save_checkpoint(self.checkpoint_name(), to)
             .await?;
         Ok(())
     }
 
     async fn reset(&self) -> Result<(), DeliveryError> {
         self.checkpoints
-            .save_checkpoint(&self.checkpoint_name(), Position::START)
+            .save_checkpoint(self.checkpoint_name(), Position::START)
             .await?;
         match unwind::catch(self.projection.reset()).await {
             Ok(reset) => reset.map_err(|e| DeliveryError::Reset(Box::new(e))),
@@ -94,24 +125,28 @@ impl<P: Projection> Consumer for Project<P> {
 pub struct React<M> {
     manager: M,
     checkpoints: Arc<dyn CheckpointStore>,
-    filter: EventFilter,
+    identity: Identity,
 }
 
 impl<M: ProcessManager> React<M> {
     /// A consumer that feeds `manager` and keeps its checkpoint in `checkpoints`.
-    pub fn new(manager: M, checkpoints: impl CheckpointStore) -> Self {
-        Self {
+    ///
+    /// Refuses a process manager whose [`NAME`](ProcessManager::NAME) or
+    /// [`event_types`](ProcessManager::event_types) are not valid identifiers, which the
+    /// derive has already checked at compile time.
+    pub fn new(manager: M, checkpoints: impl CheckpointStore) -> Result<Self, IdentifierError> {
+        Ok(Self {
+            identity: Identity::new(M::NAME, 1, M::event_types())?,
             manager,
             checkpoints: Arc::new(checkpoints),
-            filter: EventFilter::all().with_event_types(M::event_types()),
-        }
+        })
     }
 }
 
 #[async_trait]
 impl<M: ProcessManager> Consumer for React<M> {
-    fn name(&self) -> &str {
-        M::NAME
+    fn name(&self) -> &SubscriptionName {
+        &self.identity.name
     }
 
     fn version(&self) -> u32 {
@@ -119,7 +154,11 @@ impl<M: ProcessManager> Consumer for React<M> {
     }
 
     fn filter(&self) -> &EventFilter {
-        &self.filter
+        &self.identity.filter
+    }
+
+    fn checkpoint_name(&self) -> &SubscriptionName {
+        &self.identity.checkpoint
     }
 
     fn checkpoints(&self) -> &dyn CheckpointStore {
@@ -135,7 +174,7 @@ impl<M: ProcessManager> Consumer for React<M> {
         let manager = &self.manager;
         each(events, |event| async move { manager.handle(&event).await }).await?;
         self.checkpoints
-            .save_checkpoint(&self.checkpoint_name(), to)
+            .save_checkpoint(self.checkpoint_name(), to)
             .await?;
         Ok(())
     }
@@ -144,7 +183,7 @@ impl<M: ProcessManager> Consumer for React<M> {
     /// and the idempotent commands turn the replay into no-ops.
     async fn reset(&self) -> Result<(), DeliveryError> {
         self.checkpoints
-            .save_checkpoint(&self.checkpoint_name(), Position::START)
+            .save_checkpoint(self.checkpoint_name(), Position::START)
             .await?;
         Ok(())
     }

@@ -197,9 +197,12 @@ where
     let engine =
         Engine::<Notebook>::new(store.clone(), ()).with_image_cache(options.streams as usize);
     let counts = NoteCounts::default();
-    let running = Subscription::new(store.clone(), Project::new(counts.clone(), store.clone()))
-        .batch_size(1_000)
-        .start();
+    let running = Subscription::new(
+        store.clone(),
+        Project::new(counts.clone(), store.clone()).map_err(StoreError::from)?,
+    )
+    .batch_size(1_000)
+    .start();
     let start_rss_mb = rss_mb()?;
     let per_slice = options.events / options.slices;
     let per_writer = per_slice / options.writers;

@@ -1,13 +1,13 @@
 //! Checkpoints.
 
-use super::Store;
+use super::{unique_name, Store};
 use crate::Position;
 
 /// A checkpoint round-trips, is overwritten by the next save, resets to `START`, and is
 /// kept per subscription name.
 pub async fn checkpoints_save_load_and_reset<S: Store>(store: S) {
-    let name = format!("balances-{}", uuid::Uuid::now_v7());
-    let other = format!("audit-{}", uuid::Uuid::now_v7());
+    let name = unique_name("balances");
+    let other = unique_name("audit");
     assert_eq!(store.load_checkpoint(&name).await.expect("load"), None);
     let far = Position::from_parts(u64::MAX >> 1, u64::MAX >> 1);
     for position in [

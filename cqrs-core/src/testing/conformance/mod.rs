@@ -33,7 +33,9 @@ mod wait;
 
 use std::future::Future;
 
-use crate::{CheckpointStore, EventStore, Metadata, NewEvent, SnapshotStore, StreamId};
+use crate::{
+    CheckpointStore, EventStore, Metadata, NewEvent, SnapshotStore, StreamId, SubscriptionName,
+};
 
 pub use append::{
     append_assigns_contiguous_versions, append_is_atomic, conflict_names_stream_and_versions,
@@ -192,6 +194,16 @@ macro_rules! conformance_tests {
 /// A stream id unique to this call, so tests never collide even on a shared store.
 pub(crate) fn unique_stream(stream_type: &str) -> StreamId {
     StreamId::new(stream_type, &uuid::Uuid::now_v7().to_string()).expect("valid stream id")
+}
+
+/// A subscription name unique to this call.
+pub(crate) fn unique_name(prefix: &str) -> SubscriptionName {
+    named(&format!("{prefix}-{}", uuid::Uuid::now_v7()))
+}
+
+/// The subscription name `name`, which the caller knows to be valid.
+pub(crate) fn named(name: &str) -> SubscriptionName {
+    SubscriptionName::new(name).expect("valid subscription name")
 }
 
 /// An untyped event whose data records `n`.

@@ -21,6 +21,7 @@ use crate::subscription::{
 use crate::{
     codec, Aggregate, CheckpointStore, Engine, EngineError, Envelope, EventFilter, ExpectedVersion,
     Metadata, Position, ProcessManager, Projection, RetryPolicy, StoredEvent, StreamId,
+    SubscriptionName,
 };
 
 const WAIT: Duration = Duration::from_secs(20);
@@ -150,12 +151,18 @@ struct Careless<S> {
     wire: Tripwire,
     store: S,
     filter: EventFilter,
+    name: SubscriptionName,
+    checkpoint: SubscriptionName,
 }
 
 #[async_trait]
 impl<S: Store> Consumer for Careless<S> {
-    fn name(&self) -> &str {
-        "careless"
+    fn name(&self) -> &SubscriptionName {
+        &self.name
+    }
+
+    fn checkpoint_name(&self) -> &SubscriptionName {
+        &self.checkpoint
     }
 
     fn version(&self) -> u32 {
@@ -180,14 +187,14 @@ impl<S: Store> Consumer for Careless<S> {
             self.wire.handle(&decode::<CounterEvent>(stored)?);
         }
         self.store
-            .save_checkpoint(&self.checkpoint_name(), to)
+            .save_checkpoint(self.checkpoint_name(), to)
             .await?;
         Ok(())
     }
 
     async fn reset(&self) -> Result<(), DeliveryError> {
         self.store
-            .save_checkpoint(&self.checkpoint_name(), Position::START)
+            .save_checkpoint(self.checkpoint_name(), Position::START)
             .await?;
         self.wire.reset();
         Ok(())
@@ -243,7 +250,10 @@ async fn reproduce<S: Store, C: Consumer>(
     let stream = unique_stream("counter");
     let events = add(&store, &stream, &[1, 2, 3, 4, 5, 6, 7, 8, 9, 10]).await;
     let (fifth, rest) = (&events[4], [&events[..4], &events[5..]].concat());
-    let name = consumer().name().to_owned();
+    let (name, key) = {
+        let consumer = consumer();
+        (consumer.name().clone(), consumer.checkpoint_name().clone())
+    };
     let running = start(consumer(), store.clone(), policy);
 
     tokio::time::timeout(WAIT, wire.tripped.notified())
@@ -270,10 +280,7 @@ async fn reproduce<S: Store, C: Consumer>(
             assert_eq!(status.state, SubscriptionState::Failed);
             assert_eq!(status.position, Some(events[3].position));
             assert_eq!(
-                store
-                    .load_checkpoint(&format!("{name}@v1"))
-                    .await
-                    .expect("load"),
+                store.load_checkpoint(&key).await.expect("load"),
                 Some(events[3].position),
                 "the checkpoint stays before the event that panicked"
             );
@@ -325,7 +332,7 @@ async fn reproduce<S: Store, C: Consumer>(
 /// panic, and resumes before it once the bug is fixed.
 pub async fn a_panicking_projection_stops_its_subscription_at_once<S: Store>(store: S) {
     let wire = Tripwire::armed();
-    let view = || Project::new(TripView(wire.clone()), store.clone());
+    let view = || Project::new(TripView(wire.clone()), store.clone()).expect("valid names");
     reproduce(store.clone(), &wire, view, FailurePolicy::Stop, 3).await;
 }
 
@@ -333,29 +340,32 @@ pub async fn a_panicking_projection_stops_its_subscription_at_once<S: Store>(sto
 /// with the panic's message, and the others flow on.
 pub async fn a_panicking_projection_has_its_event_parked<S: Store>(store: S) {
     let wire = Tripwire::armed();
-    let view = || Project::new(TripView(wire.clone()), store.clone());
+    let view = || Project::new(TripView(wire.clone()), store.clone()).expect("valid names");
     reproduce(store.clone(), &wire, view, FailurePolicy::Park, 3).await;
 }
 
 /// A process manager (through `React`) that panics, under [`FailurePolicy::Stop`].
 pub async fn a_panicking_process_manager_stops_its_subscription_at_once<S: Store>(store: S) {
     let wire = Tripwire::armed();
-    let manager = || React::new(TripManager(wire.clone()), store.clone());
+    let manager = || React::new(TripManager(wire.clone()), store.clone()).expect("valid names");
     reproduce(store.clone(), &wire, manager, FailurePolicy::Stop, 3).await;
 }
 
 /// A process manager that panics, under [`FailurePolicy::Park`].
 pub async fn a_panicking_process_manager_has_its_event_parked<S: Store>(store: S) {
     let wire = Tripwire::armed();
-    let manager = || React::new(TripManager(wire.clone()), store.clone());
+    let manager = || React::new(TripManager(wire.clone()), store.clone()).expect("valid names");
     reproduce(store.clone(), &wire, manager, FailurePolicy::Park, 3).await;
 }
 
 fn careless<S: Store>(wire: &Tripwire, store: &S) -> Careless<S> {
+    let name = SubscriptionName::new("careless").expect("valid");
     Careless {
         wire: wire.clone(),
         store: store.clone(),
         filter: EventFilter::all(),
+        checkpoint: name.versioned(1).expect("valid"),
+        name,
     }
 }
 
@@ -380,12 +390,15 @@ pub async fn a_consumer_that_lets_a_panic_escape_has_the_right_event_parked<S: S
 /// store): the runner's task ends, and the status says `Failed` with the panic at once;
 /// `caught_up` returns that instead of waiting, and `join` the abort.
 pub async fn a_runner_that_panics_outside_a_handler_reports_it_at_once<S: Store>(store: S) {
-    struct Broken(EventFilter);
+    struct Broken(EventFilter, SubscriptionName);
 
     #[async_trait]
     impl Consumer for Broken {
-        fn name(&self) -> &str {
-            "broken"
+        fn name(&self) -> &SubscriptionName {
+            &self.1
+        }
+        fn checkpoint_name(&self) -> &SubscriptionName {
+            &self.1
         }
         fn version(&self) -> u32 {
             1
@@ -410,7 +423,8 @@ pub async fn a_runner_that_panics_outside_a_handler_reports_it_at_once<S: Store>
     }
 
     add(&store, &unique_stream("counter"), &[1]).await;
-    let running = start(Broken(EventFilter::all()), store, FailurePolicy::Stop);
+    let name = SubscriptionName::new("broken").expect("valid");
+    let running = start(Broken(EventFilter::all(), name), store, FailurePolicy::Stop);
     let caught_up = tokio::time::timeout(AT_ONCE, running.caught_up(WAIT))
         .await
         .expect("caught_up answers at once, not after its timeout");

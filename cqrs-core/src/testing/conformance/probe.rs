@@ -13,7 +13,7 @@ use tokio::sync::Notify;
 
 use crate::{
     CheckpointStore, DeadLetter, EventFilter, EventLog, ExpectedVersion, Lease, NewEvent, Position,
-    StoreError, StoredEvent, StreamId, StreamStore,
+    StoreError, StoredEvent, StreamId, StreamStore, SubscriptionName,
 };
 
 /// Holds the first call after [`arm`](Self::arm) until [`release`](Self::release).
@@ -172,15 +172,25 @@ impl<S: EventLog> EventLog for Probe<S> {
 
 #[async_trait]
 impl<S: CheckpointStore> CheckpointStore for Probe<S> {
-    async fn load_checkpoint(&self, name: &str) -> Result<Option<Position>, StoreError> {
+    async fn load_checkpoint(
+        &self,
+        name: &SubscriptionName,
+    ) -> Result<Option<Position>, StoreError> {
         self.inner.load_checkpoint(name).await
     }
 
-    async fn save_checkpoint(&self, name: &str, position: Position) -> Result<(), StoreError> {
+    async fn save_checkpoint(
+        &self,
+        name: &SubscriptionName,
+        position: Position,
+    ) -> Result<(), StoreError> {
         self.inner.save_checkpoint(name, position).await
     }
 
-    async fn acquire_lease(&self, name: &str) -> Result<Option<Box<dyn Lease>>, StoreError> {
+    async fn acquire_lease(
+        &self,
+        name: &SubscriptionName,
+    ) -> Result<Option<Box<dyn Lease>>, StoreError> {
         let lease = self.inner.acquire_lease(name).await?;
         Ok(lease.map(|inner| {
             Box::new(GatedLease {
@@ -190,11 +200,16 @@ impl<S: CheckpointStore> CheckpointStore for Probe<S> {
         }))
     }
 
-    async fn park(&self, name: &str, event: &StoredEvent, error: &str) -> Result<(), StoreError> {
+    async fn park(
+        &self,
+        name: &SubscriptionName,
+        event: &StoredEvent,
+        error: &str,
+    ) -> Result<(), StoreError> {
         self.inner.park(name, event, error).await
     }
 
-    async fn parked(&self, name: &str) -> Result<Vec<DeadLetter>, StoreError> {
+    async fn parked(&self, name: &SubscriptionName) -> Result<Vec<DeadLetter>, StoreError> {
         self.inner.parked(name).await
     }
 }

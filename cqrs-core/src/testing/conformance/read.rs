@@ -149,14 +149,22 @@ pub async fn read_all_filters_in_the_store<S: Store>(store: S) {
         .await
         .expect("read all");
     let filters = [
-        EventFilter::all().with_stream_types(["account"]),
-        EventFilter::all().with_event_types(["Deposited", "Placed"]),
+        EventFilter::all()
+            .with_stream_types(["account"])
+            .expect("valid"),
+        EventFilter::all()
+            .with_event_types(["Deposited", "Placed"])
+            .expect("valid"),
         EventFilter::all()
             .with_stream_types(["order"])
-            .with_event_types(["Deposited"]),
+            .expect("valid")
+            .with_event_types(["Deposited"])
+            .expect("valid"),
         EventFilter::all()
             .with_stream_types(["account", "order"])
-            .with_event_types(["Withdrawn"]),
+            .expect("valid")
+            .with_event_types(["Withdrawn"])
+            .expect("valid"),
     ];
     for filter in filters {
         let expected: Vec<_> = all

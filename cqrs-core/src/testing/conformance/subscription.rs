@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use super::domain::{Add, Counter, CounterEvent};
 use super::probe::Probe;
-use super::{unique_stream, Store};
+use super::{named, unique_stream, Store};
 use crate::subscription::{
     DeliveryError, FailurePolicy, Project, React, Subscription, SubscriptionError,
     SubscriptionHandle, SubscriptionState,
@@ -129,12 +129,15 @@ fn quick() -> RetryPolicy {
 }
 
 fn start<S: Store, const V: u32>(store: &S, view: &View<V>) -> SubscriptionHandle {
-    Subscription::new(store.clone(), Project::new(view.clone(), store.clone()))
-        .batch_size(50)
-        .retry(quick())
-        .idle_wait(Duration::from_millis(200))
-        .standby_interval(Duration::from_millis(50))
-        .start()
+    Subscription::new(
+        store.clone(),
+        Project::new(view.clone(), store.clone()).expect("valid"),
+    )
+    .batch_size(50)
+    .retry(quick())
+    .idle_wait(Duration::from_millis(200))
+    .standby_interval(Duration::from_millis(50))
+    .start()
 }
 
 /// Every event in `events` applied exactly once, in global order.
@@ -284,8 +287,11 @@ pub async fn a_view_added_late_catches_up_on_ten_thousand_events<S: Store>(store
         events.extend(add(&store, &unique_stream("counter"), &amounts).await);
     }
     let view = View::<1>::default();
-    let running =
-        Subscription::new(store.clone(), Project::new(view.clone(), store.clone())).start();
+    let running = Subscription::new(
+        store.clone(),
+        Project::new(view.clone(), store.clone()).expect("valid"),
+    )
+    .start();
     running.caught_up(WAIT).await.expect("caught up");
     assert_exactly_once(&view, &events);
     assert_eq!(running.status().delivered, 10_000);
@@ -313,9 +319,12 @@ pub async fn a_filtered_subscription_idles_quietly<S: Store>(store: S) {
             .expect("append");
     }
     let view = View::<1>::default();
-    let running = Subscription::new(counting.clone(), Project::new(view.clone(), store.clone()))
-        .idle_wait(Duration::from_millis(100))
-        .start();
+    let running = Subscription::new(
+        counting.clone(),
+        Project::new(view.clone(), store.clone()).expect("valid"),
+    )
+    .idle_wait(Duration::from_millis(100))
+    .start();
     running.caught_up(WAIT).await.expect("caught up");
     assert_exactly_once(&view, &consumed);
     let before = counting.global_reads();
@@ -335,7 +344,7 @@ pub async fn subscription_resumes_from_its_checkpoint<S: Store>(store: S) {
     first.caught_up(WAIT).await.expect("caught up");
     first.shutdown().await.expect("clean stop");
     let checkpoint = store
-        .load_checkpoint("view@v1")
+        .load_checkpoint(&named("view@v1"))
         .await
         .expect("load checkpoint");
     assert_eq!(checkpoint, events.last().map(|e| e.position));
@@ -360,7 +369,7 @@ pub async fn subscription_rebuilds_on_new_version_and_on_request<S: Store>(store
     let other = View::<7>::default();
     let other_running = Subscription::new(
         store.clone(),
-        Project::new(Renamed(other.clone()), store.clone()),
+        Project::new(Renamed(other.clone()), store.clone()).expect("valid"),
     )
     .idle_wait(Duration::from_millis(200))
     .start();
@@ -410,7 +419,7 @@ pub async fn caught_up_after_a_rebuild_waits_for_the_rebuild<S: Store>(store: S)
     let checkpoints = Probe::new(store.clone());
     let running = Subscription::new(
         store.clone(),
-        Project::new(view.clone(), checkpoints.clone()),
+        Project::new(view.clone(), checkpoints.clone()).expect("valid"),
     )
     .idle_wait(Duration::from_millis(20))
     .start();
@@ -479,7 +488,10 @@ pub async fn failing_events_stop_the_subscription_or_are_parked<S: Store>(store:
         other => panic!("expected the poisoned event's failure, got {other:?}"),
     }
     assert_eq!(
-        store.load_checkpoint("view@v1").await.expect("load"),
+        store
+            .load_checkpoint(&named("view@v1"))
+            .await
+            .expect("load"),
         Some(events[1].position),
         "the checkpoint stays before the failing event"
     );
@@ -505,10 +517,13 @@ pub async fn failing_events_stop_the_subscription_or_are_parked<S: Store>(store:
         .expect("append");
     let after = add(&store, &stream, &[6]).await;
 
-    let parking = Subscription::new(store.clone(), Project::new(view.clone(), store.clone()))
-        .retry(quick())
-        .on_failure(FailurePolicy::Park)
-        .start();
+    let parking = Subscription::new(
+        store.clone(),
+        Project::new(view.clone(), store.clone()).expect("valid"),
+    )
+    .retry(quick())
+    .on_failure(FailurePolicy::Park)
+    .start();
     parking
         .caught_up(WAIT)
         .await
@@ -516,7 +531,7 @@ pub async fn failing_events_stop_the_subscription_or_are_parked<S: Store>(store:
     let status = parking.status();
     assert_eq!(status.parked, 2);
     assert!(status.last_error.is_some());
-    let parked = store.parked("view").await.expect("parked");
+    let parked = store.parked(&named("view")).await.expect("parked");
     assert_eq!(parked.len(), 2);
     assert_eq!(parked[0].event.event_id, events[2].event_id);
     assert!(parked[0].error.contains("poisoned amount 13"));
@@ -622,7 +637,8 @@ pub async fn process_manager_commands_are_idempotent<S: Store>(store: S) {
                 engine: engine.clone(),
             },
             store.clone(),
-        ),
+        )
+        .expect("valid"),
     )
     .retry(quick())
     .idle_wait(Duration::from_millis(200))
