@@ -115,7 +115,7 @@ pub fn expand(input: &Input<'_>) -> syn::Result<TokenStream> {
 
             fn encode(
                 &self,
-            ) -> ::core::result::Result<#krate::serde_json::Value, #krate::serde_json::Error> {
+            ) -> ::core::result::Result<#krate::serde_json::Value, #krate::codec::JsonError> {
                 match self {
                     #(#encode_arms)*
                 }
@@ -430,7 +430,7 @@ fn encode_body(
         #[derive(#krate::serde::Serialize)]
         #[serde(crate = #serde_crate)]
         #def
-        #krate::serde_json::to_value(&#init)
+        #krate::codec::to_json(&#init)
     })
 }
 

@@ -52,7 +52,7 @@ impl DomainEvent for CounterEvent {
         }
     }
 
-    fn encode(&self) -> Result<Value, serde_json::Error> {
+    fn encode(&self) -> Result<Value, crate::codec::JsonError> {
         serde_enum::encode(self)
     }
 
@@ -136,7 +136,7 @@ impl DomainEvent for AccountEvent {
         }
     }
 
-    fn encode(&self) -> Result<Value, serde_json::Error> {
+    fn encode(&self) -> Result<Value, crate::codec::JsonError> {
         serde_enum::encode(self)
     }
 
