@@ -127,7 +127,7 @@
 //! assert_eq!((cmd.command_name(), cmd.aggregate_id()), ("Deposit", Some("acc-1".to_owned())));
 //! assert_eq!(Account::TYPE, "account");
 //! assert_eq!(Balances::event_types(), ["account.deposited", "account.withdrawn"]);
-//! # Ok::<(), serde_json::Error>(())
+//! # Ok::<(), cqrs_core::codec::JsonError>(())
 //! ```
 //!
 //! # Why `Aggregate` forwards to inherent methods
@@ -208,7 +208,9 @@ use syn::{parse_macro_input, DeriveInput};
 ///   must be below `version` and form an unbroken chain up to `version - 1`.
 /// - **Data**: named fields become a JSON object, a newtype its inner value, a unit
 ///   variant `null`. Each variant is encoded and decoded directly (through a private
-///   serde helper struct), never through the whole enum. Field attributes `#[serde(...)]`
+///   serde helper struct), never through the whole enum; encoding is
+///   `cqrs_core::codec::to_json`, which refuses a NaN or an infinity with the path of its
+///   field (`JsonError::NonFinite`). Field attributes `#[serde(...)]`
 ///   are honoured (`rename`, `default`, `with`, `serialize_with`, `deserialize_with`,
 ///   `skip_serializing_if`, `alias`, `flatten`, ...); the enum itself needs no serde
 ///   derive. Unknown fields are ignored when decoding (a tolerant reader).

@@ -89,7 +89,7 @@ impl DomainEvent for Ping {
     fn event_type(&self) -> &'static str {
         "ping"
     }
-    fn encode(&self) -> Result<Value, serde_json::Error> {
+    fn encode(&self) -> Result<Value, cqrs_core::codec::JsonError> {
         Ok(Value::Null)
     }
     fn decode(event_type: &str, _: &Value) -> Result<Self, PayloadError> {

@@ -29,7 +29,7 @@ impl DomainEvent for Bank {
     fn event_type(&self) -> &'static str {
         "Deposited"
     }
-    fn encode(&self) -> Result<serde_json::Value, serde_json::Error> {
+    fn encode(&self) -> Result<serde_json::Value, cqrs_core::codec::JsonError> {
         serde_enum::encode(self)
     }
     fn decode(event_type: &str, data: &serde_json::Value) -> Result<Self, PayloadError> {

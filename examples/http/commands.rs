@@ -106,7 +106,7 @@ fn answer(account_id: &str, committed: &Committed<AccountEvent>) -> Result<Value
                 "data": event.data.encode()?,
             }))
         })
-        .collect::<Result<Vec<_>, serde_json::Error>>()
+        .collect::<Result<Vec<_>, cqrs_core::codec::JsonError>>()
         .map_err(|e| {
             ApiError::Internal(format!(
                 "committed up to version {}, but the events could not be shown: {e}",

@@ -37,10 +37,11 @@ pub enum ApiError {
     /// before deciding.
     #[error("{0}")]
     StaleVersion(String),
-    /// 422: the account refused the command (a business rule).
+    /// 422: the account refused the command (a business rule), or the events it decided
+    /// hold a number no store keeps (NaN or an infinity: `non_finite_number`).
     #[error("{message}")]
     Refused {
-        /// Which rule: `insufficient_funds` or `zero_amount`.
+        /// Which rule: `insufficient_funds`, `zero_amount` or `non_finite_number`.
         kind: &'static str,
         /// The account's own words.
         message: String,
@@ -144,6 +145,13 @@ impl From<EngineError<AccountError>> for ApiError {
                 ApiError::StaleVersion(format!("{message}; read the account again"))
             }
             EngineError::VersionNotFound { .. } => ApiError::NotFound(message),
+            // Refused before anything was written, like a business rule: the input led to
+            // a number JSON cannot hold. (This service's amounts are integers, so it
+            // cannot happen here; a domain with floats would meet it.)
+            EngineError::NonFinite { .. } => ApiError::Refused {
+                kind: "non_finite_number",
+                message,
+            },
             EngineError::Store(store) => store.into(),
             // A panic in the aggregate's code is the service's bug, caught by the engine.
             EngineError::Decode(_)
@@ -258,6 +266,15 @@ mod tests {
         assert_eq!(
             mapped(EngineError::MissingAggregateId { command: "Open" }),
             (StatusCode::INTERNAL_SERVER_ERROR, "internal")
+        );
+        assert_eq!(
+            mapped(EngineError::NonFinite {
+                stream: stream(),
+                event_type: "account.deposited",
+                path: "amount".into(),
+                value: f64::NAN,
+            }),
+            (StatusCode::UNPROCESSABLE_ENTITY, "non_finite_number")
         );
     }
 

@@ -118,7 +118,7 @@ impl DomainEvent for Manual {
         }
     }
 
-    fn encode(&self) -> Result<Value, serde_json::Error> {
+    fn encode(&self) -> Result<Value, cqrs_core::codec::JsonError> {
         serde_enum::encode(self)
     }
 

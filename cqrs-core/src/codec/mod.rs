@@ -6,12 +6,15 @@
 //! then decodes. Every failure names the stream, the stream version and the event type,
 //! because "cannot decode event" without those is useless at 3 a.m.
 
+pub(crate) mod json;
 pub mod serde_enum;
 mod upcast;
 
 use std::borrow::Cow;
 
 use crate::{DomainEvent, Envelope, Metadata, NewEvent, PayloadError, StoredEvent, StreamId};
+
+pub use json::{to_json, JsonError};
 
 /// Why a stored event could not be turned into a typed one.
 #[derive(Debug, thiserror::Error)]
@@ -61,23 +64,42 @@ pub enum DecodeErrorKind {
         /// Its message.
         reason: String,
     },
-    /// The data does not fit the current schema.
-    #[error("invalid data: {0}")]
+    /// The data does not fit the current schema. A `null` where a float is expected
+    /// says what probably happened: earlier versions of this crate stored a NaN or an
+    /// infinity as `null` (see [`JsonError::NonFinite`]); an upcaster can map it.
+    #[error("invalid data: {0}{hint}", hint = null_float_hint(.0))]
     InvalidData(#[source] serde_json::Error),
+}
+
+/// The hint for data that has `null` where a float is expected.
+fn null_float_hint(error: &serde_json::Error) -> &'static str {
+    let text = error.to_string();
+    let null_for_float = ["f64", "f32"]
+        .iter()
+        .any(|float| text.starts_with(&format!("invalid type: null, expected {float}")));
+    if null_for_float {
+        " (a float stored as null: versions of cqrs-core before NaN and infinities were \
+         refused stored them as null; an upcaster can map the null to a value the current \
+         version reads, see the guide's chapter on events, \"Versions and upcasting\")"
+    } else {
+        ""
+    }
 }
 
 /// Why a typed event could not be encoded.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum EncodeError {
-    /// Serialisation failed (a map with non-string keys, a failing `Serialize` impl).
+    /// The data cannot be turned into JSON that reads back as it was: a NaN or an
+    /// infinity in a float field ([`JsonError::NonFinite`], with its path), a map with
+    /// keys that are not strings, an integer beyond 64 bits, a failing `Serialize` impl.
     #[error("cannot encode event {event_type:?}: {source}")]
     Json {
         /// The event type.
         event_type: &'static str,
-        /// The serde error.
+        /// What is wrong, and where in the data.
         #[source]
-        source: serde_json::Error,
+        source: JsonError,
     },
     /// The event type name is not a valid identifier.
     #[error("invalid event type name: {0}")]
@@ -94,7 +116,7 @@ pub enum EncodeError {
 /// # impl DomainEvent for E {
 /// #     const EVENT_TYPES: &'static [EventTypeInfo] = &[EventTypeInfo { name: "Happened", version: 1 }];
 /// #     fn event_type(&self) -> &'static str { "Happened" }
-/// #     fn encode(&self) -> Result<serde_json::Value, serde_json::Error> { serde_enum::encode(self) }
+/// #     fn encode(&self) -> Result<serde_json::Value, codec::JsonError> { serde_enum::encode(self) }
 /// #     fn decode(t: &str, d: &serde_json::Value) -> Result<Self, PayloadError> { serde_enum::decode(t, d) }
 /// # }
 /// let new = codec::encode(&E::Happened { n: 1 }, Metadata::default())?;
@@ -200,7 +222,7 @@ mod tests {
             }
         }
 
-        fn encode(&self) -> Result<serde_json::Value, serde_json::Error> {
+        fn encode(&self) -> Result<serde_json::Value, JsonError> {
             serde_enum::encode(self)
         }
 
@@ -237,6 +259,29 @@ mod tests {
         assert_eq!((err.stream_version, err.event_type.as_str()), (4, "Moved"));
         let upcast = decode::<Gap>(&stored(2, json!({ "to": 7 }))).expect("2 -> 3 exists");
         assert!(matches!(upcast.data, Gap::Moved { to: 7 }));
+    }
+
+    #[test]
+    fn a_null_where_a_float_is_expected_gets_a_hint() {
+        #[derive(Debug, serde::Deserialize)]
+        struct Reading {
+            _celsius: f64,
+            _factor: f32,
+            _count: u32,
+        }
+        let null_at = |field: &str| {
+            let mut data = json!({ "_celsius": 1.0, "_factor": 1.0, "_count": 1 });
+            data[field] = serde_json::Value::Null;
+            let error = serde_json::from_value::<Reading>(data).expect_err("a null");
+            DecodeErrorKind::InvalidData(error).to_string()
+        };
+        for float in ["_celsius", "_factor"] {
+            let message = null_at(float);
+            assert!(message.contains("expected f"), "{message}");
+            assert!(message.contains("stored them as null"), "{message}");
+        }
+        let message = null_at("_count");
+        assert!(!message.contains("stored them as null"), "{message}");
     }
 
     #[test]

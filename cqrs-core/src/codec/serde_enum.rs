@@ -10,11 +10,18 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::Value;
 
+use super::json::{self, JsonError};
 use crate::PayloadError;
 
-/// Serialises `event` and returns the data of its variant (`null` for a unit variant).
-pub fn encode<E: Serialize>(event: &E) -> Result<Value, serde_json::Error> {
-    match serde_json::to_value(event)? {
+/// Serialises `event` with [`to_json`](super::to_json) and returns the data of its
+/// variant (`null` for a unit variant). A path in an error starts inside the variant's
+/// data (`amount`, not `Noted.amount`), as the data is stored.
+pub fn encode<E: Serialize>(event: &E) -> Result<Value, JsonError> {
+    let value = json::encode(event).map_err(|failure| {
+        let skip = usize::from(failure.starts_with_variant());
+        failure.into_error(skip)
+    })?;
+    match value {
         // A struct, tuple or newtype variant: {"Variant": data}.
         Value::Object(map) if map.len() == 1 => Ok(map
             .into_iter()
@@ -23,9 +30,11 @@ pub fn encode<E: Serialize>(event: &E) -> Result<Value, serde_json::Error> {
             .unwrap_or(Value::Null)),
         // A unit variant: "Variant".
         Value::String(_) => Ok(Value::Null),
-        other => Err(serde::ser::Error::custom(format!(
-            "expected an externally tagged enum, got {other}"
-        ))),
+        other => Err(JsonError::from(
+            <serde_json::Error as serde::ser::Error>::custom(format!(
+                "expected an externally tagged enum, got {other}"
+            )),
+        )),
     }
 }
 

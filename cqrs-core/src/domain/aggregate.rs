@@ -26,7 +26,7 @@ use super::{Command, DomainEvent};
 /// # impl DomainEvent for CounterEvent {
 /// #     const EVENT_TYPES: &'static [EventTypeInfo] = &[EventTypeInfo { name: "Incremented", version: 1 }];
 /// #     fn event_type(&self) -> &'static str { "Incremented" }
-/// #     fn encode(&self) -> Result<serde_json::Value, serde_json::Error> { serde_enum::encode(self) }
+/// #     fn encode(&self) -> Result<serde_json::Value, cqrs_core::codec::JsonError> { serde_enum::encode(self) }
 /// #     fn decode(t: &str, d: &serde_json::Value) -> Result<Self, PayloadError> { serde_enum::decode(t, d) }
 /// # }
 /// # struct Increment;

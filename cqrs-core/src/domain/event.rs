@@ -1,6 +1,7 @@
 //! The event trait.
 
 use super::Upcaster;
+use crate::codec::JsonError;
 
 /// The name and current schema version of one event type.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,7 +54,7 @@ pub enum PayloadError {
 ///             Light::Dimmed { .. } => "Dimmed",
 ///         }
 ///     }
-///     fn encode(&self) -> Result<serde_json::Value, serde_json::Error> {
+///     fn encode(&self) -> Result<serde_json::Value, cqrs_core::codec::JsonError> {
 ///         serde_enum::encode(self)
 ///     }
 ///     fn decode(event_type: &str, data: &serde_json::Value) -> Result<Self, PayloadError> {
@@ -84,7 +85,13 @@ pub trait DomainEvent: Sized + Send + Sync + 'static {
     fn event_type(&self) -> &'static str;
 
     /// The data of this event as JSON, without its type name (the envelope carries that).
-    fn encode(&self) -> Result<serde_json::Value, serde_json::Error>;
+    ///
+    /// Build it with [`codec::to_json`](crate::codec::to_json) (or
+    /// [`serde_enum::encode`](crate::codec::serde_enum::encode), which uses it), not with
+    /// `serde_json::to_value`: serde_json writes a NaN or an infinity as `null` without an
+    /// error, and an event stored that way never decodes again. `to_json` refuses them
+    /// with the path of the field ([`JsonError::NonFinite`]).
+    fn encode(&self) -> Result<serde_json::Value, JsonError>;
 
     /// Builds an event of the named type from data at the current schema version.
     fn decode(event_type: &str, data: &serde_json::Value) -> Result<Self, PayloadError>;

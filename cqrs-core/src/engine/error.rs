@@ -64,6 +64,23 @@ pub enum EngineError<E: std::error::Error + 'static> {
     /// An event could not be encoded. Nothing was written.
     #[error(transparent)]
     Encode(#[from] EncodeError),
+    /// An event the command decided holds a float that is NaN, +∞ or −∞, at `path` in its
+    /// data (`amount`, `lines[2].price`). JSON has no such numbers: serde_json would have
+    /// stored `null`, and no later load of the aggregate would have decoded it. Refused
+    /// before any I/O: nothing was written and the aggregate is as it was. Usually the
+    /// command's input is at fault (an HTTP service answers 422); the same command fails
+    /// the same way.
+    #[error("cannot store event {event_type:?} in {stream}: {}", crate::codec::json::non_finite_message(path, *value))]
+    NonFinite {
+        /// The stream.
+        stream: StreamId,
+        /// The event type.
+        event_type: &'static str,
+        /// Where the float is in the event's data.
+        path: String,
+        /// The float (an `f32` widened to `f64`).
+        value: f64,
+    },
     /// The aggregate's `handle` or `apply` panicked: a bug in application code. The
     /// engine caught the panic and dropped the state it was working on (its memory image
     /// included), so the next command on the aggregate loads it from the store.

@@ -3,6 +3,7 @@
 use tracing::Instrument;
 
 use super::{Committed, Engine, EngineError, Loaded};
+use crate::codec::{EncodeError, JsonError};
 use crate::{
     codec, unwind, Aggregate, Command, Envelope, ExpectedVersion, Metadata, Snapshot, StoreError,
     StreamId,
@@ -17,6 +18,26 @@ fn aggregate_id<A: Aggregate>(command: &A::Command) -> Result<String, A> {
         .ok_or(EngineError::MissingAggregateId {
             command: command.command_name(),
         })
+}
+
+/// An event that does not encode: [`EngineError::NonFinite`] for a NaN or an infinity
+/// (the command's input, most likely), [`EngineError::Encode`] for anything else.
+fn unencodable<E: std::error::Error>(stream: &StreamId, error: EncodeError) -> EngineError<E> {
+    match error {
+        EncodeError::Json {
+            event_type,
+            source: JsonError::NonFinite { path, value },
+        } => {
+            tracing::debug!(event_type, %path, value, "event refused: a float is not finite");
+            EngineError::NonFinite {
+                stream: stream.clone(),
+                event_type,
+                path,
+                value,
+            }
+        }
+        other => EngineError::Encode(other),
+    }
 }
 
 impl<A: Aggregate> Engine<A> {
@@ -209,7 +230,7 @@ impl<A: Aggregate> Engine<A> {
             };
             let new_events = events
                 .iter()
-                .map(|e| codec::encode(e, metadata.clone()))
+                .map(|e| codec::encode(e, metadata.clone()).map_err(|e| unencodable(&stream, e)))
                 .collect::<std::result::Result<Vec<_>, _>>()?;
             let expected = match loaded.version {
                 0 => ExpectedVersion::NoStream,
@@ -351,6 +372,11 @@ impl<A: Aggregate> Engine<A> {
 
     /// Saves a snapshot; a failure is logged, because the commit already succeeded and
     /// the next load replays the events instead.
+    ///
+    /// A state that cannot be stored exactly (a NaN or an infinity in a float, which
+    /// serde_json would write as `null`, making the snapshot unreadable) is not saved: a
+    /// warning names the stream and the field, and the next load replays the events
+    /// (from an older snapshot, if there is one).
     async fn save_snapshot(
         &self,
         store: &dyn crate::SnapshotStore,
@@ -358,8 +384,19 @@ impl<A: Aggregate> Engine<A> {
         state: &A,
         version: u64,
     ) {
-        let state = match serde_json::to_value(state) {
+        let state = match codec::to_json(state) {
             Ok(state) => state,
+            Err(JsonError::NonFinite { path, value }) => {
+                tracing::warn!(
+                    %stream,
+                    version,
+                    %path,
+                    value,
+                    "snapshot not taken: the state holds a float that JSON cannot hold \
+                     (NaN or infinity); the next load replays the events"
+                );
+                return;
+            }
             Err(error) => {
                 tracing::warn!(%stream, %error, "snapshot not taken: state does not serialise");
                 return;

@@ -11,6 +11,13 @@
 //! Every backend checks events and snapshots with [`check_append`] and
 //! [`check_snapshot`] before writing, so both are typed errors
 //! ([`StoreError::Unstorable`]) on every backend, and nothing is written.
+//!
+//! A third kind never reaches this check: a NaN or an infinity. A `serde_json::Value`
+//! cannot hold one (serde_json turns it into `null` while encoding, without an error), so
+//! the codec refuses it while the typed value is still at hand
+//! ([`codec::to_json`](crate::codec::to_json), surfacing as
+//! [`EngineError::NonFinite`](crate::EngineError::NonFinite)), and the engine does not
+//! snapshot a state holding one.
 
 use serde_json::Value;
 

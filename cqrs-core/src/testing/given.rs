@@ -17,7 +17,7 @@ use crate::{codec, Aggregate, Metadata};
 /// # impl DomainEvent for LampEvent {
 /// #     const EVENT_TYPES: &'static [EventTypeInfo] = &[EventTypeInfo { name: "On", version: 1 }];
 /// #     fn event_type(&self) -> &'static str { "On" }
-/// #     fn encode(&self) -> Result<serde_json::Value, serde_json::Error> { serde_enum::encode(self) }
+/// #     fn encode(&self) -> Result<serde_json::Value, cqrs_core::codec::JsonError> { serde_enum::encode(self) }
 /// #     fn decode(t: &str, d: &serde_json::Value) -> Result<Self, PayloadError> { serde_enum::decode(t, d) }
 /// # }
 /// # struct SwitchOn;

@@ -115,7 +115,7 @@ pub fn expand(input: &Input<'_>) -> syn::Result<TokenStream> {
 
             fn encode(
                 &self,
-            ) -> ::core::result::Result<#krate::__private::serde_json::Value, #krate::__private::serde_json::Error> {
+            ) -> ::core::result::Result<#krate::__private::serde_json::Value, #krate::codec::JsonError> {
                 match self {
                     #(#encode_arms)*
                 }
@@ -432,7 +432,7 @@ fn encode_body(
         #[derive(#krate::__private::serde::Serialize)]
         #[serde(crate = #serde_crate)]
         #def
-        #krate::__private::serde_json::to_value(&#init)
+        #krate::codec::to_json(&#init)
     })
 }
 

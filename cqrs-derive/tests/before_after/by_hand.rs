@@ -57,7 +57,7 @@ impl DomainEvent for AccountEvent {
             AccountEvent::Withdrawn { .. } => "account.withdrawn",
         }
     }
-    fn encode(&self) -> Result<serde_json::Value, serde_json::Error> {
+    fn encode(&self) -> Result<serde_json::Value, cqrs_core::codec::JsonError> {
         cqrs_core::codec::serde_enum::encode(self)
     }
     fn decode(t: &str, data: &serde_json::Value) -> Result<Self, cqrs_core::PayloadError> {

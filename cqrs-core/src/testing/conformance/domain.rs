@@ -53,7 +53,7 @@ impl DomainEvent for CounterEvent {
         }
     }
 
-    fn encode(&self) -> Result<Value, serde_json::Error> {
+    fn encode(&self) -> Result<Value, crate::codec::JsonError> {
         serde_enum::encode(self)
     }
 
@@ -137,7 +137,7 @@ impl DomainEvent for AccountEvent {
         }
     }
 
-    fn encode(&self) -> Result<Value, serde_json::Error> {
+    fn encode(&self) -> Result<Value, crate::codec::JsonError> {
         serde_enum::encode(self)
     }
 

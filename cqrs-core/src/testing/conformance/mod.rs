@@ -27,6 +27,7 @@ mod probe;
 mod race;
 mod read;
 mod snapshot;
+mod storable;
 mod subscription;
 mod subscription_store;
 mod wait;
@@ -73,6 +74,11 @@ pub use read::{
     streams_are_isolated,
 };
 pub use snapshot::snapshots_save_load_and_keep_the_latest;
+pub use storable::{
+    a_float_stored_as_null_is_a_decode_error_that_says_why,
+    a_state_that_cannot_be_stored_is_not_snapshotted,
+    non_finite_floats_in_events_are_refused_before_any_io,
+};
 pub use subscription::{
     a_filtered_subscription_idles_quietly, a_view_added_late_catches_up_on_ten_thousand_events,
     caught_up_after_a_rebuild_waits_for_the_rebuild, every_stream_is_in_version_order_in_the_log,
@@ -187,6 +193,9 @@ macro_rules! conformance_tests {
             a_runner_that_panics_outside_a_handler_reports_it_at_once,
             a_panicking_aggregate_leaves_the_next_command_working,
             a_panicking_engine_projection_fails_after_the_commit,
+            non_finite_floats_in_events_are_refused_before_any_io,
+            a_state_that_cannot_be_stored_is_not_snapshotted,
+            a_float_stored_as_null_is_a_decode_error_that_says_why,
         );
     };
 }
