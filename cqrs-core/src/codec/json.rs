@@ -30,6 +30,7 @@ use serde_json::Value;
 
 /// Why a value could not be turned into JSON that reads back as it was written.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum JsonError {
     /// A float (`f32` or `f64`) is NaN, +∞ or −∞. JSON has no such numbers: serde_json
     /// writes `null`, which no later read decodes as a number, so the value is refused.
