@@ -111,14 +111,7 @@ pub trait PgProjection: Send + Sync + 'static {
 /// Whether `error` (or one of its sources) is a driver error that means the connection
 /// broke: then the failure is the database's, not the event's.
 pub(crate) fn connection_lost(error: &(dyn std::error::Error + 'static)) -> bool {
-    let mut cause = Some(error);
-    while let Some(e) = cause {
-        if e.downcast_ref::<sqlx::Error>().is_some_and(is_unavailable) {
-            return true;
-        }
-        cause = e.source();
-    }
-    false
+    in_chain::<sqlx::Error>(error, is_unavailable)
 }
 
 /// Whether `error` (or one of its sources) is [`StoreError::StaleTransaction`]: an append
@@ -126,17 +119,16 @@ pub(crate) fn connection_lost(error: &(dyn std::error::Error + 'static)) -> bool
 /// than the stream's last writer. A new transaction will do: the database's failure, not
 /// the event's.
 fn stale_transaction(error: &(dyn std::error::Error + 'static)) -> bool {
-    let mut cause = Some(error);
-    while let Some(e) = cause {
-        if matches!(
-            e.downcast_ref::<StoreError>(),
-            Some(StoreError::StaleTransaction { .. })
-        ) {
-            return true;
-        }
-        cause = e.source();
-    }
-    false
+    in_chain::<StoreError>(error, |e| matches!(e, StoreError::StaleTransaction { .. }))
+}
+
+/// Whether `error` or one of its sources is a `T` that `pick` picks.
+fn in_chain<T: std::error::Error + 'static>(
+    error: &(dyn std::error::Error + 'static),
+    pick: impl Fn(&T) -> bool,
+) -> bool {
+    std::iter::successors(Some(error), |e| e.source())
+        .any(|e| e.downcast_ref::<T>().is_some_and(&pick))
 }
 
 /// Feeds a [`PgProjection`] from a [`Subscription`](cqrs_core::Subscription), with
@@ -146,8 +138,8 @@ fn stale_transaction(error: &(dyn std::error::Error + 'static)) -> bool {
 /// creating it if absent), check that it is where the runner says it is, decode and
 /// handle every event, move the checkpoint, commit. A failing handler rolls the whole
 /// batch back; so does one that panics (the panic is caught and is the event's failure,
-/// as an error would be). A checkpoint found elsewhere (another process delivered since: the lease
-/// changed hands) applies nothing and returns
+/// as an error would be). A checkpoint found elsewhere (another process delivered since:
+/// the lease changed hands) applies nothing and returns
 /// [`DeliveryError::CheckpointMoved`], which fences a stale runner even if, for a moment,
 /// two believe they hold the lease.
 ///

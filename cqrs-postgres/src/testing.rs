@@ -247,13 +247,21 @@ fn run(step: &'static str, command: &mut Command) -> Result<(), ClusterError> {
 /// is the answer of their search (`pg_find_bindir` in `scripts/lib/pg.sh`); the same
 /// search follows for a caller without it.
 fn find_bindir() -> Option<PathBuf> {
+    find_bindir_from(std::env::var_os("PG_BINDIR"), std::env::var_os("PATH"))
+}
+
+/// [`find_bindir`] with the two variables it reads passed in.
+fn find_bindir_from(
+    pg_bindir: Option<std::ffi::OsString>,
+    path: Option<std::ffi::OsString>,
+) -> Option<PathBuf> {
     let has_both = |dir: &Path| dir.join("initdb").is_file() && dir.join("pg_ctl").is_file();
-    if let Some(dir) = std::env::var_os("PG_BINDIR").filter(|dir| !dir.is_empty()) {
+    if let Some(dir) = pg_bindir.filter(|dir| !dir.is_empty()) {
         // Set but wrong is an error, not a reason to pick other binaries.
         let dir = PathBuf::from(dir);
         return has_both(&dir).then_some(dir);
     }
-    if let Some(path) = std::env::var_os("PATH") {
+    if let Some(path) = path {
         if let Some(dir) = std::env::split_paths(&path).find(|dir| has_both(dir)) {
             return Some(dir);
         }
@@ -343,6 +351,30 @@ fn free_port() -> Result<u16, ClusterError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pg_bindir_is_taken_when_right_and_refused_when_wrong() {
+        let root = std::env::temp_dir().join(format!("cqrs-bindir-{}", std::process::id()));
+        let (good, empty) = (root.join("good"), root.join("empty"));
+        std::fs::create_dir_all(&good).expect("mkdir");
+        std::fs::create_dir_all(&empty).expect("mkdir");
+        for binary in ["initdb", "pg_ctl"] {
+            std::fs::write(good.join(binary), "").expect("write");
+        }
+        let path = Some(good.clone().into_os_string());
+        assert_eq!(
+            find_bindir_from(Some(good.clone().into_os_string()), None),
+            Some(good.clone())
+        );
+        // Set but wrong: no fallback to the binaries on PATH.
+        assert_eq!(
+            find_bindir_from(Some(empty.into_os_string()), path.clone()),
+            None
+        );
+        // Unset (or empty): PATH is searched.
+        assert_eq!(find_bindir_from(Some("".into()), path), Some(good));
+        std::fs::remove_dir_all(&root).expect("clean up");
+    }
 
     #[tokio::test]
     async fn a_cluster_starts_stops_and_starts_again_with_its_data() {

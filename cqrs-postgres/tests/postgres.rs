@@ -8,37 +8,15 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{exclusive, fresh_pg_store, pool};
-use cqrs_core::codec::{self, serde_enum, DecodeErrorKind};
+use common::{exclusive, fresh_pg_store, pool, runtime, Bank};
+use cqrs_core::codec::{self, DecodeErrorKind};
 use cqrs_core::{
-    CheckpointStore, DomainEvent, EventFilter, EventLog, EventTypeInfo, ExpectedVersion, Metadata,
-    NewEvent, PayloadError, Position, StoreError, StreamId, StreamStore,
+    CheckpointStore, EventFilter, EventLog, ExpectedVersion, Metadata, NewEvent, Position,
+    StoreError, StreamId, StreamStore,
 };
 use cqrs_postgres::sqlx::postgres::PgConnectOptions;
 use cqrs_postgres::sqlx::{self, PgPool, Row};
 use cqrs_postgres::{PgStore, SetupError};
-use serde::{Deserialize, Serialize};
-
-#[derive(Debug, PartialEq, Serialize, Deserialize)]
-enum Bank {
-    Deposited { amount: u64 },
-}
-
-impl DomainEvent for Bank {
-    const EVENT_TYPES: &'static [EventTypeInfo] = &[EventTypeInfo {
-        name: "Deposited",
-        version: 1,
-    }];
-    fn event_type(&self) -> &'static str {
-        "Deposited"
-    }
-    fn encode(&self) -> Result<serde_json::Value, cqrs_core::codec::JsonError> {
-        serde_enum::encode(self)
-    }
-    fn decode(event_type: &str, data: &serde_json::Value) -> Result<Self, PayloadError> {
-        serde_enum::decode(event_type, data)
-    }
-}
 
 fn stream() -> StreamId {
     StreamId::new("account", &uuid::Uuid::now_v7().to_string()).expect("valid stream")
@@ -50,14 +28,6 @@ fn deposits(count: u64) -> Vec<NewEvent> {
             codec::encode(&Bank::Deposited { amount }, Metadata::default()).expect("encode")
         })
         .collect()
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime")
 }
 
 /// Runs SQL against the store's schema (for corrupting data by hand).

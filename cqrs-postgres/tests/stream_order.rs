@@ -7,35 +7,13 @@ mod common;
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use common::{exclusive, fresh_pg_store};
-use cqrs_core::codec::{self, serde_enum};
+use common::{exclusive, fresh_pg_store, runtime, Bank};
+use cqrs_core::codec::{self};
 use cqrs_core::{
-    DomainEvent, EventFilter, EventLog, EventTypeInfo, ExpectedVersion, Metadata, NewEvent,
-    PayloadError, Position, StoreError, StoredEvent, StreamId, StreamStore,
+    EventFilter, EventLog, ExpectedVersion, Metadata, NewEvent, Position, StoreError, StoredEvent,
+    StreamId, StreamStore,
 };
 use cqrs_postgres::PgStore;
-use serde::{Deserialize, Serialize};
-
-#[derive(Debug, PartialEq, Serialize, Deserialize)]
-enum Bank {
-    Deposited { amount: u64 },
-}
-
-impl DomainEvent for Bank {
-    const EVENT_TYPES: &'static [EventTypeInfo] = &[EventTypeInfo {
-        name: "Deposited",
-        version: 1,
-    }];
-    fn event_type(&self) -> &'static str {
-        "Deposited"
-    }
-    fn encode(&self) -> Result<serde_json::Value, cqrs_core::codec::JsonError> {
-        serde_enum::encode(self)
-    }
-    fn decode(event_type: &str, data: &serde_json::Value) -> Result<Self, PayloadError> {
-        serde_enum::decode(event_type, data)
-    }
-}
 
 fn account(id: &str) -> StreamId {
     StreamId::new("acct", id).expect("valid stream")
@@ -87,14 +65,6 @@ fn versions_of(log: &[Arc<StoredEvent>], stream: &StreamId) -> Vec<u64> {
         .filter(|e| &e.stream == stream)
         .map(|e| e.stream_version)
         .collect()
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime")
 }
 
 /// The reproduction of the defect: A takes its transaction id (an append to another

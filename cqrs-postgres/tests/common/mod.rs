@@ -63,3 +63,35 @@ pub async fn fresh_pg_store() -> PgStore {
     store.migrate().await.expect("migrate");
     store
 }
+
+/// The one event type of the store-level tests (a hand-written `DomainEvent`, so that
+/// these tests depend on no derive).
+#[derive(Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub enum Bank {
+    Deposited { amount: u64 },
+}
+
+impl cqrs_core::DomainEvent for Bank {
+    const EVENT_TYPES: &'static [cqrs_core::EventTypeInfo] = &[cqrs_core::EventTypeInfo {
+        name: "Deposited",
+        version: 1,
+    }];
+    fn event_type(&self) -> &'static str {
+        "Deposited"
+    }
+    fn encode(&self) -> Result<serde_json::Value, cqrs_core::codec::JsonError> {
+        cqrs_core::codec::serde_enum::encode(self)
+    }
+    fn decode(event_type: &str, data: &serde_json::Value) -> Result<Self, cqrs_core::PayloadError> {
+        cqrs_core::codec::serde_enum::decode(event_type, data)
+    }
+}
+
+/// A two-thread runtime for the tests that hold the binary-wide lock across awaits.
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
