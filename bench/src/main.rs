@@ -23,8 +23,8 @@ use std::time::{Duration, Instant};
 
 use cqrs_core::subscription::{Consumer as _, Project, Subscription};
 use cqrs_core::{
-    Aggregate as _, CheckpointStore, EngineError, Envelope, EventStore, ExpectedVersion, Position,
-    Projection, StoreError, StreamId,
+    Aggregate as _, CheckpointStore, EngineError, Envelope, EventStore, ExpectedVersion, Listener,
+    Position, Projection, StoreError, StreamId,
 };
 
 use crate::domain::{AccountCommand, AccountError};
@@ -211,16 +211,17 @@ pub fn ten_deposits(id: &str) -> AccountCommand {
 #[derive(Clone, Default)]
 struct Counter(Arc<AtomicUsize>);
 
-impl Projection for Counter {
+impl Listener for Counter {
     const NAME: &'static str = "bench_catch_up";
     type Event = domain::AccountEvent;
     type Error = std::convert::Infallible;
-
     /// Every event type: the same rows as the raw `SELECT` it is compared with.
     fn event_types() -> Vec<&'static str> {
         Vec::new()
     }
+}
 
+impl Projection for Counter {
     async fn handle(&self, _event: &Envelope<Self::Event>) -> Result<(), Self::Error> {
         self.0.fetch_add(1, Ordering::Relaxed);
         Ok(())
@@ -247,7 +248,7 @@ where
     let counter = Counter::default();
     let consumer = Project::new(counter.clone(), store.clone())?;
     store
-        .save_checkpoint(consumer.checkpoint_name(), Position::START)
+        .save_checkpoint(consumer.identity().checkpoint(), Position::START)
         .await?;
     let running = Subscription::new(store.clone(), consumer)
         .batch_size(batch)

@@ -22,12 +22,15 @@
 //! ```
 //!
 //! Module map:
-//! - [`domain`]: the traits application code implements;
+//! - [`domain`]: the traits application code implements, the [`Listener`] base of the
+//!   read side among them;
+//! - [`subscription`]: the read side: a runner that feeds listeners from the log;
 //! - [`envelope`]: the stored form of an event, its metadata, CloudEvents export;
 //! - [`codec`]: typed <-> stored, running the upcasters;
 //! - [`store`]: the backend traits and their errors;
 //! - [`engine`]: command execution, retries, snapshots, temporal queries;
 //! - [`ident`]: validated identifiers;
+//! - [`inline`]: listeners run with the append (by the engine, or inside a store's);
 //! - [`unwind`]: panics in application code, caught where the framework calls it;
 //! - `testing` (feature): given/when/then and the conformance suite.
 
@@ -38,6 +41,7 @@ pub mod domain;
 pub mod engine;
 pub mod envelope;
 pub mod ident;
+pub mod inline;
 pub mod store;
 pub mod subscription;
 #[cfg(feature = "testing")]
@@ -47,7 +51,7 @@ pub mod unwind;
 mod shared;
 
 pub use domain::{
-    Aggregate, Command, DomainEvent, EventTypeInfo, PayloadError, Projection, Upcaster,
+    Aggregate, Command, DomainEvent, EventTypeInfo, Listener, PayloadError, Projection, Upcaster,
 };
 pub use engine::{Committed, Engine, EngineError, Loaded, RetryPolicy, SnapshotPolicy};
 pub use envelope::{Envelope, Metadata, NewEvent, Position, StoredEvent};

@@ -1,5 +1,5 @@
 //! Derive macros for `cqrs-core`: `DomainEvent`, `Command`, `Aggregate`, `Projection`,
-//! `ProcessManager`.
+//! `ProcessManager`; and for `cqrs-postgres`: `PgProjection`.
 //!
 //! Use them through `cqrs-core`, which re-exports them behind its default `derive`
 //! feature (as serde does with `serde_derive`): `use cqrs_core::{Aggregate, Command,
@@ -8,6 +8,12 @@
 //! a hidden module of `cqrs-core`), so an application needs no dependency besides
 //! `cqrs-core` (plus `serde` if its own types derive serde traits). A crate that re-exports `cqrs_core` under another path passes it with
 //! `crate = "path"` in the derive's attribute, like `#[serde(crate = "...")]`.
+//! `PgProjection` is used through `cqrs-postgres` the same way, and its code names
+//! `::cqrs_postgres` only.
+//!
+//! The three read-side derives write two impls each: `Listener` (the name and what it
+//! reads, shared by every kind of listener) and the kind's own trait (what it does with
+//! each event).
 //!
 //! Each derive's page has its full attribute reference (the guide's derive chapter
 //! includes the same text); a summary:
@@ -17,8 +23,9 @@
 //! | [`DomainEvent`] | enum (one event type per variant) or struct (one event type) | enum: `prefix`, `rename_all`, `crate`; variant (or struct): `name`, `version`, `upcast(from, with)`; newtype variant: `flatten`; fields: `serde(...)` |
 //! | [`Command`] | enum or struct | enum: `id = field`, `crate`; variant/struct: `name`; field: `id` |
 //! | [`Aggregate`] | struct or enum | `command`, `event`, `error` (required), `services`, `name`, `snapshot_version`, `crate` |
-//! | [`Projection`] | struct or enum | `event` (required), `error`, `name`, `version`, `events(...)`, `crate` |
-//! | [`ProcessManager`] | struct or enum | `event` (required), `error`, `name`, `events(...)`, `crate` |
+//! | [`Projection`] | struct or enum | `event` (required), `error`, `name`, `version`, `events(...)`, `streams(...)`, `crate` |
+//! | [`ProcessManager`] | struct or enum | `event` (required), `error`, `name`, `events(...)`, `streams(...)`, `crate` |
+//! | [`PgProjection`] | struct or enum | as `Projection`, under `#[pg_projection(...)]`; `crate` is the path of `cqrs_postgres` |
 //!
 //! # A bank, end to end
 //!
@@ -26,7 +33,7 @@
 //! use std::collections::HashMap;
 //! use std::sync::Mutex;
 //!
-//! use cqrs_core::{Aggregate, Command, DomainEvent, Envelope, Projection};
+//! use cqrs_core::{Aggregate, Command, DomainEvent, Envelope, Listener, Projection};
 //! use serde::{Deserialize, Serialize};
 //!
 //! /// Stored as `account.opened`, `account.deposited` (schema version 2), ...
@@ -147,7 +154,8 @@
 //! `write_inherent_fns_handle_and_apply_for_<Type>`. `Projection` works the same way
 //! with `async fn handle(&self, &Envelope<Event>) -> Result<(), Error>` and
 //! `async fn reset(&self) -> Result<(), Error>` (guard trait
-//! `write_inherent_async_fns_handle_and_reset_for_<Type>`), and `ProcessManager` with
+//! `write_inherent_async_fns_handle_and_reset_for_<Type>`), `PgProjection` with the same
+//! two taking `tx: &mut PgConnection` first, and `ProcessManager` with
 //! `async fn handle(&self, &Envelope<Event>) -> Result<(), Error>` (guard trait
 //! `write_inherent_async_fn_handle_for_<Type>`).
 //!
@@ -226,6 +234,18 @@ pub fn derive_projection(input: TokenStream) -> TokenStream {
 pub fn derive_process_manager(input: TokenStream) -> TokenStream {
     let input = parse_macro_input!(input as DeriveInput);
     consumer::derive(&input, consumer::Kind::ProcessManager)
+        .unwrap_or_else(syn::Error::into_compile_error)
+        .into()
+}
+
+/// Derives `cqrs_postgres::PgProjection`, forwarding to inherent `handle` and `reset`
+/// that take the transaction. Use it through `cqrs_postgres`, which re-exports it.
+///
+#[doc = include_str!("../doc/pg_projection.md")]
+#[proc_macro_derive(PgProjection, attributes(pg_projection))]
+pub fn derive_pg_projection(input: TokenStream) -> TokenStream {
+    let input = parse_macro_input!(input as DeriveInput);
+    consumer::derive(&input, consumer::Kind::PgProjection)
         .unwrap_or_else(syn::Error::into_compile_error)
         .into()
 }

@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use cqrs_core::{Aggregate, Command, DomainEvent, Envelope, EventTypeInfo, Projection};
+use cqrs_core::{Aggregate, Command, DomainEvent, Envelope, EventTypeInfo, Listener, Projection};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 

@@ -6,8 +6,8 @@ use std::sync::Mutex;
 
 use cqrs_core::codec;
 use cqrs_core::{
-    DomainEvent, Envelope, EventTypeInfo, Metadata, NewEvent, PayloadError, Position, Projection,
-    StreamId,
+    DomainEvent, Envelope, EventTypeInfo, Listener, Metadata, NewEvent, PayloadError, Position,
+    Projection, StreamId,
 };
 use serde_json::{json, Value};
 

@@ -1,7 +1,7 @@
 //! Private types with every derive compile without any warning.
 #![deny(warnings)]
 
-use cqrs_core::{Aggregate, Command, DomainEvent, Envelope, Projection};
+use cqrs_core::{Aggregate, Command, DomainEvent, Envelope, Listener, Projection};
 
 #[derive(DomainEvent)]
 #[event(rename_all = "snake_case")]

@@ -1,6 +1,6 @@
 //! Aggregate and projection options: names, services, versions, error types, generics.
 
-use cqrs_core::{Aggregate, Command, DomainEvent, Engine, Envelope, Projection};
+use cqrs_core::{Aggregate, Command, DomainEvent, Engine, Envelope, Listener, Projection};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, PartialEq, DomainEvent)]

@@ -3,52 +3,24 @@
 
 use std::sync::{Arc, PoisonError, RwLock};
 
-use cqrs_core::codec;
-use cqrs_core::store::BoxError;
-use cqrs_core::{unwind, Projection, StoreError, StoredEvent, StreamId};
-use futures::future::BoxFuture;
+use cqrs_core::inline::{Inline, RunInline};
+use cqrs_core::{Projection, StoreError, StoredEvent, StreamId};
 use tokio::sync::{Mutex, MutexGuard};
 
 use crate::MemoryStore;
 
-/// A projection behind a trait object, with the event types it consumes.
-trait RunInline: Send + Sync {
-    fn name(&self) -> &'static str;
-    fn run<'a>(&'a self, events: &'a [Arc<StoredEvent>]) -> BoxFuture<'a, Result<(), BoxError>>;
-}
-
-struct Runs<P> {
-    projection: P,
-    consumed: Vec<&'static str>,
-}
-
-impl<P: Projection> RunInline for Runs<P> {
-    fn name(&self) -> &'static str {
-        P::NAME
-    }
-
-    fn run<'a>(&'a self, events: &'a [Arc<StoredEvent>]) -> BoxFuture<'a, Result<(), BoxError>> {
-        Box::pin(async move {
-            for stored in events {
-                if self.consumed.contains(&stored.event_type.as_str()) {
-                    let event = codec::decode::<P::Event>(stored)?;
-                    self.projection.handle(&event).await?;
-                }
-            }
-            Ok(())
-        })
-    }
-}
+/// An inline projection as the store keeps it: run on the prepared batch.
+type InlineProjection = dyn RunInline<(), Arc<StoredEvent>>;
 
 /// The inline projections of a store, and the gate appends pass one at a time while
 /// there are any.
 #[derive(Default)]
-pub(crate) struct Inline {
-    projections: RwLock<Vec<Arc<dyn RunInline>>>,
+pub(crate) struct InlineProjections {
+    projections: RwLock<Vec<Arc<InlineProjection>>>,
     gate: Mutex<()>,
 }
 
-impl Inline {
+impl InlineProjections {
     pub(crate) fn is_empty(&self) -> bool {
         self.projections
             .read()
@@ -72,12 +44,12 @@ impl Inline {
             .unwrap_or_else(PoisonError::into_inner)
             .clone();
         for projection in projections {
-            // A panic refuses the batch like an error. Nothing is held across the call
-            // but the append gate (a tokio mutex, released as the error returns) and
-            // nothing is stored yet.
-            unwind::catch(projection.run(events))
+            // A panic refuses the batch like an error (caught by the run). Nothing is
+            // held across the call but the append gate (a tokio mutex, released as the
+            // error returns) and nothing is stored yet.
+            projection
+                .run(&mut (), events)
                 .await
-                .unwrap_or_else(|panic| Err(Box::new(panic)))
                 .map_err(|source| StoreError::Projection {
                     stream: stream.clone(),
                     projection: projection.name().to_owned(),
@@ -108,16 +80,12 @@ impl MemoryStore {
     /// # }
     /// ```
     pub fn with_inline_projection<P: Projection>(self, projection: P) -> Self {
-        let runs = Runs {
-            consumed: P::event_types(),
-            projection,
-        };
         self.inner
             .inline
             .projections
             .write()
             .unwrap_or_else(PoisonError::into_inner)
-            .push(Arc::new(runs));
+            .push(Arc::new(Inline::projection(projection)));
         self
     }
 }

@@ -8,7 +8,7 @@ use cqrs_core::{Position, Snapshot, StoredEvent, StreamId};
 use tokio::sync::watch;
 
 use crate::checkpoint_store::Subscriptions;
-use crate::inline::Inline;
+use crate::inline::InlineProjections;
 
 /// Event, snapshot and checkpoint store in memory.
 ///
@@ -28,7 +28,7 @@ pub(crate) struct Inner {
     pub(crate) snapshots: Mutex<HashMap<StreamId, Snapshot>>,
     pub(crate) subscriptions: Subscriptions,
     /// Projections run inside each append (see [`MemoryStore::with_inline_projection`]).
-    pub(crate) inline: Inline,
+    pub(crate) inline: InlineProjections,
     /// The position of the last event, for `wait_for_events`.
     pub(crate) head: watch::Sender<Position>,
 }
@@ -51,7 +51,7 @@ impl MemoryStore {
                 log: RwLock::default(),
                 snapshots: Mutex::default(),
                 subscriptions: Subscriptions::default(),
-                inline: Inline::default(),
+                inline: InlineProjections::default(),
                 head: watch::Sender::new(Position::START),
             }),
         }

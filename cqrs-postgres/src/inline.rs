@@ -1,62 +1,16 @@
 //! Inline projections: read models updated inside the append transaction.
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 
-use cqrs_core::store::BoxError;
-use cqrs_core::{codec, unwind, StoreError, StoredEvent, StreamId};
+use cqrs_core::inline::{Inline, RunInline};
+use cqrs_core::{StoreError, StoredEvent, StreamId};
 use sqlx::PgConnection;
 
 use crate::projection::{connection_lost, PgProjection};
 use crate::PgStore;
 
-type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
-
-/// A [`PgProjection`] behind a trait object, so that a store can hold several.
-pub(crate) trait RunInline: Send + Sync {
-    fn name(&self) -> &'static str;
-    fn run<'a>(
-        &'a self,
-        conn: &'a mut PgConnection,
-        events: &'a [Arc<StoredEvent>],
-    ) -> BoxFuture<'a, Result<(), BoxError>>;
-}
-
-/// A projection with the types it consumes (an empty list means all, as in an
-/// `EventFilter`), listed once rather than on every append. Matched here, never sent to
-/// the database, so the lists need no validation: an invalid name matches no event.
-struct Inline<P> {
-    projection: P,
-    event_types: Vec<&'static str>,
-    stream_types: Vec<&'static str>,
-}
-
-impl<P: PgProjection> RunInline for Inline<P> {
-    fn name(&self) -> &'static str {
-        P::NAME
-    }
-
-    fn run<'a>(
-        &'a self,
-        conn: &'a mut PgConnection,
-        events: &'a [Arc<StoredEvent>],
-    ) -> BoxFuture<'a, Result<(), BoxError>> {
-        Box::pin(async move {
-            for stored in events {
-                let stream_type = stored.stream.stream_type();
-                let event_type = stored.event_type.as_str();
-                if (self.event_types.is_empty() || self.event_types.contains(&event_type))
-                    && (self.stream_types.is_empty() || self.stream_types.contains(&stream_type))
-                {
-                    let event = codec::decode::<P::Event>(stored)?;
-                    self.projection.handle(&mut *conn, &event).await?;
-                }
-            }
-            Ok(())
-        })
-    }
-}
+/// An inline projection as the store keeps it: run on the append's connection.
+pub(crate) type InlineProjection = dyn RunInline<PgConnection, Arc<StoredEvent>>;
 
 impl PgStore {
     /// Runs `projection` inside every append of this store (and of its later clones):
@@ -90,12 +44,11 @@ impl PgStore {
     /// # Ok(()) }
     /// ```
     pub fn with_inline_projection<P: PgProjection>(mut self, projection: P) -> Self {
-        let mut all: Vec<Arc<dyn RunInline>> = self.inline.iter().cloned().collect();
-        all.push(Arc::new(Inline {
+        let mut all: Vec<Arc<InlineProjection>> = self.inline.iter().cloned().collect();
+        all.push(Arc::new(Inline::new(
             projection,
-            event_types: P::event_types(),
-            stream_types: P::stream_types(),
-        }));
+            |projection, tx, event| Box::pin(projection.handle(tx, event)),
+        )));
         self.inline = all.into();
         self
     }
@@ -108,11 +61,9 @@ impl PgStore {
         events: &[Arc<StoredEvent>],
     ) -> Result<(), StoreError> {
         for projection in self.inline.iter() {
-            // A panic refuses the append like an error: the caller rolls the transaction
-            // back before the connection is used again.
-            let ran = unwind::catch(projection.run(&mut *conn, events))
-                .await
-                .unwrap_or_else(|panic| Err(Box::new(panic)));
+            // A panic refuses the append like an error (caught by the run): the caller
+            // rolls the transaction back before the connection is used again.
+            let ran = projection.run(&mut *conn, events).await;
             if let Err(source) = ran {
                 // A broken connection is the store's failure (retriable), not the
                 // projection's refusal.

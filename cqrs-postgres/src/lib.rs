@@ -55,3 +55,19 @@ pub use store::{HorizonHolder, HorizonLag, PgStore, PollInterval};
 
 // Re-exported so that applications build pools with the same sqlx.
 pub use sqlx;
+
+/// `#[derive(PgProjection)]` (feature `derive`, on by default), re-exported from
+/// `cqrs-derive`: writes the [`Listener`](cqrs_core::Listener) and [`PgProjection`]
+/// impls from inherent `async fn handle(&self, tx, event)` and `async fn reset(&self,
+/// tx)`. See the [`cqrs_derive`] crate documentation for its attributes.
+#[cfg(feature = "derive")]
+pub use cqrs_derive::PgProjection;
+
+/// What the code that `#[derive(PgProjection)]` generates needs: not public API, no
+/// stability promise. Generated code reaches it by absolute path, so the application
+/// names neither crate itself.
+#[doc(hidden)]
+pub mod __private {
+    pub use cqrs_core;
+    pub use sqlx::PgConnection;
+}

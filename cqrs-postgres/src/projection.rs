@@ -6,9 +6,9 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use cqrs_core::ident::IdentifierError;
-use cqrs_core::subscription::{decode, Consumer, DeliveryError};
+use cqrs_core::subscription::{decode, Consumer, DeliveryError, Identity};
 use cqrs_core::{
-    unwind, CheckpointStore, DomainEvent, Envelope, EventFilter, Position, StoreError, StoredEvent,
+    unwind, CheckpointStore, Envelope, Listener, Position, StoreError, StoredEvent,
     SubscriptionName,
 };
 use sqlx::postgres::Postgres;
@@ -19,6 +19,13 @@ use crate::PgStore;
 
 /// A read model kept in tables of the events' PostgreSQL database, written through the
 /// transaction it is handed.
+///
+/// A [`Listener`] (its name, the event and stream types it reads, filtered in SQL) with a
+/// version, and a handler and a reset that take the transaction. A handler's error that
+/// is (or has as its source) a [`sqlx::Error`] meaning the connection broke is retried as
+/// a store failure, never parked as the event's fault. `#[derive(PgProjection)]` writes
+/// both impls from inherent `async fn handle(&self, tx, event)` and `async fn reset(&self,
+/// tx)`.
 ///
 /// The same trait serves two ways of running it:
 /// - as a subscription, with [`PgStore::transactional`]: events are delivered in batches
@@ -43,13 +50,11 @@ use crate::PgStore;
 /// }
 ///
 /// /// Balance per account, in table `balances`.
+/// #[derive(PgProjection)]
+/// #[pg_projection(event = AccountEvent, error = sqlx::Error)]
 /// struct Balances;
 ///
-/// impl PgProjection for Balances {
-///     const NAME: &'static str = "balances";
-///     type Event = AccountEvent;
-///     type Error = sqlx::Error;
-///
+/// impl Balances {
 ///     async fn handle(&self, tx: &mut PgConnection, event: &Envelope<AccountEvent>)
 ///         -> Result<(), sqlx::Error> {
 ///         let AccountEvent::Deposited { amount } = event.data;
@@ -68,32 +73,14 @@ use crate::PgStore;
 ///     }
 /// }
 /// ```
-pub trait PgProjection: Send + Sync + 'static {
-    /// Stable name of the read model: the key of its subscription's lease, checkpoint
-    /// (`NAME@vVERSION`) and dead letters. Both must be valid identifiers
-    /// ([`cqrs_core::ident`]), checked by [`Transactional::new`].
-    const NAME: &'static str;
+///
+/// Written by hand, the same read model is two impls: [`Listener`] (`NAME`, `Event`,
+/// `Error`, and `event_types`/`stream_types` when it reads less than everything) and
+/// `PgProjection` (`VERSION` when above 1, `handle`, `reset`).
+pub trait PgProjection: Listener {
     /// Version of the read model's logic: a new version finds no checkpoint, so its
     /// subscription resets the read model and replays every event.
     const VERSION: u32 = 1;
-
-    /// The events it reads.
-    type Event: DomainEvent;
-    /// Why handling an event failed. A [`sqlx::Error`] that means the connection broke is
-    /// recognised (also as the source of another error) and retried as a store failure,
-    /// never parked as the event's fault.
-    type Error: std::error::Error + Send + Sync + 'static;
-
-    /// The event types it consumes, filtered in SQL; by default all of [`Self::Event`].
-    fn event_types() -> Vec<&'static str> {
-        Self::Event::event_type_names()
-    }
-
-    /// The stream (aggregate) types it consumes, filtered in SQL; by default all of them.
-    /// Restrict it when two aggregates use the same event type name for different data.
-    fn stream_types() -> Vec<&'static str> {
-        Vec::new()
-    }
 
     /// Applies one event, on `tx`: an open transaction that commits with the checkpoint
     /// (or with the append, for an inline projection).
@@ -159,28 +146,21 @@ fn in_chain<T: std::error::Error + 'static>(
 pub struct Transactional<P> {
     projection: P,
     store: PgStore,
-    name: SubscriptionName,
-    checkpoint: SubscriptionName,
-    filter: EventFilter,
+    identity: Identity,
 }
 
 impl<P: PgProjection> Transactional<P> {
     /// A consumer that feeds `projection` and keeps its checkpoint, lease and dead letters
     /// in `store`, the database of the read model.
     ///
-    /// Refuses a projection whose [`NAME`](PgProjection::NAME) (with its version),
-    /// [`event_types`](PgProjection::event_types) or
-    /// [`stream_types`](PgProjection::stream_types) are not valid identifiers.
+    /// Refuses a projection whose [`NAME`](Listener::NAME) (with its version),
+    /// [`event_types`](Listener::event_types) or [`stream_types`](Listener::stream_types)
+    /// are not valid identifiers.
     pub fn new(projection: P, store: PgStore) -> Result<Self, IdentifierError> {
-        let name = SubscriptionName::new(P::NAME)?;
         Ok(Self {
+            identity: Identity::of::<P>(P::VERSION)?,
             projection,
             store,
-            checkpoint: name.versioned(P::VERSION)?,
-            name,
-            filter: EventFilter::all()
-                .with_event_types(P::event_types())?
-                .with_stream_types(P::stream_types())?,
         })
     }
 
@@ -263,20 +243,8 @@ async fn failed<E: std::error::Error + Send + Sync + 'static>(
 
 #[async_trait]
 impl<P: PgProjection> Consumer for Transactional<P> {
-    fn name(&self) -> &SubscriptionName {
-        &self.name
-    }
-
-    fn version(&self) -> u32 {
-        P::VERSION
-    }
-
-    fn filter(&self) -> &EventFilter {
-        &self.filter
-    }
-
-    fn checkpoint_name(&self) -> &SubscriptionName {
-        &self.checkpoint
+    fn identity(&self) -> &Identity {
+        &self.identity
     }
 
     fn checkpoints(&self) -> &dyn CheckpointStore {
@@ -289,7 +257,7 @@ impl<P: PgProjection> Consumer for Transactional<P> {
         events: &[Arc<StoredEvent>],
         to: Position,
     ) -> Result<(), DeliveryError> {
-        let key = self.checkpoint_name();
+        let key = self.identity.checkpoint();
         let mut tx = self.store.begin().await?;
         let actual = self.lock_checkpoint(&mut tx, key, from).await?;
         if actual != Some(from) {
@@ -322,7 +290,7 @@ impl<P: PgProjection> Consumer for Transactional<P> {
     /// Empties the read model and moves the checkpoint to the start in one transaction:
     /// a crash leaves either both done or neither.
     async fn reset(&self) -> Result<(), DeliveryError> {
-        let key = self.checkpoint_name();
+        let key = self.identity.checkpoint();
         let mut tx = self.store.begin().await?;
         match unwind::catch(self.projection.reset(&mut tx)).await {
             Ok(Ok(())) => {}
@@ -342,8 +310,7 @@ impl<P> std::fmt::Debug for Transactional<P> {
         f.debug_struct("Transactional")
             .field("projection", &std::any::type_name::<P>())
             .field("store", &self.store)
-            .field("name", &self.name)
-            .field("filter", &self.filter)
+            .field("identity", &self.identity)
             .finish()
     }
 }

@@ -10,7 +10,7 @@ use sqlx::{Connection, PgConnection, Row};
 
 use crate::connection::Connections;
 use crate::error::{check_server_version, map_connect_error, map_pool_error, map_sqlx, SetupError};
-use crate::inline::RunInline;
+use crate::inline::InlineProjection;
 use crate::lease::Releases;
 use crate::schema::SchemaName;
 use crate::sql::Sql;
@@ -43,7 +43,7 @@ pub struct PgStore {
     /// Connections kept between the store's operations (see [`crate::connection`]).
     pub(crate) connections: Arc<Connections>,
     /// Projections run inside each append (see [`PgStore::with_inline_projection`]).
-    pub(crate) inline: Arc<[Arc<dyn RunInline>]>,
+    pub(crate) inline: Arc<[Arc<InlineProjection>]>,
     /// Leases of this store being released (see `lease.rs`).
     pub(crate) releases: Releases,
 }

@@ -226,6 +226,8 @@ fn a_wrong_version_is_a_conflict_even_from_an_older_transaction() {
 /// Copies each deposit of stream type `acct` into the stream `audit/log`, in the batch's
 /// transaction. The first time, another writer appends to `audit/log` first, from a
 /// younger transaction: the copy is refused as stale.
+#[derive(cqrs_postgres::PgProjection)]
+#[pg_projection(event = Bank, error = AuditError, streams("acct"))]
 struct Audit {
     store: PgStore,
     interfered: Arc<std::sync::atomic::AtomicBool>,
@@ -242,15 +244,7 @@ fn audit_log() -> StreamId {
     StreamId::new("audit", "log").expect("valid stream")
 }
 
-impl cqrs_postgres::PgProjection for Audit {
-    const NAME: &'static str = "audit";
-    type Event = Bank;
-    type Error = AuditError;
-
-    fn stream_types() -> Vec<&'static str> {
-        vec!["acct"]
-    }
-
+impl Audit {
     async fn handle(
         &self,
         tx: &mut cqrs_postgres::sqlx::PgConnection,

@@ -18,7 +18,7 @@ use cqrs_core::subscription::{
 };
 use cqrs_core::{
     codec, Aggregate, CheckpointStore, Command, DomainEvent, Engine, EngineError, Envelope,
-    EventFilter, EventLog, ExpectedVersion, Metadata, NewEvent, Position, ProcessManager,
+    EventFilter, EventLog, ExpectedVersion, Listener, Metadata, NewEvent, Position, ProcessManager,
     Projection, RetryPolicy, StoreError, StreamId, StreamStore,
 };
 use cqrs_postgres::sqlx::{self, PgConnection, Row};
@@ -177,11 +177,14 @@ enum ViewError {
     Db(#[from] sqlx::Error),
 }
 
-impl<const V: u32> PgProjection for OwnerTotals<V> {
+impl<const V: u32> Listener for OwnerTotals<V> {
     const NAME: &'static str = "owner_totals";
-    const VERSION: u32 = V;
     type Event = MoneyEvent;
     type Error = ViewError;
+}
+
+impl<const V: u32> PgProjection for OwnerTotals<V> {
+    const VERSION: u32 = V;
 
     async fn handle(
         &self,
@@ -1676,11 +1679,13 @@ enum BonusTrigger {
     Credited { owner: String, amount: i64 },
 }
 
-impl ProcessManager for Bonus {
+impl Listener for Bonus {
     const NAME: &'static str = "bonus";
     type Event = BonusTrigger;
     type Error = EngineError<Refused>;
+}
 
+impl ProcessManager for Bonus {
     async fn handle(&self, event: &Envelope<BonusTrigger>) -> Result<(), Self::Error> {
         let BonusTrigger::Credited { owner, amount } = &event.data;
         let command = AccountCommand::Deposit {
@@ -1755,7 +1760,8 @@ async fn a_process_manager_replayed_from_the_start_appends_nothing_twice() {
 
 /// Balance per owner in table `inline_balances`, updated inside the append. Refuses
 /// negative amounts (after writing, to show that its write is rolled back too).
-#[derive(Clone)]
+#[derive(Clone, PgProjection)]
+#[pg_projection(event = MoneyEvent, error = InlineError, events(Deposited), streams("account"))]
 struct InlineBalances {
     schema: String,
 }
@@ -1768,19 +1774,7 @@ enum InlineError {
     Db(#[from] sqlx::Error),
 }
 
-impl PgProjection for InlineBalances {
-    const NAME: &'static str = "inline_balances";
-    type Event = MoneyEvent;
-    type Error = InlineError;
-
-    fn event_types() -> Vec<&'static str> {
-        vec!["Deposited"]
-    }
-
-    fn stream_types() -> Vec<&'static str> {
-        vec!["account"]
-    }
-
+impl InlineBalances {
     async fn handle(
         &self,
         tx: &mut PgConnection,

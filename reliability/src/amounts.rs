@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use cqrs_core::{codec, DomainEvent, Envelope, Metadata, NewEvent};
+use cqrs_core::{codec, DomainEvent, Envelope, Listener, Metadata, NewEvent};
 use cqrs_postgres::sqlx::{self, PgConnection, PgPool, Row};
 use cqrs_postgres::{PgProjection, PgStore};
 
@@ -123,11 +123,14 @@ impl<const V: u32> Amounts<V> {
     }
 }
 
-impl<const V: u32> PgProjection for Amounts<V> {
+impl<const V: u32> Listener for Amounts<V> {
     const NAME: &'static str = "amounts";
-    const VERSION: u32 = V;
     type Event = Money;
     type Error = sqlx::Error;
+}
+
+impl<const V: u32> PgProjection for Amounts<V> {
+    const VERSION: u32 = V;
 
     async fn handle(
         &self,

@@ -21,7 +21,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use cqrs_core::subscription::{Consumer, Subscription, SubscriptionHandle, SubscriptionState};
-use cqrs_core::{CheckpointStore, Envelope, ExpectedVersion, Position, StreamId, StreamStore};
+use cqrs_core::{
+    CheckpointStore, Envelope, ExpectedVersion, Listener, Position, StreamId, StreamStore,
+};
 use cqrs_postgres::sqlx::{self, PgConnection};
 use cqrs_postgres::{PgProjection, PgStore, LEASE_APPLICATION_NAME};
 use cqrs_reliability::amounts::{deposits, Amounts, Applications, Money};
@@ -50,11 +52,14 @@ struct Stalling {
     release: Arc<Notify>,
 }
 
-impl PgProjection for Stalling {
-    const NAME: &'static str = <Amounts<1> as PgProjection>::NAME;
-    const VERSION: u32 = 1;
+impl Listener for Stalling {
+    const NAME: &'static str = <Amounts<1> as Listener>::NAME;
     type Event = Money;
     type Error = sqlx::Error;
+}
+
+impl PgProjection for Stalling {
+    const VERSION: u32 = 1;
 
     async fn handle(
         &self,
@@ -253,7 +258,7 @@ async fn stall_a_mid_batch(store: &PgStore) -> Stalled {
     // Two batches committed, the third half applied and not committed.
     let consumer = store.transactional(view.clone()).expect("valid");
     let checkpoint = store
-        .load_checkpoint(consumer.checkpoint_name())
+        .load_checkpoint(consumer.identity().checkpoint())
         .await
         .expect("load the checkpoint")
         .expect("A saved a checkpoint");

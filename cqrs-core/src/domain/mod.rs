@@ -1,9 +1,11 @@
 //! The typed traits that application code implements (or derives): events, commands,
-//! aggregates and projections.
+//! aggregates, and the listeners fed from the log (projections; process managers are in
+//! [`subscription`](crate::subscription)).
 
 mod aggregate;
 mod command;
 mod event;
+mod listener;
 mod projection;
 mod upcaster;
 
@@ -14,5 +16,6 @@ pub(crate) mod flatten;
 pub use aggregate::Aggregate;
 pub use command::Command;
 pub use event::{DomainEvent, EventTypeInfo, PayloadError};
+pub use listener::Listener;
 pub use projection::Projection;
 pub use upcaster::Upcaster;

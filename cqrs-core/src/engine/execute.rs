@@ -334,12 +334,8 @@ impl<A: Aggregate> Engine<A> {
 
         let mut failed = None;
         for projection in &self.projections {
-            // The one place where the engine's projections are called: a panic is their
-            // failure, like an `Err`.
-            let ran = unwind::catch(projection.handle(&envelopes))
-                .await
-                .unwrap_or_else(|panic| Err(Box::new(panic)));
-            if let Err(source) = ran {
+            // A panic is the projection's failure, like an `Err` (caught by the run).
+            if let Err(source) = projection.run(&mut (), &envelopes).await {
                 failed = Some(EngineError::Projection {
                     stream: stream.clone(),
                     version,

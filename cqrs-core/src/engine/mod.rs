@@ -23,7 +23,6 @@
 mod error;
 mod execute;
 mod image;
-mod inline;
 mod load;
 mod policy;
 
@@ -35,7 +34,7 @@ use crate::{Aggregate, Envelope, Projection, SnapshotStore, StreamStore};
 pub use error::EngineError;
 pub use policy::{RetryPolicy, SnapshotPolicy};
 
-use inline::{Inline, InlineProjection};
+use crate::inline::{Inline, RunInline};
 
 /// What a command committed: its events, and the stream version after them.
 #[derive(Debug, Clone, PartialEq)]
@@ -72,7 +71,7 @@ pub struct Engine<A: Aggregate> {
     snapshots: Option<(Arc<dyn SnapshotStore>, SnapshotPolicy)>,
     services: Arc<A::Services>,
     retry: RetryPolicy,
-    projections: Vec<Arc<dyn InlineProjection<A::Event>>>,
+    projections: Vec<Arc<dyn RunInline<(), Envelope<A::Event>>>>,
     images: Option<Arc<image::ImageCache<A>>>,
 }
 
@@ -113,7 +112,8 @@ impl<A: Aggregate> Engine<A> {
     where
         P: Projection<Event = A::Event>,
     {
-        self.projections.push(Arc::new(Inline::new(projection)));
+        self.projections
+            .push(Arc::new(Inline::projection(projection)));
         self
     }
 

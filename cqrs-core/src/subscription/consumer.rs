@@ -4,41 +4,31 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
+use super::Identity;
 use crate::store::BoxError;
-use crate::{CheckpointStore, EventFilter, Position, StoreError, StoredEvent, SubscriptionName};
+use crate::{CheckpointStore, Position, StoreError, StoredEvent};
 
 /// What a [`Subscription`](super::Subscription) feeds: a read model, a process manager,
 /// or a backend's transactional projection.
 ///
-/// The runner reads events in global order with the consumer's [`filter`](Self::filter)
-/// (applied by the store), hands them over in batches with [`deliver`](Self::deliver),
+/// The runner reads events in global order with the consumer's
+/// [`filter`](Identity::filter) (applied by the store), hands them over in batches with [`deliver`](Self::deliver),
 /// and keeps the lease, the retries and the status. A consumer decides how its effects
 /// and its checkpoint are written: one after the other (at-least-once), or in one
 /// transaction (exactly-once effect).
 ///
-/// Application code rarely implements this: [`Project`](super::Project) adapts any
-/// [`Projection`](crate::Projection), [`React`](super::React) any
-/// [`ProcessManager`](super::ProcessManager), and backends adapt their own transactional
-/// projections. Its names and its filter are validated types, built (and refused, when
-/// they are not valid identifiers) with the consumer, before any I/O.
+/// Application code rarely implements this: [`Feed`](super::Feed) adapts any
+/// [`Listener`](crate::Listener) kind of the core ([`Project`](super::Project) a
+/// [`Projection`](crate::Projection), [`React`](super::React) a
+/// [`ProcessManager`](super::ProcessManager)), and backends adapt their own transactional
+/// projections. Its [`Identity`] is validated when the consumer is built, before any I/O.
 #[async_trait]
 pub trait Consumer: Send + Sync + 'static {
-    /// The subscription's name: the key of its lease and of its dead letters.
-    fn name(&self) -> &SubscriptionName;
-
-    /// The version of the consumer's logic. Each version has its own checkpoint, so a new
-    /// version finds none, and the runner resets the read model and replays everything.
-    fn version(&self) -> u32;
-
-    /// The events it consumes, filtered by the store.
-    fn filter(&self) -> &EventFilter;
+    /// Its name, version, checkpoint key and filter.
+    fn identity(&self) -> &Identity;
 
     /// Where its checkpoint, lease and dead letters are kept.
     fn checkpoints(&self) -> &dyn CheckpointStore;
-
-    /// The key of its checkpoint: by convention the name and the version
-    /// ([`SubscriptionName::versioned`], `name@vVERSION`).
-    fn checkpoint_name(&self) -> &SubscriptionName;
 
     /// Applies `events` (in global order, all after `from`) and moves the checkpoint from
     /// `from` to `to` (the position of the last event, or beyond).

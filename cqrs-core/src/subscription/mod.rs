@@ -1,8 +1,9 @@
 //! Subscriptions: the read side, fed from the log.
 //!
 //! A [`Subscription`] reads the global log from its checkpoint, in commit order, and
-//! feeds a [`Consumer`]: a [projection](crate::Projection) through [`Project`], a
-//! [`ProcessManager`] through [`React`], or a backend's transactional projection.
+//! feeds a [`Consumer`]: a [`Listener`](crate::Listener) through [`Feed`] (a
+//! [projection](crate::Projection) as [`Project`], a [`ProcessManager`] as [`React`]), or
+//! a backend's transactional projection.
 //!
 //! ```text
 //! start ─▶ lease ─▶ checkpoint ─┬─ none / START: reset the read model (rebuild)
@@ -49,21 +50,23 @@
 
 mod consumer;
 mod error;
+mod feed;
 mod handle;
+mod identity;
 mod process;
 mod runner;
 mod status;
-mod typed;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 pub use consumer::{Consumer, DeliveryError};
 pub use error::SubscriptionError;
+pub use feed::{decode, AsProcessManager, AsProjection, Feed, Kind, Project, React};
 pub use handle::SubscriptionHandle;
+pub use identity::Identity;
 pub use process::ProcessManager;
 pub use status::{SubscriptionState, SubscriptionStatus};
-pub use typed::{decode, Project, React};
 
 use crate::{EventLog, RetryPolicy};
 
@@ -154,9 +157,7 @@ impl Subscription {
 impl std::fmt::Debug for Subscription {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Subscription")
-            .field("name", &self.consumer.name())
-            .field("version", &self.consumer.version())
-            .field("filter", self.consumer.filter())
+            .field("consumer", self.consumer.identity())
             .field("batch_size", &self.batch_size)
             .field("retry", &self.retry)
             .field("on_failure", &self.on_failure)

@@ -2,10 +2,14 @@
 
 use std::future::Future;
 
-use crate::{DomainEvent, Envelope};
+use crate::{Envelope, Listener};
 
 /// Reacts to events by sending commands to other aggregates (a saga, or a policy: "when
 /// an order is confirmed, prepare it in the kitchen").
+///
+/// A process manager is a [`Listener`] (a stable name, the events it reads) with a
+/// handler, and no version: it keeps no view that a new version would rebuild, and
+/// replaying history into new logic would send commands for the whole past.
 ///
 /// A process manager runs in a [`Subscription`](super::Subscription), so it sees each
 /// event at least once. Send its commands with
@@ -15,7 +19,7 @@ use crate::{DomainEvent, Envelope};
 /// of acting twice.
 ///
 /// ```
-/// # use cqrs_core::{Aggregate, Engine, Envelope, EngineError, ProcessManager};
+/// # use cqrs_core::{Aggregate, Engine, Envelope, EngineError, Listener, ProcessManager};
 /// # #[derive(Debug, thiserror::Error)] #[error("kitchen")] struct KitchenError;
 /// # mod defs {
 /// #   use serde::{Deserialize, Serialize};
@@ -29,11 +33,13 @@ use crate::{DomainEvent, Envelope};
 /// }
 /// # impl<K: Aggregate> SendToKitchen<K> { fn prepare(&self, dish: &str) -> K::Command { todo!() } }
 ///
-/// impl<K: Aggregate> ProcessManager for SendToKitchen<K> {
+/// impl<K: Aggregate> Listener for SendToKitchen<K> {
 ///     const NAME: &'static str = "send_to_kitchen";
 ///     type Event = OrderEvent;
 ///     type Error = EngineError<K::Error>;
+/// }
 ///
+/// impl<K: Aggregate> ProcessManager for SendToKitchen<K> {
 ///     async fn handle(&self, event: &Envelope<OrderEvent>) -> Result<(), Self::Error> {
 ///         let OrderEvent::Confirmed { dish } = &event.data;
 ///         let command = self.prepare(dish);
@@ -42,22 +48,7 @@ use crate::{DomainEvent, Envelope};
 ///     }
 /// }
 /// ```
-pub trait ProcessManager: Send + Sync + 'static {
-    /// Stable name: the key of its checkpoint. It must be a valid identifier, and so must
-    /// its checkpoint's `NAME@v1` ([`ident`](crate::ident)): the derive checks the name at
-    /// compile time, [`React::new`](super::React::new) both.
-    const NAME: &'static str;
-
-    /// The events it reacts to.
-    type Event: DomainEvent;
-    /// Why handling an event failed (a command's error, usually).
-    type Error: std::error::Error + Send + Sync + 'static;
-
-    /// The event types it reacts to; by default all of [`Self::Event`].
-    fn event_types() -> Vec<&'static str> {
-        Self::Event::event_type_names()
-    }
-
+pub trait ProcessManager: Listener {
     /// Reacts to one event.
     fn handle(
         &self,

@@ -34,8 +34,8 @@ impl Shared {
     pub(super) fn new(subscription: &Subscription) -> Self {
         let consumer = &subscription.consumer;
         let status = SubscriptionStatus {
-            name: consumer.name().to_string(),
-            version: consumer.version(),
+            name: consumer.identity().name().to_string(),
+            version: consumer.identity().version(),
             state: SubscriptionState::Starting,
             position: None,
             delivered: 0,
@@ -49,7 +49,7 @@ impl Shared {
             wake: Notify::new(),
             rebuild: AtomicBool::new(false),
             events: Arc::clone(&subscription.events),
-            filter: consumer.filter().clone(),
+            filter: consumer.identity().filter().clone(),
         }
     }
 }
@@ -79,7 +79,7 @@ pub(super) async fn run(
     subscription: Subscription,
     shared: Arc<Shared>,
 ) -> Result<(), SubscriptionError> {
-    let name = subscription.consumer.name().to_string();
+    let name = subscription.consumer.identity().name().to_string();
     let span = tracing::info_span!("cqrs.subscription", name = %name);
     let stop = shared.stop.subscribe();
     let mut ended = Ended {
@@ -233,7 +233,7 @@ impl Runner {
     }
 
     async fn run(&mut self) -> Result<(), SubscriptionError> {
-        let name = self.sub.consumer.name().clone();
+        let name = self.sub.consumer.identity().name().clone();
         loop {
             if self.stopping() {
                 return Ok(());
@@ -317,7 +317,7 @@ impl Runner {
     /// Loads the checkpoint, retrying the store; `None` if asked to stop meanwhile.
     async fn load(&mut self) -> Option<Cursor> {
         let consumer = Arc::clone(&self.sub.consumer);
-        let key = consumer.checkpoint_name();
+        let key = consumer.identity().checkpoint();
         let loaded = loop {
             match consumer.checkpoints().load_checkpoint(key).await {
                 Ok(position) => break position,
@@ -533,7 +533,7 @@ impl Runner {
             FailurePolicy::Stop => {
                 tracing::error!(error = %message, attempts, "event failed; stopping");
                 Err(SubscriptionError::Failed {
-                    name: self.sub.consumer.name().to_string(),
+                    name: self.sub.consumer.identity().name().to_string(),
                     source: error,
                 })
             }
@@ -559,7 +559,7 @@ impl Runner {
         size: usize,
     ) -> Result<(Vec<Arc<StoredEvent>>, Option<Position>), StoreError> {
         let events = &self.sub.events;
-        let filter = self.sub.consumer.filter();
+        let filter = self.sub.consumer.identity().filter();
         let batch = events.read_all(scanned, size, filter).await?;
         if !batch.is_empty() {
             return Ok((batch, None));
@@ -613,7 +613,7 @@ impl Runner {
         tracing::error!(error, event_id = %event.event_id, "event parked");
         if let Err(e) = consumer
             .checkpoints()
-            .park(consumer.name(), event, error)
+            .park(consumer.identity().name(), event, error)
             .await
         {
             self.trouble("parking an event", &e).await;

@@ -1,4 +1,4 @@
-//! Parsing `#[projection(...)]` and `#[process_manager(...)]`.
+//! Parsing `#[projection(...)]`, `#[process_manager(...)]` and `#[pg_projection(...)]`.
 
 use proc_macro2::Span;
 use syn::{Data, DeriveInput, Ident, LitStr, Path, Type};
@@ -10,6 +10,8 @@ use crate::attr::{self, Errors};
 pub enum Kind {
     Projection,
     ProcessManager,
+    /// `cqrs_postgres::PgProjection`: a projection whose handlers take the transaction.
+    PgProjection,
 }
 
 impl Kind {
@@ -18,7 +20,13 @@ impl Kind {
         match self {
             Kind::Projection => "Projection",
             Kind::ProcessManager => "ProcessManager",
+            Kind::PgProjection => "PgProjection",
         }
+    }
+
+    /// Whether it has a `version` (a view that a new version rebuilds).
+    pub fn has_version(self) -> bool {
+        self != Kind::ProcessManager
     }
 
     /// The helper attribute.
@@ -26,29 +34,36 @@ impl Kind {
         match self {
             Kind::Projection => "projection",
             Kind::ProcessManager => "process_manager",
+            Kind::PgProjection => "pg_projection",
         }
     }
 
     fn keys(self) -> &'static str {
         match self {
-            Kind::Projection => "`event`, `error`, `name`, `version`, `events(...)`, `crate`",
-            Kind::ProcessManager => "`event`, `error`, `name`, `events(...)`, `crate`",
+            Kind::Projection | Kind::PgProjection => {
+                "`event`, `error`, `name`, `version`, `events(...)`, `streams(...)`, `crate`"
+            }
+            Kind::ProcessManager => {
+                "`event`, `error`, `name`, `events(...)`, `streams(...)`, `crate`"
+            }
         }
     }
 }
 
-/// A type deriving `Projection` or `ProcessManager`.
+/// A type deriving `Projection`, `ProcessManager` or `PgProjection`.
 pub struct Input<'a> {
     pub kind: Kind,
     pub ident: &'a Ident,
     pub krate: Option<Path>,
     pub name: Option<LitStr>,
-    /// `version = N`: projections only.
+    /// `version = N`: projections only (both kinds).
     pub version: Option<(u32, Span)>,
     pub event: Option<Type>,
     pub error: Option<Type>,
     /// `events(Variant, ...)`: the variants of the event enum consumed.
     pub events: Option<Vec<Ident>>,
+    /// `streams("account", ...)`: the stream (aggregate) types consumed.
+    pub streams: Option<Vec<LitStr>>,
 }
 
 pub fn parse(input: &DeriveInput, kind: Kind) -> syn::Result<Input<'_>> {
@@ -69,6 +84,7 @@ pub fn parse(input: &DeriveInput, kind: Kind) -> syn::Result<Input<'_>> {
         event: None,
         error: None,
         events: None,
+        streams: None,
     };
     let attr_name = format!("#[{}(...)]", kind.attr());
     for at in input
@@ -82,7 +98,7 @@ pub fn parse(input: &DeriveInput, kind: Kind) -> syn::Result<Input<'_>> {
                 attr::set_once(&mut a.krate, attr::parse_crate(m)?, m)
             } else if m.path.is_ident("name") {
                 attr::set_once(&mut a.name, attr::parse_str(m)?, m)
-            } else if m.path.is_ident("version") && kind == Kind::Projection {
+            } else if m.path.is_ident("version") && kind.has_version() {
                 attr::set_once(&mut a.version, attr::parse_version(m)?, m)
             } else if m.path.is_ident("version") {
                 Err(m.error(
@@ -96,6 +112,9 @@ pub fn parse(input: &DeriveInput, kind: Kind) -> syn::Result<Input<'_>> {
             } else if m.path.is_ident("events") {
                 let list = parse_events(m)?;
                 attr::set_once(&mut a.events, list, m)
+            } else if m.path.is_ident("streams") {
+                let list = parse_streams(m)?;
+                attr::set_once(&mut a.streams, list, m)
             } else {
                 Err(attr::unknown_key(m, &attr_name, kind.keys()))
             }
@@ -122,4 +141,18 @@ fn parse_events(m: &syn::meta::ParseNestedMeta<'_>) -> syn::Result<Vec<Ident>> {
         ));
     }
     Ok(list)
+}
+
+/// `streams("account", "order")`.
+fn parse_streams(m: &syn::meta::ParseNestedMeta<'_>) -> syn::Result<Vec<LitStr>> {
+    let content;
+    syn::parenthesized!(content in m.input);
+    let list = content.parse_terminated(|input| input.parse::<LitStr>(), syn::Token![,])?;
+    if list.is_empty() {
+        return Err(m.error(
+            "an empty list would consume nothing: name stream types, or remove \
+             `streams(...)` to consume every stream",
+        ));
+    }
+    Ok(list.into_iter().collect())
 }

@@ -1,9 +1,11 @@
-//! `#[derive(Projection)]` and `#[derive(ProcessManager)]`: parse, validate, expand.
+//! `#[derive(Projection)]`, `#[derive(ProcessManager)]` and `#[derive(PgProjection)]`:
+//! parse, validate, expand.
 //!
-//! Both traits are consumers of a subscription with the same shape (a stable name, an
-//! event type, an error type, the event types consumed, and an async `handle`), so one
-//! derive serves both; a [`Kind`](ast::Kind) holds what differs: the attribute, the
-//! projection's `version` and `reset`.
+//! The three traits extend one base, `Listener` (a stable name, an event type, an error
+//! type, the event and stream types consumed), with an async `handle`; so one derive
+//! serves all three and writes both impls. A [`Kind`](ast::Kind) holds what differs: the
+//! attribute, the projections' `version` and `reset`, and the transaction that
+//! `PgProjection`'s handlers take.
 
 mod ast;
 mod expand;

@@ -1,4 +1,5 @@
-//! Checks on a parsed `#[derive(Projection)]` or `#[derive(ProcessManager)]`.
+//! Checks on a parsed `#[derive(Projection)]`, `#[derive(ProcessManager)]` or
+//! `#[derive(PgProjection)]`.
 
 use super::ast::Input;
 use crate::attr::{self, Errors};
@@ -19,7 +20,7 @@ pub fn validate(input: &Input<'_>) -> syn::Result<()> {
     }
     let (name, span) = stored_name(input);
     let what = match input.kind {
-        super::Kind::Projection => "projection name",
+        super::Kind::Projection | super::Kind::PgProjection => "projection name",
         super::Kind::ProcessManager => "process manager name",
     };
     errors.take(attr::check_stored_name(what, &name, span));
@@ -29,6 +30,18 @@ pub fn validate(input: &Input<'_>) -> syn::Result<()> {
                 errors.push(syn::Error::new(
                     v.span(),
                     format!("`{v}` is listed twice in `events(...)`: keep one"),
+                ));
+            }
+        }
+    }
+    if let Some(list) = &input.streams {
+        for (i, lit) in list.iter().enumerate() {
+            let value = lit.value();
+            errors.take(attr::check_stored_name("stream type", &value, lit.span()));
+            if list[..i].iter().any(|l| l.value() == value) {
+                errors.push(syn::Error::new(
+                    lit.span(),
+                    format!("\"{value}\" is listed twice in `streams(...)`: keep one"),
                 ));
             }
         }

@@ -3,7 +3,7 @@
 //! and the handler bodies (shared with `by_derive.rs`, from `main.rs`) are left out of
 //! both.
 
-use cqrs_core::{Aggregate, Command, DomainEvent, Envelope, Projection};
+use cqrs_core::{Aggregate, Command, DomainEvent, Envelope, Listener, Projection};
 use serde::{Deserialize, Serialize};
 
 mod upcast {
@@ -110,13 +110,16 @@ impl Aggregate for Account {
 #[derive(Default)]
 pub struct Balances;
 
-impl Projection for Balances {
+impl Listener for Balances {
     const NAME: &'static str = "balances";
     type Event = AccountEvent;
     type Error = std::convert::Infallible;
     fn event_types() -> Vec<&'static str> {
         vec!["account.deposited", "account.withdrawn"]
     }
+}
+
+impl Projection for Balances {
     async fn reset(&self) -> Result<(), Self::Error> {
         Ok(())
     }

@@ -7,8 +7,8 @@ use std::sync::Arc;
 
 use cqrs_core::codec::{DecodeError, DecodeErrorKind};
 use cqrs_core::{
-    Aggregate, Command, DomainEvent, Engine, EngineError, ExpectedVersion, Metadata, NewEvent,
-    PayloadError, Projection, StoredEvent, StreamId, StreamStore,
+    Aggregate, Command, DomainEvent, Engine, EngineError, ExpectedVersion, Listener, Metadata,
+    NewEvent, PayloadError, Projection, StoredEvent, StreamId, StreamStore,
 };
 use serde_json::{json, Value};
 

@@ -7,8 +7,8 @@ use super::{named, Store};
 use crate::ident::{IdentifierError, MAX_IDENTIFIER_LEN};
 use crate::subscription::Project;
 use crate::{
-    Envelope, EventFilter, ExpectedVersion, Metadata, NewEvent, Position, Projection, StreamId,
-    SubscriptionName,
+    Envelope, EventFilter, ExpectedVersion, Listener, Metadata, NewEvent, Position, Projection,
+    StreamId, SubscriptionName,
 };
 
 /// Identifiers at the length limit, with multi-byte characters, quotes and SQL
@@ -136,11 +136,13 @@ pub async fn invalid_identifiers_are_refused<S: Store>(store: S) {
 /// A projection written by hand with an empty name.
 struct Unnamed;
 
-impl Projection for Unnamed {
+impl Listener for Unnamed {
     const NAME: &'static str = "";
     type Event = CounterEvent;
     type Error = Infallible;
+}
 
+impl Projection for Unnamed {
     async fn handle(&self, _: &Envelope<CounterEvent>) -> Result<(), Infallible> {
         Ok(())
     }
@@ -153,15 +155,16 @@ impl Projection for Unnamed {
 /// A projection written by hand that lists an event type with a NUL in it.
 struct NulConsumer;
 
-impl Projection for NulConsumer {
+impl Listener for NulConsumer {
     const NAME: &'static str = "nul-consumer";
     type Event = CounterEvent;
     type Error = Infallible;
-
     fn event_types() -> Vec<&'static str> {
         vec!["nul\0inside"]
     }
+}
 
+impl Projection for NulConsumer {
     async fn handle(&self, _: &Envelope<CounterEvent>) -> Result<(), Infallible> {
         Ok(())
     }

@@ -22,6 +22,7 @@ pub(crate) mod domain;
 mod engine;
 mod ident;
 mod image;
+mod listener;
 mod panic;
 mod probe;
 mod race;
@@ -54,6 +55,7 @@ pub use ident::{identifiers_are_stored_faithfully, invalid_identifiers_are_refus
 pub use image::{
     a_stale_image_is_caught_and_decided_again, caching_engines_interleaving_lose_nothing,
 };
+pub use listener::listeners_read_only_the_stream_types_they_list;
 pub use panic::{
     a_consumer_that_lets_a_panic_escape_has_the_right_event_parked,
     a_consumer_that_lets_a_panic_escape_is_stopped_on_the_right_event,
@@ -184,6 +186,7 @@ macro_rules! conformance_tests {
             failing_events_stop_the_subscription_or_are_parked,
             one_runner_is_active_and_another_takes_over,
             process_manager_commands_are_idempotent,
+            listeners_read_only_the_stream_types_they_list,
             a_panicking_projection_stops_its_subscription_at_once,
             a_panicking_projection_has_its_event_parked,
             a_panicking_process_manager_stops_its_subscription_at_once,

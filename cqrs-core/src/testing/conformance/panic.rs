@@ -15,12 +15,12 @@ use super::domain::{Add, Counter, CounterEvent, OverLimit};
 use super::probe::Probe;
 use super::{unique_stream, Store};
 use crate::subscription::{
-    decode, Consumer, DeliveryError, FailurePolicy, Project, React, Subscription,
+    decode, Consumer, DeliveryError, FailurePolicy, Identity, Project, React, Subscription,
     SubscriptionError, SubscriptionHandle, SubscriptionState,
 };
 use crate::{
     codec, Aggregate, CheckpointStore, Engine, EngineError, Envelope, EventFilter, ExpectedVersion,
-    Metadata, Position, ProcessManager, Projection, RetryPolicy, StoredEvent, StreamId,
+    Listener, Metadata, Position, ProcessManager, Projection, RetryPolicy, StoredEvent, StreamId,
     SubscriptionName,
 };
 
@@ -115,11 +115,13 @@ impl Tripwire {
 #[derive(Clone)]
 struct TripView(Tripwire);
 
-impl Projection for TripView {
+impl Listener for TripView {
     const NAME: &'static str = "trip_view";
     type Event = CounterEvent;
     type Error = Infallible;
+}
 
+impl Projection for TripView {
     async fn handle(&self, event: &Envelope<CounterEvent>) -> Result<(), Infallible> {
         self.0.handle(event);
         Ok(())
@@ -134,11 +136,13 @@ impl Projection for TripView {
 /// The tripwire as a process manager.
 struct TripManager(Tripwire);
 
-impl ProcessManager for TripManager {
+impl Listener for TripManager {
     const NAME: &'static str = "trip_manager";
     type Event = CounterEvent;
     type Error = Infallible;
+}
 
+impl ProcessManager for TripManager {
     async fn handle(&self, event: &Envelope<CounterEvent>) -> Result<(), Infallible> {
         self.0.handle(event);
         Ok(())
@@ -150,27 +154,13 @@ impl ProcessManager for TripManager {
 struct Careless<S> {
     wire: Tripwire,
     store: S,
-    filter: EventFilter,
-    name: SubscriptionName,
-    checkpoint: SubscriptionName,
+    identity: Identity,
 }
 
 #[async_trait]
 impl<S: Store> Consumer for Careless<S> {
-    fn name(&self) -> &SubscriptionName {
-        &self.name
-    }
-
-    fn checkpoint_name(&self) -> &SubscriptionName {
-        &self.checkpoint
-    }
-
-    fn version(&self) -> u32 {
-        1
-    }
-
-    fn filter(&self) -> &EventFilter {
-        &self.filter
+    fn identity(&self) -> &Identity {
+        &self.identity
     }
 
     fn checkpoints(&self) -> &dyn CheckpointStore {
@@ -187,14 +177,14 @@ impl<S: Store> Consumer for Careless<S> {
             self.wire.handle(&decode::<CounterEvent>(stored)?);
         }
         self.store
-            .save_checkpoint(self.checkpoint_name(), to)
+            .save_checkpoint(self.identity.checkpoint(), to)
             .await?;
         Ok(())
     }
 
     async fn reset(&self) -> Result<(), DeliveryError> {
         self.store
-            .save_checkpoint(self.checkpoint_name(), Position::START)
+            .save_checkpoint(self.identity.checkpoint(), Position::START)
             .await?;
         self.wire.reset();
         Ok(())
@@ -252,7 +242,10 @@ async fn reproduce<S: Store, C: Consumer>(
     let (fifth, rest) = (&events[4], [&events[..4], &events[5..]].concat());
     let (name, key) = {
         let consumer = consumer();
-        (consumer.name().clone(), consumer.checkpoint_name().clone())
+        (
+            consumer.identity().name().clone(),
+            consumer.identity().checkpoint().clone(),
+        )
     };
     let running = start(consumer(), store.clone(), policy);
 
@@ -363,9 +356,7 @@ fn careless<S: Store>(wire: &Tripwire, store: &S) -> Careless<S> {
     Careless {
         wire: wire.clone(),
         store: store.clone(),
-        filter: EventFilter::all(),
-        checkpoint: name.versioned(1).expect("valid"),
-        name,
+        identity: Identity::new(name, 1, EventFilter::all()).expect("valid"),
     }
 }
 
@@ -390,20 +381,11 @@ pub async fn a_consumer_that_lets_a_panic_escape_has_the_right_event_parked<S: S
 /// store): the runner's task ends, and the status says `Failed` with the panic at once;
 /// `caught_up` returns that instead of waiting, and `join` the abort.
 pub async fn a_runner_that_panics_outside_a_handler_reports_it_at_once<S: Store>(store: S) {
-    struct Broken(EventFilter, SubscriptionName);
+    struct Broken(Identity);
 
     #[async_trait]
     impl Consumer for Broken {
-        fn name(&self) -> &SubscriptionName {
-            &self.1
-        }
-        fn checkpoint_name(&self) -> &SubscriptionName {
-            &self.1
-        }
-        fn version(&self) -> u32 {
-            1
-        }
-        fn filter(&self) -> &EventFilter {
+        fn identity(&self) -> &Identity {
             &self.0
         }
         fn checkpoints(&self) -> &dyn CheckpointStore {
@@ -424,7 +406,8 @@ pub async fn a_runner_that_panics_outside_a_handler_reports_it_at_once<S: Store>
 
     add(&store, &unique_stream("counter"), &[1]).await;
     let name = SubscriptionName::new("broken").expect("valid");
-    let running = start(Broken(EventFilter::all(), name), store, FailurePolicy::Stop);
+    let identity = Identity::new(name, 1, EventFilter::all()).expect("valid");
+    let running = start(Broken(identity), store, FailurePolicy::Stop);
     let caught_up = tokio::time::timeout(AT_ONCE, running.caught_up(WAIT))
         .await
         .expect("caught_up answers at once, not after its timeout");

@@ -13,8 +13,8 @@ use crate::subscription::{
     SubscriptionHandle, SubscriptionState,
 };
 use crate::{
-    codec, Engine, Envelope, ExpectedVersion, Metadata, NewEvent, Position, ProcessManager,
-    Projection, RetryPolicy, StoredEvent, StreamId,
+    codec, Engine, Envelope, ExpectedVersion, Listener, Metadata, NewEvent, Position,
+    ProcessManager, Projection, RetryPolicy, StoredEvent, StreamId,
 };
 
 const WAIT: Duration = Duration::from_secs(20);
@@ -63,11 +63,14 @@ impl<const V: u32> View<V> {
 #[error("poisoned amount {0}")]
 struct Poisoned(u64);
 
-impl<const V: u32> Projection for View<V> {
+impl<const V: u32> Listener for View<V> {
     const NAME: &'static str = "view";
-    const VERSION: u32 = V;
     type Event = CounterEvent;
     type Error = Poisoned;
+}
+
+impl<const V: u32> Projection for View<V> {
+    const VERSION: u32 = V;
 
     async fn handle(&self, event: &Envelope<CounterEvent>) -> Result<(), Poisoned> {
         let CounterEvent::Added { amount } = event.data;
@@ -448,11 +451,13 @@ pub async fn caught_up_after_a_rebuild_waits_for_the_rebuild<S: Store>(store: S)
 #[derive(Clone)]
 struct Renamed(View<7>);
 
-impl Projection for Renamed {
+impl Listener for Renamed {
     const NAME: &'static str = "other-view";
     type Event = CounterEvent;
     type Error = Poisoned;
+}
 
+impl Projection for Renamed {
     async fn handle(&self, event: &Envelope<CounterEvent>) -> Result<(), Poisoned> {
         self.0.handle(event).await
     }
@@ -595,11 +600,13 @@ struct Mirror {
     engine: Engine<Counter>,
 }
 
-impl ProcessManager for Mirror {
+impl Listener for Mirror {
     const NAME: &'static str = "mirror";
     type Event = CounterEvent;
     type Error = crate::EngineError<super::domain::OverLimit>;
+}
 
+impl ProcessManager for Mirror {
     async fn handle(&self, event: &Envelope<CounterEvent>) -> Result<(), Self::Error> {
         let Some(id) = event.stream.id().strip_prefix("a-") else {
             return Ok(());
