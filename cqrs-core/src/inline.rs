@@ -11,7 +11,7 @@
 //! (its [`event_types`](crate::Listener::event_types) and
 //! [`stream_types`](crate::Listener::stream_types)), decodes them if they are stored
 //! events, hands them over in order through the listener kind's handler, and turns a
-//! panic into the batch's failure ([`unwind`](crate::unwind)). The caller says what the
+//! panic into the batch's failure ([`unwind`]). The caller says what the
 //! failure means: the engine returns it after the commit, a store refuses the append.
 
 use std::sync::Arc;
