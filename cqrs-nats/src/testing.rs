@@ -1,0 +1,1 @@
+//! Throwaway nats-server processes for tests (feature `testing`).
