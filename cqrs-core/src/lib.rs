@@ -29,6 +29,7 @@
 //! - [`codec`]: typed <-> stored, running the upcasters;
 //! - [`store`]: the backend traits and their errors;
 //! - [`engine`]: command execution, retries, snapshots, temporal queries;
+//! - [`bus`]: events on a message bus: the relay, the wire form, what consumers share;
 //! - [`ident`]: validated identifiers;
 //! - [`inline`]: listeners run with the append (by the engine, or inside a store's);
 //! - [`unwind`]: panics in application code, caught where the framework calls it;
@@ -36,6 +37,7 @@
 
 #![warn(missing_docs)]
 
+pub mod bus;
 pub mod codec;
 pub mod domain;
 pub mod engine;

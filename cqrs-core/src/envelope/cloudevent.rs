@@ -4,17 +4,39 @@ use serde_json::{json, Map, Value};
 
 use super::StoredEvent;
 
+/// The attributes this framework writes besides the free metadata keys, in the order it
+/// writes them (CloudEvents' own, then its extensions). A free metadata key with one of
+/// these names is left out, so it cannot overwrite them.
+const ATTRIBUTES: &[&str] = &[
+    "specversion",
+    "id",
+    "source",
+    "type",
+    "subject",
+    "time",
+    "datacontenttype",
+    "streamtype",
+    "streamversion",
+    "eventversion",
+    "position",
+    "correlationid",
+    "causationid",
+    "commandid",
+    "traceparent",
+];
+
 impl StoredEvent {
     /// The event as a [CloudEvents 1.0](https://github.com/cloudevents/spec) JSON document
     /// (structured mode), for publishing to a broker or a webhook.
     ///
     /// `source` is `/{stream type}/{stream id}` (percent-encoded), `subject` the stream
     /// id, `type` the event type, `data` the payload as stored. The envelope travels as
-    /// extension attributes: `streamversion`, `eventversion`, `correlationid`,
-    /// `causationid`, and `traceparent` from the Distributed Tracing extension. Free
+    /// extension attributes: `streamtype`, `streamversion`, `eventversion`, `position`
+    /// (`commit.sequence` in the store it came from), `correlationid`, `causationid`,
+    /// `commandid`, and `traceparent` from the Distributed Tracing extension. Free
     /// metadata keys become extensions too when they are valid extension names (lower-case
-    /// letters and digits, at most 20); others are left out, because CloudEvents forbids
-    /// them.
+    /// letters and digits, at most 20) and not one of those; others are left out, because
+    /// CloudEvents forbids them. [`StoredEvent::from_cloudevent`] reads it back.
     ///
     /// ```
     /// # use cqrs_core::{Envelope, Metadata, Position, StreamId};
@@ -36,42 +58,234 @@ impl StoredEvent {
     /// # Ok::<(), cqrs_core::ident::IdentifierError>(())
     /// ```
     pub fn to_cloudevent(&self) -> Value {
-        let mut doc = Map::new();
-        for (key, value) in &self.metadata.extra {
-            if is_extension_name(key) {
-                doc.insert(key.clone(), Value::String(value.clone()));
+        let mut doc: Map<String, Value> = self.cloudevent_attributes().into_iter().collect();
+        doc.insert("data".into(), self.data.clone());
+        Value::Object(doc)
+    }
+
+    /// The CloudEvents attributes of the event (all of [`to_cloudevent`](Self::to_cloudevent)
+    /// but `data`): what a broker's binary content mode sends as headers.
+    pub fn cloudevent_attributes(&self) -> Vec<(String, Value)> {
+        let mut attributes: Vec<(String, Value)> = vec![
+            ("specversion".into(), json!("1.0")),
+            ("id".into(), json!(self.event_id.to_string())),
+            (
+                "source".into(),
+                json!(format!(
+                    "/{}/{}",
+                    percent_encode(self.stream.stream_type()),
+                    percent_encode(self.stream.id())
+                )),
+            ),
+            ("type".into(), json!(self.event_type)),
+            ("subject".into(), json!(self.stream.id())),
+            (
+                "time".into(),
+                json!(self
+                    .recorded_at
+                    .to_rfc3339_opts(chrono::SecondsFormat::Micros, true)),
+            ),
+            ("datacontenttype".into(), json!("application/json")),
+            ("streamtype".into(), json!(self.stream.stream_type())),
+            ("streamversion".into(), json!(self.stream_version)),
+            ("eventversion".into(), json!(self.event_version)),
+            ("position".into(), json!(self.position.to_string())),
+        ];
+        let ids = [
+            ("correlationid", self.metadata.correlation_id),
+            ("causationid", self.metadata.causation_id),
+            ("commandid", self.metadata.command_id),
+        ];
+        for (name, id) in ids {
+            if let Some(id) = id {
+                attributes.push((name.into(), json!(id.to_string())));
             }
         }
-        // Core attributes last, so that no free metadata key can overwrite them.
-        let core = json!({
-            "specversion": "1.0",
-            "id": self.event_id.to_string(),
-            "source": format!(
-                "/{}/{}",
-                percent_encode(self.stream.stream_type()),
-                percent_encode(self.stream.id())
-            ),
-            "type": self.event_type,
-            "subject": self.stream.id(),
-            "time": self.recorded_at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
-            "datacontenttype": "application/json",
-            "streamversion": self.stream_version,
-            "eventversion": self.event_version,
-            "data": self.data,
-        });
-        if let Value::Object(core) = core {
-            doc.extend(core);
-        }
-        if let Some(id) = self.metadata.correlation_id {
-            doc.insert("correlationid".into(), Value::String(id.to_string()));
-        }
-        if let Some(id) = self.metadata.causation_id {
-            doc.insert("causationid".into(), Value::String(id.to_string()));
-        }
         if let Some(tp) = &self.metadata.traceparent {
-            doc.insert("traceparent".into(), Value::String(tp.to_string()));
+            attributes.push(("traceparent".into(), json!(tp.as_str())));
         }
-        Value::Object(doc)
+        for (key, value) in &self.metadata.extra {
+            if is_extension_name(key) && !ATTRIBUTES.contains(&key.as_str()) {
+                attributes.push((key.clone(), json!(value)));
+            }
+        }
+        attributes
+    }
+
+    /// Reads back a CloudEvents JSON document (structured mode) that
+    /// [`to_cloudevent`](Self::to_cloudevent) wrote: the event as it was stored, with its
+    /// metadata (free keys that were valid extension names included).
+    ///
+    /// Anything else is refused with a typed [`CloudEventError`] naming the attribute: a
+    /// document that is not a CloudEvent, another spec version, a missing or invalid
+    /// attribute (a CloudEvent from another publisher lacks this framework's extensions).
+    ///
+    /// ```
+    /// # use cqrs_core::{Envelope, Metadata, Position, StoredEvent, StreamId};
+    /// # let event = Envelope {
+    /// #     event_id: uuid::Uuid::now_v7(),
+    /// #     stream: StreamId::new("account", "alice")?,
+    /// #     stream_version: 1,
+    /// #     position: Position::from_parts(1, 1),
+    /// #     event_type: "account.opened".into(),
+    /// #     event_version: 1,
+    /// #     recorded_at: chrono::DateTime::from_timestamp_micros(1_700_000_000_000_000).unwrap(),
+    /// #     metadata: Metadata::default().with_extra("tenant", "acme"),
+    /// #     data: serde_json::json!({"owner": "Alice"}),
+    /// # };
+    /// let back = StoredEvent::from_cloudevent(&event.to_cloudevent())?;
+    /// assert_eq!(back, event);
+    /// assert!(StoredEvent::from_cloudevent(&serde_json::json!({"id": "1"})).is_err());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn from_cloudevent(doc: &Value) -> Result<StoredEvent, CloudEventError> {
+        let Value::Object(doc) = doc else {
+            return Err(CloudEventError::NotACloudEvent(
+                "not a JSON object".to_owned(),
+            ));
+        };
+        let data = doc.get("data").cloned().unwrap_or(Value::Null);
+        Self::from_cloudevent_attributes(
+            |name| doc.get(name).map(attribute_text),
+            doc.keys().map(String::as_str),
+            data,
+        )
+    }
+
+    /// Reads an event back from its CloudEvents attributes (`attribute` returns one by
+    /// name, as text; `names` lists every attribute present, for the free metadata keys)
+    /// and its `data`: what a broker's binary content mode receives as headers and body.
+    pub fn from_cloudevent_attributes<'a>(
+        attribute: impl Fn(&str) -> Option<String>,
+        names: impl IntoIterator<Item = &'a str>,
+        data: Value,
+    ) -> Result<StoredEvent, CloudEventError> {
+        let required = |name: &'static str| attribute(name).ok_or(CloudEventError::Missing(name));
+        let spec = attribute("specversion").ok_or_else(|| {
+            CloudEventError::NotACloudEvent("no `specversion` attribute".to_owned())
+        })?;
+        if spec != "1.0" {
+            return Err(CloudEventError::SpecVersion(spec));
+        }
+        let event_id = parse_uuid("id", required("id")?)?;
+        let event_type = required("type")?;
+        if event_type.is_empty() {
+            return Err(invalid("type", event_type, "empty"));
+        }
+        let stream_type = required("streamtype")?;
+        let subject = required("subject")?;
+        let stream = crate::StreamId::new(&stream_type, &subject)
+            .map_err(|e| invalid("subject", format!("{stream_type}/{subject}"), e))?;
+        let stream_version = parse_number("streamversion", required("streamversion")?)?;
+        let event_version = parse_number("eventversion", required("eventversion")?)?;
+        let position = parse_position(required("position")?)?;
+        let time = required("time")?;
+        let recorded_at = chrono::DateTime::parse_from_rfc3339(&time)
+            .map_err(|e| invalid("time", time.clone(), e))?
+            .with_timezone(&chrono::Utc);
+        if let Some(content) = attribute("datacontenttype") {
+            if content != "application/json" {
+                return Err(invalid("datacontenttype", content, "not application/json"));
+            }
+        }
+        let mut metadata = crate::Metadata::default();
+        let optional_id =
+            |name: &'static str| attribute(name).map(|v| parse_uuid(name, v)).transpose();
+        metadata.correlation_id = optional_id("correlationid")?;
+        metadata.causation_id = optional_id("causationid")?;
+        metadata.command_id = optional_id("commandid")?;
+        if let Some(tp) = attribute("traceparent") {
+            metadata.traceparent = Some(
+                tp.parse()
+                    .map_err(|e| invalid("traceparent", tp.clone(), e))?,
+            );
+        }
+        for name in names {
+            if name != "data" && !ATTRIBUTES.contains(&name) && is_extension_name(name) {
+                if let Some(value) = attribute(name) {
+                    metadata.extra.insert(name.to_owned(), value);
+                }
+            }
+        }
+        Ok(StoredEvent {
+            event_id,
+            stream,
+            stream_version,
+            position,
+            event_type,
+            event_version,
+            recorded_at,
+            metadata,
+            data,
+        })
+    }
+}
+
+/// Why a document or a message is not an event that [`StoredEvent::to_cloudevent`] (or a
+/// relay) wrote.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum CloudEventError {
+    /// It is not a CloudEvent at all (no `specversion`, not a JSON object, a body that is
+    /// not JSON).
+    #[error("not a CloudEvent: {0}")]
+    NotACloudEvent(String),
+    /// A CloudEvent of another spec version than 1.0.
+    #[error("CloudEvents spec version {0:?}, not 1.0")]
+    SpecVersion(String),
+    /// An attribute this framework writes is missing (a CloudEvent from another
+    /// publisher).
+    #[error("attribute `{0}` is missing")]
+    Missing(&'static str),
+    /// An attribute does not hold what it should.
+    #[error("attribute `{name}` is invalid ({value:?}): {reason}")]
+    Invalid {
+        /// The attribute.
+        name: &'static str,
+        /// Its value, as received.
+        value: String,
+        /// Why it is invalid.
+        reason: String,
+    },
+}
+
+fn invalid(name: &'static str, value: String, reason: impl std::fmt::Display) -> CloudEventError {
+    CloudEventError::Invalid {
+        name,
+        value,
+        reason: reason.to_string(),
+    }
+}
+
+fn parse_uuid(name: &'static str, value: String) -> Result<uuid::Uuid, CloudEventError> {
+    value.parse().map_err(|e| invalid(name, value.clone(), e))
+}
+
+fn parse_number<N: std::str::FromStr>(
+    name: &'static str,
+    value: String,
+) -> Result<N, CloudEventError>
+where
+    N::Err: std::fmt::Display,
+{
+    value.parse().map_err(|e| invalid(name, value.clone(), e))
+}
+
+fn parse_position(value: String) -> Result<crate::Position, CloudEventError> {
+    let parts = value
+        .split_once('.')
+        .and_then(|(c, s)| Some((c.parse().ok()?, s.parse().ok()?)));
+    match parts {
+        Some((commit, sequence)) => Ok(crate::Position::from_parts(commit, sequence)),
+        None => Err(invalid("position", value, "expected `commit.sequence`")),
+    }
+}
+
+/// An attribute's value as text: strings as they are, numbers and booleans printed.
+fn attribute_text(value: &Value) -> String {
+    match value {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
     }
 }
 
@@ -82,10 +296,7 @@ fn is_extension_name(key: &str) -> bool {
         && key
             .bytes()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
-        && !matches!(
-            key,
-            "specversion" | "id" | "source" | "type" | "subject" | "time" | "data"
-        )
+        && key != "data"
 }
 
 /// Percent-encodes everything but RFC 3986 unreserved characters, so any stream id

@@ -2,6 +2,7 @@
 //! metadata and data.
 
 mod cloudevent;
+pub use cloudevent::CloudEventError;
 mod id;
 mod metadata;
 mod position;

@@ -88,4 +88,8 @@ pub enum DeliveryError {
     /// The read model's or the checkpoint's store failed; retried with backoff.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// What the consumer sends its events to failed (a message bus that did not
+    /// acknowledge); retried with backoff, as a store failure is.
+    #[error("downstream unavailable: {0}")]
+    Downstream(#[source] BoxError),
 }

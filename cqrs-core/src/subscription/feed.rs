@@ -124,6 +124,30 @@ impl<L: Listener, K: Kind<L>> Feed<L, K> {
     pub fn listener(&self) -> &L {
         &self.listener
     }
+
+    /// Decodes `stored` and hands it to the listener.
+    ///
+    /// The one place where typed listeners are called, from a subscription or from a bus:
+    /// a decode failure, a handler's error and a handler's panic (caught; so is an
+    /// upcaster's) are all the event's failure ([`DeliveryError::Event`]).
+    pub(crate) async fn handle(&self, stored: &Arc<StoredEvent>) -> Result<(), DeliveryError> {
+        let handled = unwind::catch(async {
+            let event = decode::<L::Event>(stored)?;
+            K::handle(&self.listener, &event)
+                .await
+                .map_err(|e| failed(stored, Box::new(e)))
+        })
+        .await;
+        handled.unwrap_or_else(|panic| Err(failed(stored, Box::new(panic))))
+    }
+
+    /// Empties the listener (a caught panic is a failure, like an error).
+    pub(crate) async fn reset_listener(&self) -> Result<(), DeliveryError> {
+        match unwind::catch(K::reset(&self.listener)).await {
+            Ok(reset) => reset.map_err(|e| DeliveryError::Reset(Box::new(e))),
+            Err(panic) => Err(DeliveryError::Reset(Box::new(panic))),
+        }
+    }
 }
 
 impl<P: Projection> Feed<P, AsProjection> {
@@ -165,17 +189,7 @@ impl<L: Listener, K: Kind<L>> Consumer for Feed<L, K> {
         to: Position,
     ) -> Result<(), DeliveryError> {
         for stored in events {
-            // The one place where typed listeners are called from a subscription: a
-            // panic in one (or in an upcaster) is the event's failure, like an `Err`, and
-            // the batch ends there.
-            let handled = unwind::catch(async {
-                let event = decode::<L::Event>(stored)?;
-                K::handle(&self.listener, &event)
-                    .await
-                    .map_err(|e| failed(stored, Box::new(e)))
-            })
-            .await;
-            handled.unwrap_or_else(|panic| Err(failed(stored, Box::new(panic))))?;
+            self.handle(stored).await?;
         }
         self.checkpoints
             .save_checkpoint(self.identity.checkpoint(), to)
@@ -189,10 +203,7 @@ impl<L: Listener, K: Kind<L>> Consumer for Feed<L, K> {
         self.checkpoints
             .save_checkpoint(self.identity.checkpoint(), Position::START)
             .await?;
-        match unwind::catch(K::reset(&self.listener)).await {
-            Ok(reset) => reset.map_err(|e| DeliveryError::Reset(Box::new(e))),
-            Err(panic) => Err(DeliveryError::Reset(Box::new(panic))),
-        }
+        self.reset_listener().await
     }
 }
 

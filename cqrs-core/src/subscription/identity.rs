@@ -50,6 +50,12 @@ impl Identity {
         Self::new(SubscriptionName::new(L::NAME)?, version, filter)
     }
 
+    /// The same identity reading what `filter` lets through instead.
+    pub fn with_filter(mut self, filter: EventFilter) -> Self {
+        self.filter = filter;
+        self
+    }
+
     /// The subscription's name: the key of its lease and of its dead letters.
     pub fn name(&self) -> &SubscriptionName {
         &self.name

@@ -473,7 +473,11 @@ impl Runner {
                 self.set(|s| s.last_error = Some(e.to_string()));
                 Ok(Flow::Exit(Exit::LeaseLost))
             }
-            Err(e @ (DeliveryError::Store(_) | DeliveryError::Reset(_))) => {
+            Err(
+                e @ (DeliveryError::Store(_)
+                | DeliveryError::Reset(_)
+                | DeliveryError::Downstream(_)),
+            ) => {
                 if !self.trouble("delivering", &e).await {
                     return Ok(Flow::Exit(Exit::Stopped));
                 }

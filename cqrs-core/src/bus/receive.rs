@@ -1,0 +1,195 @@
+//! What a bus consumer does with each message: the part every broker shares.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use serde_json::json;
+
+use super::message::decode;
+use super::HeaderNames;
+use crate::envelope::CloudEventError;
+use crate::ident::IdentifierError;
+use crate::subscription::{DeliveryError, Feed, Identity, Kind};
+use crate::{
+    CheckpointStore, Listener, Metadata, Position, RetryPolicy, StoreError, StoredEvent, StreamId,
+};
+
+/// One message as a broker's consumer received it.
+#[derive(Debug, Clone, Copy)]
+pub struct Received<'a> {
+    /// Where it came from (a subject, a topic and partition): kept with a foreign message
+    /// in the dead letters.
+    pub origin: &'a str,
+    /// Its headers.
+    pub headers: &'a [(String, String)],
+    /// Its body.
+    pub payload: &'a [u8],
+    /// How many times the broker has delivered it, this time included (1 the first
+    /// time): more than 1 after a consumer died before acknowledging it.
+    pub delivered: u64,
+}
+
+/// How a bus consumer treats failures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReceivePolicy {
+    /// Attempts at a failing event in place, before it is parked. Retrying in place
+    /// rather than asking the broker to redeliver later keeps the stream's order: no
+    /// later event of the stream is handled while it waits.
+    pub retry: RetryPolicy,
+    /// Deliveries by the broker after which an event is parked at once, without another
+    /// attempt: an event that killed its consumer that many times (or that no consumer
+    /// acknowledged in time) would otherwise stop its partition for ever.
+    pub delivery_limit: u64,
+    /// The broker's header names.
+    pub header_names: HeaderNames,
+}
+
+impl ReceivePolicy {
+    /// 5 attempts (pauses from 100 ms) and a delivery limit of 5, with `header_names`.
+    pub fn new(header_names: HeaderNames) -> Self {
+        Self {
+            retry: RetryPolicy {
+                max_attempts: 5,
+                base_delay: std::time::Duration::from_millis(100),
+            },
+            delivery_limit: 5,
+            header_names,
+        }
+    }
+}
+
+/// What became of a message. Acknowledge it in every case: it took effect, or it is not
+/// for this listener, or it is parked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Settled {
+    /// The listener handled it.
+    Handled,
+    /// Not an event the listener reads (its event or stream type is not listed).
+    Skipped,
+    /// Parked in the dead letters, with this error.
+    Parked(String),
+}
+
+/// A typed listener fed from a bus. Implemented by [`Feed`] (so by
+/// [`Project`](crate::subscription::Project) and [`React`](crate::subscription::React)):
+/// the consumer a subscription runs is the one a bus consumer runs.
+#[async_trait]
+pub trait Receive: Send + Sync + 'static {
+    /// The listener's name, version and filter; the name keys its dead letters.
+    fn identity(&self) -> &Identity;
+
+    /// Handles one message: decodes it (either content mode), hands it to the listener if
+    /// it reads it, retries a failure in place as `policy` says, and parks it in the
+    /// listener's dead letters with the error when the retries are spent, when the broker
+    /// delivered it `delivery_limit` times already, or when it is not an event this
+    /// framework wrote (a foreign publisher, a body that is not JSON, an unknown event
+    /// type).
+    ///
+    /// `Err` only when parking failed (the dead-letter store is down): then the message
+    /// must not be acknowledged, and the broker delivers it again.
+    async fn receive(
+        &self,
+        message: Received<'_>,
+        policy: &ReceivePolicy,
+    ) -> Result<Settled, StoreError>;
+
+    /// Empties the listener's read model, before the bus replays it from the start (a
+    /// new consumer, a new version).
+    async fn reset(&self) -> Result<(), DeliveryError>;
+}
+
+#[async_trait]
+impl<L: Listener, K: Kind<L>> Receive for Feed<L, K> {
+    fn identity(&self) -> &Identity {
+        crate::subscription::Consumer::identity(self)
+    }
+
+    async fn receive(
+        &self,
+        message: Received<'_>,
+        policy: &ReceivePolicy,
+    ) -> Result<Settled, StoreError> {
+        let dead_letters = crate::subscription::Consumer::checkpoints(self);
+        let name = Receive::identity(self).name();
+        let event = match decode(message.headers, message.payload, policy.header_names) {
+            Ok(event) => Arc::new(event),
+            Err(foreign) => {
+                let event = foreign_event(&message, &foreign)?;
+                let error = format!("not an event of this framework: {foreign}");
+                tracing::warn!(subscription = %name, origin = message.origin, %error, "parked");
+                dead_letters.park(name, &event, &error).await?;
+                return Ok(Settled::Parked(error));
+            }
+        };
+        if !Receive::identity(self)
+            .filter()
+            .accepts(event.stream.stream_type(), &event.event_type)
+        {
+            return Ok(Settled::Skipped);
+        }
+        if message.delivered > policy.delivery_limit {
+            let error = format!(
+                "delivered {} times without an acknowledgement (limit {}): its consumer died \
+                 or timed out handling it",
+                message.delivered, policy.delivery_limit
+            );
+            return park(dead_letters, name, &event, error).await;
+        }
+        let mut attempt = 1;
+        loop {
+            match self.handle(&event).await {
+                Ok(()) => return Ok(Settled::Handled),
+                Err(error) if attempt >= policy.retry.max_attempts.max(1) => {
+                    return park(dead_letters, name, &event, error.to_string()).await;
+                }
+                Err(error) => {
+                    tracing::warn!(subscription = %name, %error, attempt, "retrying in place");
+                    tokio::time::sleep(policy.retry.pause(attempt)).await;
+                    attempt += 1;
+                }
+            }
+        }
+    }
+
+    async fn reset(&self) -> Result<(), DeliveryError> {
+        self.reset_listener().await
+    }
+}
+
+async fn park(
+    dead_letters: &dyn CheckpointStore,
+    name: &crate::SubscriptionName,
+    event: &StoredEvent,
+    error: String,
+) -> Result<Settled, StoreError> {
+    tracing::warn!(subscription = %name, event_id = %event.event_id, %error, "parked");
+    dead_letters.park(name, event, &error).await?;
+    Ok(Settled::Parked(error))
+}
+
+/// A foreign message as a dead letter: stream `bus/<origin>`, event type `foreign`, the
+/// headers and the body (as text, lossily) in the data, so that an operator sees what
+/// arrived.
+fn foreign_event(
+    message: &Received<'_>,
+    error: &CloudEventError,
+) -> Result<StoredEvent, IdentifierError> {
+    let stream =
+        StreamId::new("bus", message.origin).or_else(|_| StreamId::new("bus", "unknown"))?;
+    Ok(StoredEvent {
+        event_id: uuid::Uuid::now_v7(),
+        stream,
+        stream_version: 0,
+        position: Position::START,
+        event_type: "foreign".to_owned(),
+        event_version: 0,
+        recorded_at: chrono::Utc::now(),
+        metadata: Metadata::default(),
+        data: json!({
+            "error": error.to_string(),
+            "headers": message.headers,
+            "body": String::from_utf8_lossy(message.payload),
+        }),
+    })
+}

@@ -1,0 +1,180 @@
+//! What the bus tests share: an event type, a read model that records what it saw, and
+//! helpers to append events and to run a relay and a consumer.
+
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use cqrs_core::bus::Relay;
+use cqrs_core::subscription::{Project, SubscriptionHandle};
+use cqrs_core::{
+    codec, DomainEvent, Envelope, ExpectedVersion, Metadata, RetryPolicy, StreamId, StreamStore,
+    Subscription,
+};
+use cqrs_memory::MemoryStore;
+use cqrs_nats::async_nats;
+use cqrs_nats::{ConsumerHandle, EventStream, JetStreamConsumer, JetStreamPublisher};
+use serde::{Deserialize, Serialize};
+
+pub const WAIT: Duration = Duration::from_secs(30);
+
+#[derive(Debug, Clone, Serialize, Deserialize, DomainEvent)]
+pub enum Ledger {
+    Booked { amount: u64 },
+}
+
+/// What the ledger view saw: per event id how often, per stream the versions in order.
+#[derive(Debug, Default)]
+pub struct Seen {
+    pub applied: HashMap<uuid::Uuid, u32>,
+    pub versions: HashMap<StreamId, Vec<u64>>,
+    pub resets: u32,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("amount {0} is poison")]
+pub struct Poison(pub u64);
+
+/// A view of the ledger that fails for ever on its `poison` amount.
+#[derive(Clone, Default, cqrs_core::Projection)]
+#[projection(event = Ledger, error = Poison, name = "ledger_view")]
+pub struct LedgerView {
+    pub seen: Arc<Mutex<Seen>>,
+    pub poison: Option<u64>,
+}
+
+impl LedgerView {
+    async fn handle(&self, event: &Envelope<Ledger>) -> Result<(), Poison> {
+        let Ledger::Booked { amount } = event.data;
+        if self.poison == Some(amount) {
+            return Err(Poison(amount));
+        }
+        let mut seen = self.seen.lock().expect("lock");
+        *seen.applied.entry(event.event_id).or_default() += 1;
+        seen.versions
+            .entry(event.stream.clone())
+            .or_default()
+            .push(event.stream_version);
+        Ok(())
+    }
+
+    async fn reset(&self) -> Result<(), Poison> {
+        let mut seen = self.seen.lock().expect("lock");
+        seen.applied.clear();
+        seen.versions.clear();
+        seen.resets += 1;
+        Ok(())
+    }
+
+    pub fn seen<T>(&self, read: impl FnOnce(&Seen) -> T) -> T {
+        read(&self.seen.lock().expect("lock"))
+    }
+
+    /// Asserts that the view applied each of `events` exactly once, and every stream's
+    /// versions in order.
+    pub fn assert_exactly_once(&self, events: &[uuid::Uuid]) {
+        self.seen(|seen| {
+            for id in events {
+                assert_eq!(seen.applied.get(id), Some(&1), "event {id}");
+            }
+            assert_eq!(seen.applied.len(), events.len(), "no other event");
+            for (stream, versions) in &seen.versions {
+                assert!(
+                    versions.windows(2).all(|w| w[0] < w[1]),
+                    "{stream}: {versions:?}"
+                );
+            }
+        });
+    }
+}
+
+/// Appends `count` events to `stream`; returns their ids.
+pub async fn book(
+    store: &MemoryStore,
+    stream: &StreamId,
+    amounts: impl IntoIterator<Item = u64>,
+) -> Vec<uuid::Uuid> {
+    let events: Vec<_> = amounts
+        .into_iter()
+        .map(|amount| {
+            codec::encode(&Ledger::Booked { amount }, Metadata::default()).expect("encode")
+        })
+        .collect();
+    store
+        .append(stream, ExpectedVersion::Any, events)
+        .await
+        .expect("append")
+        .iter()
+        .map(|e| e.event_id)
+        .collect()
+}
+
+pub fn stream(id: &str) -> StreamId {
+    StreamId::new("ledger", id).expect("valid")
+}
+
+pub fn quick() -> RetryPolicy {
+    RetryPolicy {
+        max_attempts: 3,
+        base_delay: Duration::from_millis(5),
+    }
+}
+
+/// A JetStream context on the servers of `urls` (comma-separated).
+pub async fn jetstream(urls: &str) -> async_nats::jetstream::Context {
+    let servers: Vec<async_nats::ServerAddr> = urls
+        .split(',')
+        .map(|url| url.parse().expect("server url"))
+        .collect();
+    let client = async_nats::ConnectOptions::new()
+        .retry_on_initial_connect()
+        .connect(servers)
+        .await
+        .expect("connect to nats-server");
+    async_nats::jetstream::new(client)
+}
+
+pub fn events_stream() -> EventStream {
+    EventStream::new("LEDGER", "ledger")
+        .expect("valid")
+        .partitions(3)
+        .expect("valid")
+}
+
+/// A relay of `store` into `stream`, started.
+pub fn relay(
+    store: &MemoryStore,
+    jetstream: async_nats::jetstream::Context,
+    stream: EventStream,
+) -> SubscriptionHandle {
+    let publisher = JetStreamPublisher::new(jetstream, stream);
+    Subscription::new(
+        store.clone(),
+        Relay::new("ledger_outbox", publisher, store.clone()).expect("valid"),
+    )
+    .retry(quick())
+    .idle_wait(Duration::from_millis(50))
+    .start()
+}
+
+/// A consumer of `stream` feeding `view`, its dead letters in `dead_letters`, started.
+pub async fn consumer(
+    jetstream: async_nats::jetstream::Context,
+    stream: EventStream,
+    view: &LedgerView,
+    dead_letters: &MemoryStore,
+) -> ConsumerHandle {
+    JetStreamConsumer::new(
+        jetstream,
+        stream,
+        Project::new(view.clone(), dead_letters.clone()).expect("valid"),
+    )
+    .retry(quick())
+    .idle_wait(Duration::from_millis(100))
+    .batch_size(20)
+    .start()
+    .await
+    .expect("consumer starts")
+}
