@@ -25,15 +25,19 @@ use crate::{ConsumerError, EventStream};
 /// its version (`NAME-vVERSION-pPARTITION`), that JetStream remembers across restarts.
 /// A task per partition fetches a batch, hands each message to the listener in order
 /// ([`Receive::receive`]: decode, handle, retry in place, park what still fails or is not
-/// an event), and acknowledges each message once it took effect or was parked. Nothing is
-/// acknowledged before: a process that dies mid-batch leaves the rest unacknowledged, and
-/// JetStream delivers it again (to this process when it restarts, or to another).
+/// an event), and acknowledges the batch (its last message, with JetStream's "ack all"
+/// policy) once every message of it took effect or was parked. A process that dies
+/// mid-batch leaves the whole batch unacknowledged, and JetStream delivers it again (to
+/// this process when it restarts, or to another, after the ack wait): at least once, so
+/// a listener sees again what it handled before the crash (a transactional projection
+/// recognises it and applies nothing). Keep the ack wait above a batch's handling time.
 ///
 /// **Order.** A consumer allows one batch unacknowledged at a time (its `max_ack_pending`
-/// is the batch size), and a failing event is retried where it stands, so the events of
-/// a stream (all in one partition) are handled in order, also when several processes
-/// serve the same partitions: JetStream hands the next batch to whichever asks, never two
-/// at once. Redelivered messages come before new ones. Several processes share the work
+/// is the batch size, and nothing is acknowledged before the batch ends), and a failing
+/// event is retried where it stands, so the events of a stream (all in one partition) are
+/// handled in order, also when several processes serve the same partitions: JetStream
+/// hands the next batch to whichever asks, never two at once, and redelivers a dead
+/// consumer's batch before anything newer. Several processes share the work
 /// by partition: give the stream as many partitions as processes you want busy at once.
 ///
 /// **Versions.** A listener whose consumer does not exist yet (a new listener, a new
@@ -219,7 +223,7 @@ impl JetStreamConsumer {
             let config = PullConfig {
                 durable_name: Some(durable.clone()),
                 filter_subject: self.stream.partition_subjects(partition),
-                ack_policy: AckPolicy::Explicit,
+                ack_policy: AckPolicy::All,
                 ack_wait: self.ack_wait,
                 max_ack_pending: self.batch as i64,
                 deliver_policy: DeliverPolicy::All,
@@ -241,7 +245,8 @@ impl JetStreamConsumer {
 pub struct ConsumerStatus {
     /// Events the listener handled.
     pub handled: u64,
-    /// Messages it does not read (other event or stream types).
+    /// Messages it does not read (other event or stream types), and redeliveries the
+    /// listener recognised as applied before.
     pub skipped: u64,
     /// Messages parked in the dead letters.
     pub parked: u64,
@@ -340,6 +345,12 @@ impl Partition {
                     continue;
                 }
             };
+            // The last message that took effect (or was parked), acknowledged with all
+            // before it when the batch ends: acknowledging one by one would free room
+            // for newer messages while older ones of a dead consumer's batch still wait
+            // for their redelivery, and a stream's events would come out of order.
+            let mut settled = None;
+            let mut failed = Vec::new();
             loop {
                 let next = tokio::select! {
                     next = batch.next() => next,
@@ -355,20 +366,32 @@ impl Partition {
                         break;
                     }
                 };
-                if !self.one(&message).await {
-                    troubles += 1;
-                    let pause = backoff(troubles);
-                    // Not acknowledged: JetStream delivers it again, before anything
-                    // newer of this partition (the batch allows no more in flight).
-                    let _ = message.ack_with(AckKind::Nak(Some(pause))).await;
-                    break;
+                if !failed.is_empty() || !self.one(&message).await {
+                    // This one and the rest of the batch come again, in order.
+                    failed.push(message);
+                    continue;
                 }
+                settled = Some(message);
+            }
+            if let Some(last) = settled {
+                if let Err(error) = last.ack().await {
+                    // Handled but not acknowledged: delivered again (at-least-once).
+                    self.record(|s| s.last_error = Some(format!("acknowledging: {error}")));
+                }
+            }
+            if failed.is_empty() {
                 troubles = 0;
+            } else {
+                troubles += 1;
+                let pause = backoff(troubles);
+                for message in failed {
+                    let _ = message.ack_with(AckKind::Nak(Some(pause))).await;
+                }
             }
         }
     }
 
-    /// Handles one message and acknowledges it; `false` when it must be delivered again.
+    /// Hands one message to the listener; `false` when it must be delivered again.
     async fn one(&self, message: &async_nats::jetstream::Message) -> bool {
         let delivered = message
             .info()
@@ -391,24 +414,20 @@ impl Partition {
         };
         match self.receiver.receive(received, &self.policy).await {
             Ok(settled) => {
-                if let Err(error) = message.ack().await {
-                    // Handled but not acknowledged: delivered again (at-least-once).
-                    self.record(|s| s.last_error = Some(format!("acknowledging: {error}")));
-                    return false;
-                }
                 self.record(|s| {
                     match settled {
                         Settled::Handled => s.handled += 1,
-                        Settled::Skipped => s.skipped += 1,
-                        _ => s.parked += 1,
+                        Settled::Parked(_) => s.parked += 1,
+                        // Skipped, already applied, or a kind of settling added later.
+                        _ => s.skipped += 1,
                     }
                     s.last_error = None;
                 });
                 true
             }
             Err(error) => {
-                tracing::warn!(%error, "dead-letter store failed: the message will come again");
-                self.record(|s| s.last_error = Some(format!("parking: {error}")));
+                tracing::warn!(%error, "store failed: the message will come again");
+                self.record(|s| s.last_error = Some(format!("store: {error}")));
                 false
             }
         }

@@ -97,18 +97,18 @@ impl CheckpointStore for PgStore {
     ) -> Result<(), StoreError> {
         // PostgreSQL text cannot hold NUL; an error message is prose, so replace it.
         let error = error.replace('\0', "\u{fffd}");
+        // Kept whole when this store does not hold the event (a bus consumer's).
+        let document = event.to_cloudevent();
         let query = sqlx::query(&self.sql.park)
             .bind(name.as_str())
             .bind(event.event_id)
-            .bind(&error);
-        let parked = self.connection().await?.execute(query).await;
-        parked.map_err(|e| match &e {
-            sqlx::Error::Database(db) if db.code().as_deref() == Some("23503") => backend(format!(
-                "cannot park event {} for {name}: it is not stored in this store",
-                event.event_id
-            )),
-            _ => map_sqlx(e),
-        })?;
+            .bind(&error)
+            .bind(document);
+        self.connection()
+            .await?
+            .execute(query)
+            .await
+            .map_err(map_sqlx)?;
         Ok(())
     }
 
@@ -117,7 +117,8 @@ impl CheckpointStore for PgStore {
         let rows = self.connection().await?.fetch_all(query).await;
         let rows = rows.map_err(map_sqlx)?;
         let mut last = None;
-        rows.iter()
+        let mut letters = rows
+            .iter()
             .map(|row| {
                 // Leniently: a row parked because it does not read is listed all the
                 // same (its dead letter says what is wrong with it).
@@ -128,6 +129,22 @@ impl CheckpointStore for PgStore {
                     parked_at: row.try_get(EVENT_COLUMN_COUNT + 1).map_err(map_sqlx)?,
                 })
             })
-            .collect()
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        let query = sqlx::query(&self.sql.parked_elsewhere).bind(name.as_str());
+        let rows = self.connection().await?.fetch_all(query).await;
+        for row in rows.map_err(map_sqlx)? {
+            let document: serde_json::Value = row.try_get(0).map_err(map_sqlx)?;
+            let event = StoredEvent::from_cloudevent(&document)
+                .map_err(|e| backend(format!("a dead letter of {name} does not read back: {e}")))?;
+            letters.push(DeadLetter {
+                event: Arc::new(event),
+                error: row.try_get(1).map_err(map_sqlx)?,
+                parked_at: row.try_get(2).map_err(map_sqlx)?,
+            });
+        }
+        // In global order, as the trait says; stable, so events parked from elsewhere at
+        // the same position stay in the order they were parked.
+        letters.sort_by_key(|letter| letter.event.position);
+        Ok(letters)
     }
 }

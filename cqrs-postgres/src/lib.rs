@@ -38,6 +38,7 @@ mod event_log;
 mod inline;
 mod lease;
 mod projection;
+mod receive;
 mod row;
 mod schema;
 mod snapshot_store;

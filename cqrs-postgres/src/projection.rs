@@ -269,18 +269,7 @@ impl<P: PgProjection> Consumer for Transactional<P> {
             });
         }
         for stored in events {
-            // A panic (in an upcaster or in the handler) fails the event like an error,
-            // and the transaction is rolled back explicitly as for one: the handler may
-            // have left it anywhere, and the connection goes back to the pool.
-            let event = match unwind::catch_sync(|| decode::<P::Event>(stored)) {
-                Ok(decoded) => decoded?,
-                Err(panic) => return Err(failed(tx, Some(stored), panic).await),
-            };
-            match unwind::catch(self.projection.handle(&mut tx, &event)).await {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => return Err(failed(tx, Some(stored), e).await),
-                Err(panic) => return Err(failed(tx, Some(stored), panic).await),
-            }
+            tx = self.apply(tx, stored).await?;
         }
         self.store.save_checkpoint_in(&mut tx, key, to).await?;
         tx.commit().await.map_err(map_sqlx)?;
@@ -290,18 +279,51 @@ impl<P: PgProjection> Consumer for Transactional<P> {
     /// Empties the read model and moves the checkpoint to the start in one transaction:
     /// a crash leaves either both done or neither.
     async fn reset(&self) -> Result<(), DeliveryError> {
-        let key = self.identity.checkpoint();
-        let mut tx = self.store.begin().await?;
-        match unwind::catch(self.projection.reset(&mut tx)).await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => return Err(failed(tx, None, e).await),
-            Err(panic) => return Err(failed(tx, None, panic).await),
-        }
+        let mut tx = self.reset_in().await?;
         self.store
-            .save_checkpoint_in(&mut tx, key, Position::START)
+            .save_checkpoint_in(&mut tx, self.identity.checkpoint(), Position::START)
             .await?;
         tx.commit().await.map_err(map_sqlx)?;
         Ok(())
+    }
+}
+
+impl<P: PgProjection> Transactional<P> {
+    /// Decodes `stored` and hands it to the projection on `tx`; gives `tx` back, or
+    /// rolls it back and says whose failure it was.
+    pub(crate) async fn apply(
+        &self,
+        mut tx: Transaction<'static, Postgres>,
+        stored: &Arc<StoredEvent>,
+    ) -> Result<Transaction<'static, Postgres>, DeliveryError> {
+        // A panic (in an upcaster or in the handler) fails the event like an error, and
+        // the transaction is rolled back explicitly as for one: the handler may have left
+        // it anywhere, and the connection goes back to the pool.
+        let event = match unwind::catch_sync(|| decode::<P::Event>(stored)) {
+            Ok(decoded) => decoded?,
+            Err(panic) => return Err(failed(tx, Some(stored), panic).await),
+        };
+        match unwind::catch(self.projection.handle(&mut tx, &event)).await {
+            Ok(Ok(())) => Ok(tx),
+            Ok(Err(e)) => Err(failed(tx, Some(stored), e).await),
+            Err(panic) => Err(failed(tx, Some(stored), panic).await),
+        }
+    }
+
+    /// A transaction in which the projection's `reset` ran, to commit with whatever else
+    /// a rebuild resets.
+    pub(crate) async fn reset_in(&self) -> Result<Transaction<'static, Postgres>, DeliveryError> {
+        let mut tx = self.store.begin().await?;
+        match unwind::catch(self.projection.reset(&mut tx)).await {
+            Ok(Ok(())) => Ok(tx),
+            Ok(Err(e)) => Err(failed(tx, None, e).await),
+            Err(panic) => Err(failed(tx, None, panic).await),
+        }
+    }
+
+    /// The store it writes through.
+    pub(crate) fn store(&self) -> &PgStore {
+        &self.store
     }
 }
 

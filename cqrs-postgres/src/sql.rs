@@ -66,6 +66,12 @@ pub(crate) struct Sql {
     pub create_checkpoint: String,
     pub park: String,
     pub parked: String,
+    /// Dead letters of events that are not in `events` (parked from a bus).
+    pub parked_elsewhere: String,
+    /// Records that a bus-fed projection applied a stream version; returns a row only if
+    /// that version is above the last one applied.
+    pub bus_apply: String,
+    pub bus_reset: String,
     pub transaction_ids: String,
     pub horizon_lag: String,
 }
@@ -237,10 +243,13 @@ impl Sql {
                 "INSERT INTO {s}.checkpoints (name, commit_part, seq_part) VALUES ($1, 0, 0) \
                  ON CONFLICT (name) DO NOTHING"
             ),
+            // The event's CloudEvent is kept only when the event is not in `events`.
             park: format!(
-                "INSERT INTO {s}.dead_letters (subscription, event_id, error) VALUES ($1, $2, $3) \
+                "INSERT INTO {s}.dead_letters (subscription, event_id, error, event) \
+                 VALUES ($1, $2, $3, CASE WHEN EXISTS \
+                     (SELECT 1 FROM {s}.events WHERE event_id = $2) THEN NULL ELSE $4::jsonb END) \
                  ON CONFLICT (subscription, event_id) DO UPDATE SET error = excluded.error, \
-                 parked_at = now()"
+                 event = excluded.event, parked_at = now()"
             ),
             // `USING (event_id)` merges the two event_id columns, so the unqualified
             // EVENT_COLUMNS stay unambiguous; the order is qualified for the same reason
@@ -250,6 +259,21 @@ impl Sql {
                  FROM {s}.events JOIN {s}.dead_letters USING (event_id) \
                  WHERE subscription = $1 ORDER BY {COMMIT_ORDER}"
             ),
+            parked_elsewhere: format!(
+                "SELECT event, error, parked_at FROM {s}.dead_letters d \
+                 WHERE subscription = $1 AND event IS NOT NULL \
+                 AND NOT EXISTS (SELECT 1 FROM {s}.events e WHERE e.event_id = d.event_id) \
+                 ORDER BY parked_at"
+            ),
+            bus_apply: format!(
+                "INSERT INTO {s}.bus_applied AS t (subscription, stream_type, stream_id, stream_version) \
+                 VALUES ($1, $2, $3, $4) \
+                 ON CONFLICT (subscription, stream_type, stream_id) \
+                 DO UPDATE SET stream_version = excluded.stream_version \
+                 WHERE t.stream_version < excluded.stream_version \
+                 RETURNING 1"
+            ),
+            bus_reset: format!("DELETE FROM {s}.bus_applied WHERE subscription = $1"),
             transaction_ids: format!(
                 "SELECT (SELECT (transaction_id::text)::bigint FROM {s}.events \
                          ORDER BY events.transaction_id DESC LIMIT 1), \

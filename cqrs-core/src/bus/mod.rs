@@ -31,6 +31,6 @@ mod message;
 mod receive;
 mod relay;
 
-pub use message::{BusMessage, ContentMode, HeaderNames};
-pub use receive::{Receive, ReceivePolicy, Received, Settled};
+pub use message::{decode, BusMessage, ContentMode, HeaderNames};
+pub use receive::{receive_with, Receive, ReceivePolicy, Received, Settled};
 pub use relay::{Acknowledgement, PublishError, Publisher, Relay};

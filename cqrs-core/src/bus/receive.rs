@@ -69,6 +69,9 @@ pub enum Settled {
     Skipped,
     /// Parked in the dead letters, with this error.
     Parked(String),
+    /// Applied before (a redelivery, a republished copy): the consumer recognised it and
+    /// applied nothing.
+    AlreadyApplied,
 }
 
 /// A typed listener fed from a bus. Implemented by [`Feed`] (so by
@@ -111,45 +114,14 @@ impl<L: Listener, K: Kind<L>> Receive for Feed<L, K> {
         policy: &ReceivePolicy,
     ) -> Result<Settled, StoreError> {
         let dead_letters = crate::subscription::Consumer::checkpoints(self);
-        let name = Receive::identity(self).name();
-        let event = match decode(message.headers, message.payload, policy.header_names) {
-            Ok(event) => Arc::new(event),
-            Err(foreign) => {
-                let event = foreign_event(&message, &foreign)?;
-                let error = format!("not an event of this framework: {foreign}");
-                tracing::warn!(subscription = %name, origin = message.origin, %error, "parked");
-                dead_letters.park(name, &event, &error).await?;
-                return Ok(Settled::Parked(error));
-            }
-        };
-        if !Receive::identity(self)
-            .filter()
-            .accepts(event.stream.stream_type(), &event.event_type)
-        {
-            return Ok(Settled::Skipped);
-        }
-        if message.delivered > policy.delivery_limit {
-            let error = format!(
-                "delivered {} times without an acknowledgement (limit {}): its consumer died \
-                 or timed out handling it",
-                message.delivered, policy.delivery_limit
-            );
-            return park(dead_letters, name, &event, error).await;
-        }
-        let mut attempt = 1;
-        loop {
-            match self.handle(&event).await {
-                Ok(()) => return Ok(Settled::Handled),
-                Err(error) if attempt >= policy.retry.max_attempts.max(1) => {
-                    return park(dead_letters, name, &event, error.to_string()).await;
-                }
-                Err(error) => {
-                    tracing::warn!(subscription = %name, %error, attempt, "retrying in place");
-                    tokio::time::sleep(policy.retry.pause(attempt)).await;
-                    attempt += 1;
-                }
-            }
-        }
+        receive_with(
+            message,
+            policy,
+            Receive::identity(self),
+            dead_letters,
+            |event| async move { self.handle(&event).await.map(|()| Settled::Handled) },
+        )
+        .await
     }
 
     async fn reset(&self) -> Result<(), DeliveryError> {
@@ -157,6 +129,75 @@ impl<L: Listener, K: Kind<L>> Receive for Feed<L, K> {
     }
 }
 
+/// The steps every [`Receive`] takes around its own handling, for consumers that apply
+/// events their own way (a backend's transactional projection):
+///
+/// 1. decode the message; one that is not an event is parked (as stream `bus/<origin>`,
+///    event type `foreign`, with its headers and body in the data);
+/// 2. skip an event that `identity`'s filter does not let through;
+/// 3. park an event the broker delivered more than `delivery_limit` times;
+/// 4. call `handle`, retrying an event failure ([`DeliveryError::Event`]) in place as
+///    `policy.retry` says, then parking it with the error; any other failure (the read
+///    model's store is down) is returned, so the message is not acknowledged and comes
+///    again later, never parked for it.
+///
+/// `handle` returns [`Settled::Handled`], or [`Settled::AlreadyApplied`] when it finds it
+/// applied the event before.
+pub async fn receive_with<F, Fut>(
+    message: Received<'_>,
+    policy: &ReceivePolicy,
+    identity: &Identity,
+    dead_letters: &dyn CheckpointStore,
+    handle: F,
+) -> Result<Settled, StoreError>
+where
+    F: Fn(Arc<StoredEvent>) -> Fut + Send + Sync,
+    Fut: std::future::Future<Output = Result<Settled, DeliveryError>> + Send,
+{
+    let name = identity.name();
+    let event = match decode(message.headers, message.payload, policy.header_names) {
+        Ok(event) => Arc::new(event),
+        Err(foreign) => {
+            let event = foreign_event(&message, &foreign)?;
+            let error = format!("not an event of this framework: {foreign}");
+            return park(dead_letters, name, &event, error).await;
+        }
+    };
+    if !identity
+        .filter()
+        .accepts(event.stream.stream_type(), &event.event_type)
+    {
+        return Ok(Settled::Skipped);
+    }
+    if message.delivered > policy.delivery_limit {
+        let error = format!(
+            "delivered {} times without an acknowledgement (limit {}): its consumer died \
+             or timed out handling it",
+            message.delivered, policy.delivery_limit
+        );
+        return park(dead_letters, name, &event, error).await;
+    }
+    let mut attempt = 1;
+    loop {
+        match handle(Arc::clone(&event)).await {
+            Ok(settled) => return Ok(settled),
+            Err(error @ DeliveryError::Event { .. })
+                if attempt >= policy.retry.max_attempts.max(1) =>
+            {
+                return park(dead_letters, name, &event, error.to_string()).await;
+            }
+            Err(error @ DeliveryError::Event { .. }) => {
+                tracing::warn!(subscription = %name, %error, attempt, "retrying in place");
+                tokio::time::sleep(policy.retry.pause(attempt)).await;
+                attempt += 1;
+            }
+            Err(DeliveryError::Store(error)) => return Err(error),
+            Err(other) => return Err(StoreError::Unavailable(Box::new(other))),
+        }
+    }
+}
+
+/// Parks `event` with `error`, and says so.
 async fn park(
     dead_letters: &dyn CheckpointStore,
     name: &crate::SubscriptionName,
@@ -169,14 +210,20 @@ async fn park(
 }
 
 /// A foreign message as a dead letter: stream `bus/<origin>`, event type `foreign`, the
-/// headers and the body (as text, lossily) in the data, so that an operator sees what
-/// arrived.
+/// headers and the body (as text, lossily, NULs replaced: no store can hold them) in the
+/// data, so that an operator sees what arrived.
 fn foreign_event(
     message: &Received<'_>,
     error: &CloudEventError,
 ) -> Result<StoredEvent, IdentifierError> {
-    let stream =
-        StreamId::new("bus", message.origin).or_else(|_| StreamId::new("bus", "unknown"))?;
+    let text = |bytes: &[u8]| String::from_utf8_lossy(bytes).replace('\0', "\u{fffd}");
+    let stream = StreamId::new("bus", &text(message.origin.as_bytes()))
+        .or_else(|_| StreamId::new("bus", "unknown"))?;
+    let headers: Vec<(String, String)> = message
+        .headers
+        .iter()
+        .map(|(name, value)| (text(name.as_bytes()), text(value.as_bytes())))
+        .collect();
     Ok(StoredEvent {
         event_id: uuid::Uuid::now_v7(),
         stream,
@@ -188,8 +235,8 @@ fn foreign_event(
         metadata: Metadata::default(),
         data: json!({
             "error": error.to_string(),
-            "headers": message.headers,
-            "body": String::from_utf8_lossy(message.payload),
+            "headers": headers,
+            "body": text(message.payload),
         }),
     })
 }

@@ -91,8 +91,8 @@ pub use subscription::{
 };
 pub use subscription_store::{
     counts_after_a_position_with_filter_and_limit, dead_letters_are_kept_per_subscription,
-    events_are_found_by_command_id, leases_are_exclusive_until_dropped,
-    read_horizon_covers_what_is_readable,
+    dead_letters_keep_events_this_store_never_stored, events_are_found_by_command_id,
+    leases_are_exclusive_until_dropped, read_horizon_covers_what_is_readable,
 };
 pub use wait::wait_for_events_wakes_on_append;
 
@@ -173,6 +173,7 @@ macro_rules! conformance_tests {
             caching_engines_interleaving_lose_nothing,
             leases_are_exclusive_until_dropped,
             dead_letters_are_kept_per_subscription,
+            dead_letters_keep_events_this_store_never_stored,
             events_are_found_by_command_id,
             counts_after_a_position_with_filter_and_limit,
             read_horizon_covers_what_is_readable,

@@ -67,6 +67,64 @@ pub async fn dead_letters_are_kept_per_subscription<S: Store>(store: S) {
     assert!(store.parked(&other).await.expect("parked").is_empty());
 }
 
+/// A consumer fed from a bus parks events this store never stored (another service's, or
+/// a message that was no event at all): they are kept whole, in global order with the
+/// others, and parking one again keeps one entry with the latest error.
+pub async fn dead_letters_keep_events_this_store_never_stored<S: Store>(store: S) {
+    let local = store
+        .append(
+            &unique_stream("parcel"),
+            ExpectedVersion::NoStream,
+            events("Shipped", 1, 1),
+        )
+        .await
+        .expect("append");
+    let elsewhere = |position: Position, stream_version| crate::StoredEvent {
+        event_id: uuid::Uuid::now_v7(),
+        stream: unique_stream("order"),
+        stream_version,
+        position,
+        event_type: "order.placed".into(),
+        event_version: 2,
+        // Whole microseconds: what every store keeps of a time.
+        recorded_at: chrono::DateTime::from_timestamp_micros(1_765_000_000_123_456).expect("time"),
+        metadata: Metadata::default()
+            .with_correlation_id(uuid::Uuid::now_v7())
+            .with_extra("tenant", "acme"),
+        data: serde_json::json!({"total": 12.5, "lines": ["a", "b"]}),
+    };
+    let foreign = elsewhere(Position::START, 0);
+    let late = elsewhere(Position::from_parts(u64::MAX / 2, 7), 3);
+    let name = unique_name("shipping");
+    store.park(&name, &late, "late failed").await.expect("park");
+    store
+        .park(&name, &local[0], "local failed")
+        .await
+        .expect("park");
+    store
+        .park(&name, &foreign, "not an event")
+        .await
+        .expect("park");
+    store
+        .park(&name, &foreign, "still not an event")
+        .await
+        .expect("park again");
+
+    let parked = store.parked(&name).await.expect("parked");
+    let got: Vec<(&crate::StoredEvent, &str)> = parked
+        .iter()
+        .map(|d| (d.event.as_ref(), d.error.as_str()))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (&foreign, "still not an event"),
+            (local[0].as_ref(), "local failed"),
+            (&late, "late failed"),
+        ]
+    );
+}
+
 /// The events a command wrote are found by its id, in version order, and only in its
 /// stream.
 pub async fn events_are_found_by_command_id<S: Store>(store: S) {
