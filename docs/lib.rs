@@ -33,6 +33,11 @@ pub struct CommandsAndAggregates;
 #[cfg(doctest)]
 pub struct Engine;
 
+/// `docs/src/bus.md`.
+#[doc = include_str!("src/bus.md")]
+#[cfg(doctest)]
+pub struct Bus;
+
 /// `docs/src/read-side.md`.
 #[doc = include_str!("src/read-side.md")]
 #[cfg(doctest)]
