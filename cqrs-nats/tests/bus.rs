@@ -92,6 +92,56 @@ fn a_relay_that_publishes_everything_again_reaches_consumers_once() {
 }
 
 #[test]
+fn a_relay_killed_mid_stream_and_started_again_loses_nothing_and_duplicates_nothing() {
+    runtime().block_on(async {
+        let server = NatsServer::start().await.expect("nats-server");
+        let js = jetstream(&server.url()).await;
+        let store = MemoryStore::new();
+        let mut ids = Vec::new();
+        for n in 0..20 {
+            ids.extend(book(&store, &stream(&format!("s{n}")), 1..=100).await);
+        }
+
+        // The first relay's process dies while it publishes: its runtime is dropped in
+        // the middle of the log, with publishes in flight and its checkpoint behind.
+        let (url, first_store) = (server.url(), store.clone());
+        let published_before = std::thread::spawn(move || {
+            let first = runtime();
+            first.block_on(async {
+                let js = jetstream(&url).await;
+                let _relay = relay(&first_store, js.clone(), events_stream());
+                loop {
+                    if let Ok(mut stream) = js.get_stream("LEDGER").await {
+                        let held = stream.info().await.map_or(0, |i| i.state.messages);
+                        // Mid-way through the second batch of 500: its checkpoint is at 500.
+                        if held >= 750 {
+                            return held;
+                        }
+                    }
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+            })
+        })
+        .join()
+        .expect("first relay");
+        assert!(
+            published_before >= 500 && published_before < 2_000,
+            "{published_before}"
+        );
+
+        let relay = relay(&store, js.clone(), events_stream());
+        relay.caught_up(WAIT).await.expect("second relay caught up");
+        assert_eq!(stored(&js).await, 2_000, "every event once on the bus");
+        let view = LedgerView::default();
+        let consuming = consumer(js.clone(), events_stream(), &view, &MemoryStore::new()).await;
+        consuming.caught_up(WAIT).await.expect("consumer caught up");
+        view.assert_exactly_once(&ids);
+        relay.shutdown().await.expect("relay");
+        consuming.shutdown().await.expect("consumer");
+    });
+}
+
+#[test]
 fn the_relay_waits_out_a_broker_outage_and_loses_nothing() {
     runtime().block_on(async {
         let mut server = NatsServer::start().await.expect("nats-server");
