@@ -7,7 +7,7 @@ use async_nats::jetstream::consumer::pull::Config as PullConfig;
 use async_nats::jetstream::consumer::{AckPolicy, DeliverPolicy, PullConsumer};
 use async_nats::jetstream::context::Context;
 use async_nats::jetstream::AckKind;
-use cqrs_core::bus::{HeaderNames, Receive, ReceivePolicy, Received, Settled};
+use cqrs_core::bus::{HeaderNames, Receive, ReceivePolicy, ReceiveStatus, Received};
 use cqrs_core::RetryPolicy;
 use futures::StreamExt;
 use tokio::sync::watch;
@@ -171,7 +171,7 @@ impl JetStreamConsumer {
             }
         };
         let (stop, stopped) = watch::channel(false);
-        let counts = Arc::new(Mutex::new(ConsumerStatus::default()));
+        let counts = Arc::new(Mutex::new(ReceiveStatus::default()));
         let mut tasks = JoinSet::new();
         for consumer in &consumers {
             tasks.spawn(
@@ -239,33 +239,17 @@ impl JetStreamConsumer {
     }
 }
 
-/// What a running [`JetStreamConsumer`] did so far.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct ConsumerStatus {
-    /// Events the listener handled.
-    pub handled: u64,
-    /// Messages it does not read (other event or stream types), and redeliveries the
-    /// listener recognised as applied before.
-    pub skipped: u64,
-    /// Messages parked in the dead letters.
-    pub parked: u64,
-    /// The last failure of the bus or of the dead-letter store, if any since the last
-    /// message that went through.
-    pub last_error: Option<String>,
-}
-
 /// A running [`JetStreamConsumer`].
 pub struct ConsumerHandle {
     stop: watch::Sender<bool>,
     tasks: JoinSet<()>,
     consumers: Vec<PullConsumer>,
-    status: Arc<Mutex<ConsumerStatus>>,
+    status: Arc<Mutex<ReceiveStatus>>,
 }
 
 impl ConsumerHandle {
     /// What it did so far.
-    pub fn status(&self) -> ConsumerStatus {
+    pub fn status(&self) -> ReceiveStatus {
         self.status
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -318,11 +302,11 @@ struct Partition {
     policy: ReceivePolicy,
     batch: usize,
     idle_wait: Duration,
-    status: Arc<Mutex<ConsumerStatus>>,
+    status: Arc<Mutex<ReceiveStatus>>,
 }
 
 impl Partition {
-    fn record(&self, update: impl FnOnce(&mut ConsumerStatus)) {
+    fn record(&self, update: impl FnOnce(&mut ReceiveStatus)) {
         update(&mut self.status.lock().unwrap_or_else(PoisonError::into_inner));
     }
 
@@ -414,15 +398,7 @@ impl Partition {
         };
         match self.receiver.receive(received, &self.policy).await {
             Ok(settled) => {
-                self.record(|s| {
-                    match settled {
-                        Settled::Handled => s.handled += 1,
-                        Settled::Parked(_) => s.parked += 1,
-                        // Skipped, already applied, or a kind of settling added later.
-                        _ => s.skipped += 1,
-                    }
-                    s.last_error = None;
-                });
+                self.record(|s| s.settled(&settled));
                 true
             }
             Err(error) => {

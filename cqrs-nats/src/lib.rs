@@ -28,7 +28,7 @@ mod stream;
 #[cfg(feature = "testing")]
 pub mod testing;
 
-pub use consumer::{ConsumerHandle, ConsumerStatus, JetStreamConsumer};
+pub use consumer::{ConsumerHandle, JetStreamConsumer};
 pub use error::{ConfigError, ConsumerError};
 pub use publisher::JetStreamPublisher;
 pub use stream::EventStream;

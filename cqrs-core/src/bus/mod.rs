@@ -32,5 +32,5 @@ mod receive;
 mod relay;
 
 pub use message::{decode, BusMessage, ContentMode, HeaderNames};
-pub use receive::{receive_with, Receive, ReceivePolicy, Received, Settled};
+pub use receive::{receive_with, Receive, ReceivePolicy, ReceiveStatus, Received, Settled};
 pub use relay::{Acknowledgement, PublishError, Publisher, Relay};

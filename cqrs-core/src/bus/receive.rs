@@ -74,6 +74,34 @@ pub enum Settled {
     AlreadyApplied,
 }
 
+/// What a bus consumer did so far: the figures its handle reports.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ReceiveStatus {
+    /// Events the listener handled.
+    pub handled: u64,
+    /// Messages it does not read (other event or stream types), and redeliveries the
+    /// listener recognised as applied before.
+    pub skipped: u64,
+    /// Messages parked in the dead letters.
+    pub parked: u64,
+    /// The last failure of the bus or of the consumer's store, if any since the last
+    /// message that went through.
+    pub last_error: Option<String>,
+}
+
+impl ReceiveStatus {
+    /// Counts a message that went through.
+    pub fn settled(&mut self, settled: &Settled) {
+        match settled {
+            Settled::Handled => self.handled += 1,
+            Settled::Parked(_) => self.parked += 1,
+            Settled::Skipped | Settled::AlreadyApplied => self.skipped += 1,
+        }
+        self.last_error = None;
+    }
+}
+
 /// A typed listener fed from a bus. Implemented by [`Feed`] (so by
 /// [`Project`](crate::subscription::Project) and [`React`](crate::subscription::React)):
 /// the consumer a subscription runs is the one a bus consumer runs.
