@@ -3,12 +3,14 @@
 //! `scripts/bench --smoke` runs tiny sizes. See `docs/src/performance.md`.
 //!
 //! ```text
-//! bench [--smoke] [--reps N] [--threads N]
+//! bench [--smoke] [--reps N] [--threads N] [--only 1,2,...] [--backend B]
 //! ```
 //!
 //! `DATABASE_URL` must name a database where the benchmark may create (and drops again)
-//! schemas `bench_*`.
+//! schemas `bench_*`. Workload 7 (the bus) starts a throwaway `nats-server` of its own:
+//! `NATS_SERVER`, else `nats-server` on `PATH` (`scripts/bench` makes sure there is one).
 
+mod bus;
 mod domain;
 mod memory;
 mod postgres;
@@ -56,6 +58,24 @@ pub enum BenchError {
     Io(#[from] std::io::Error),
     #[error("a task failed: {0}")]
     Join(#[from] tokio::task::JoinError),
+    #[error("nats-server: {0}")]
+    NatsServer(#[from] cqrs_nats::testing::ServerError),
+    #[error("connecting to nats-server: {0}")]
+    NatsConnect(#[from] cqrs_nats::async_nats::ConnectError),
+    #[error("JetStream {what}: {source}")]
+    Nats {
+        what: &'static str,
+        #[source]
+        source: cqrs_nats::async_nats::Error,
+    },
+    #[error("bus settings: {0}")]
+    BusConfig(#[from] cqrs_nats::ConfigError),
+    #[error("bus: {0}")]
+    Publish(#[from] cqrs_core::bus::PublishError),
+    #[error("bus consumer: {0}")]
+    Consumer(#[from] cqrs_nats::ConsumerError),
+    #[error("subscription: {0}")]
+    Subscription(#[from] cqrs_core::subscription::SubscriptionError),
     #[error("{0}")]
     Usage(String),
     #[error("{0}")]
@@ -66,11 +86,12 @@ pub enum BenchError {
 #[derive(Debug, Clone)]
 pub struct Sizes {
     pub smoke: bool,
-    /// The workloads to run (1 to 6); all when empty.
+    /// The workloads to run (1 to 7); all when empty.
     pub only: Vec<u32>,
-    /// Whether to run the memory and the PostgreSQL workloads.
+    /// Whether to run the memory, the PostgreSQL and the NATS workloads.
     pub memory: bool,
     pub postgres: bool,
+    pub nats: bool,
     /// Repetitions of each measurement.
     pub reps: usize,
     /// Workload 1: aggregates, and commands per aggregate.
@@ -92,6 +113,11 @@ pub struct Sizes {
     pub w5_batches: &'static [usize],
     /// Workload 6: events stored in the memory store.
     pub w6_events: usize,
+    /// Workload 7: events the relay publishes and the consumer reads, the streams they
+    /// are in, and the appends whose latency is measured one at a time.
+    pub w7_events: usize,
+    pub w7_streams: usize,
+    pub w7_latency_events: usize,
 }
 
 impl Sizes {
@@ -101,6 +127,7 @@ impl Sizes {
             only: Vec::new(),
             memory: true,
             postgres: true,
+            nats: true,
             reps: 5,
             w1_aggregates: 1_000,
             w1_commands: 10,
@@ -114,6 +141,9 @@ impl Sizes {
             w5_events: 100_000,
             w5_batches: &[1_000, 10_000],
             w6_events: 1_000_000,
+            w7_events: 20_000,
+            w7_streams: 100,
+            w7_latency_events: 500,
         }
     }
 
@@ -123,6 +153,7 @@ impl Sizes {
             only: Vec::new(),
             memory: true,
             postgres: true,
+            nats: true,
             reps: 2,
             w1_aggregates: 20,
             w1_commands: 10,
@@ -136,6 +167,9 @@ impl Sizes {
             w5_events: 2_000,
             w5_batches: &[500, 1_000],
             w6_events: 10_000,
+            w7_events: 200,
+            w7_streams: 100,
+            w7_latency_events: 20,
         }
     }
 
@@ -398,11 +432,12 @@ fn parse_args() -> Result<Args, BenchError> {
             "--reps" => reps = Some(number("--reps", args.next())?.max(1)),
             "--threads" => threads = number("--threads", args.next())?,
             "--backend" => match args.next().as_deref() {
-                Some("memory") => backend = Some((true, false)),
-                Some("postgres") => backend = Some((false, true)),
+                Some("memory") => backend = Some((true, false, false)),
+                Some("postgres") => backend = Some((false, true, false)),
+                Some("nats") => backend = Some((false, false, true)),
                 other => {
                     return Err(BenchError::Usage(format!(
-                        "--backend takes memory or postgres, not {other:?}"
+                        "--backend takes memory, postgres or nats, not {other:?}"
                     )))
                 }
             },
@@ -410,10 +445,10 @@ fn parse_args() -> Result<Args, BenchError> {
                 let list = args.next().unwrap_or_default();
                 for n in list.split(',') {
                     match u32::from_str(n.trim()) {
-                        Ok(n @ 1..=6) => only.push(n),
+                        Ok(n @ 1..=7) => only.push(n),
                         _ => {
                             return Err(BenchError::Usage(format!(
-                                "--only takes workload numbers 1 to 6, not {n:?}"
+                                "--only takes workload numbers 1 to 7, not {n:?}"
                             )))
                         }
                     }
@@ -423,11 +458,12 @@ fn parse_args() -> Result<Args, BenchError> {
             "-h" | "--help" => return Err(BenchError::Usage(
                 "usage: bench [--smoke] [--reps N] [--threads N] [--only 1,2,...] [--backend B]\n\
                      --smoke      tiny sizes (CI)\n\
-                     --backend B  run only the workloads of backend B (memory or postgres)\n\
-                     --only LIST  run only these workloads (numbers 1 to 6)\n\
+                     --backend B  run only the workloads of backend B (memory, postgres or nats)\n\
+                     --only LIST  run only these workloads (numbers 1 to 7; 7 is the bus)\n\
                      --reps N     repetitions of each measurement (default 5, smoke 2)\n\
                      --threads N  tokio worker threads; 1 (default) is a current-thread runtime\n\
-                     DATABASE_URL names the PostgreSQL database (scripts/bench sets it)"
+                     DATABASE_URL names the PostgreSQL database (scripts/bench sets it)\n\
+                     NATS_SERVER names the nats-server binary of workload 7 (else PATH)"
                     .to_owned(),
             )),
             other => return Err(BenchError::Usage(format!("unknown argument {other:?}"))),
@@ -437,9 +473,10 @@ fn parse_args() -> Result<Args, BenchError> {
         sizes.reps = reps;
     }
     sizes.only = only;
-    if let Some((memory, postgres)) = backend {
+    if let Some((memory, postgres, nats)) = backend {
         sizes.memory = memory;
         sizes.postgres = postgres;
+        sizes.nats = nats;
     }
     Ok(Args {
         sizes,
@@ -482,7 +519,7 @@ fn run() -> Result<(), BenchError> {
     let sizes = args.sizes;
     let started = Instant::now();
     let mut rows = Vec::new();
-    let server = rt.block_on(async {
+    let mut server = rt.block_on(async {
         if sizes.memory {
             memory::run(&sizes, &mut rows).await?;
         }
@@ -494,6 +531,12 @@ fn run() -> Result<(), BenchError> {
     })?;
     if sizes.memory && sizes.wants(6) {
         memory_rows(&sizes, args.threads, &mut rows)?;
+    }
+    // After workload 6, so that the table is in workload order.
+    if sizes.nats && sizes.wants(7) {
+        let nats = rt.block_on(bus::run(&sizes, &mut rows))?;
+        server.push_str("; ");
+        server.push_str(&nats);
     }
     println!(
         "cqrs bench ({} run, {} repetitions; median, min, max of the repetitions)",
@@ -511,7 +554,8 @@ fn run() -> Result<(), BenchError> {
     );
     println!(
         "ratio = framework speed / raw database speed (same rows, concurrency and commit \
-         pattern, same run), rounded down"
+         pattern, same run), rounded down; for nats, / the raw async-nats client doing the \
+         same publishes or fetches and acks"
     );
     println!();
     print!("{}", report::render(&rows));

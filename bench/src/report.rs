@@ -11,6 +11,8 @@ pub enum Unit {
     EventsPerSec,
     /// Microseconds per command (less is better).
     MicrosPerCommand,
+    /// Microseconds per event, a latency (less is better).
+    MicrosPerEvent,
     /// Bytes per stored event (less is better).
     BytesPerEvent,
     /// Mebibytes (less is better).
@@ -23,6 +25,7 @@ impl Unit {
             Unit::CommandsPerSec => "cmd/s",
             Unit::EventsPerSec => "events/s",
             Unit::MicrosPerCommand => "us/cmd",
+            Unit::MicrosPerEvent => "us/event",
             Unit::BytesPerEvent => "B/event",
             Unit::MiB => "MiB",
         }
