@@ -324,7 +324,7 @@ async fn raw_publish(
         .map(|message| {
             let mut headers = async_nats::HeaderMap::new();
             for (name, value) in &message.headers {
-                headers.insert(name.clone(), value.clone());
+                headers.insert(name.as_ref(), value.clone());
             }
             let publish = PublishMessage::build()
                 .payload(message.payload.clone().into())

@@ -2,7 +2,9 @@
 
 use async_nats::jetstream::context::{Context, PublishErrorKind};
 use async_nats::jetstream::message::PublishMessage;
-use async_nats::HeaderMap;
+use std::borrow::Cow;
+
+use async_nats::{HeaderMap, HeaderName};
 use async_trait::async_trait;
 use cqrs_core::bus::{Acknowledgement, BusMessage, HeaderNames, PublishError, Publisher};
 
@@ -71,6 +73,16 @@ impl Publisher for JetStreamPublisher {
     async fn publish(&self, message: BusMessage) -> Result<Acknowledgement, PublishError> {
         let mut headers = HeaderMap::new();
         for (name, value) in message.headers {
+            // The framework's own names are static: taken as they are, not parsed.
+            let name = match name {
+                Cow::Borrowed(name) => HeaderName::from_static(name),
+                Cow::Owned(name) => match name.parse() {
+                    Ok(name) => name,
+                    // A free metadata key that is no NATS header name is left out, as
+                    // CloudEvents leaves out one that is no attribute name.
+                    Err(_) => continue,
+                },
+            };
             headers.insert(name, value);
         }
         let publish = PublishMessage::build()

@@ -1,6 +1,8 @@
 //! Export of a stored event as a CloudEvents 1.0 JSON document.
 
-use serde_json::{json, Map, Value};
+use std::borrow::Cow;
+
+use serde_json::{Map, Value};
 
 use super::StoredEvent;
 
@@ -58,39 +60,60 @@ impl StoredEvent {
     /// # Ok::<(), cqrs_core::ident::IdentifierError>(())
     /// ```
     pub fn to_cloudevent(&self) -> Value {
-        let mut doc: Map<String, Value> = self.cloudevent_attributes().into_iter().collect();
+        let mut doc: Map<String, Value> = self
+            .cloudevent_attributes()
+            .into_iter()
+            .map(|(name, value)| {
+                let value = match value {
+                    Attribute::Text(text) => Value::String(text.into_owned()),
+                    Attribute::Number(n) => Value::from(n),
+                };
+                (name.into_owned(), value)
+            })
+            .collect();
         doc.insert("data".into(), self.data.clone());
         Value::Object(doc)
     }
 
     /// The CloudEvents attributes of the event (all of [`to_cloudevent`](Self::to_cloudevent)
-    /// but `data`): what a broker's binary content mode sends as headers.
-    pub fn cloudevent_attributes(&self) -> Vec<(String, Value)> {
-        let mut attributes: Vec<(String, Value)> = vec![
-            ("specversion".into(), json!("1.0")),
-            ("id".into(), json!(self.event_id.to_string())),
-            (
-                "source".into(),
-                json!(format!(
-                    "/{}/{}",
-                    percent_encode(self.stream.stream_type()),
-                    percent_encode(self.stream.id())
-                )),
-            ),
-            ("type".into(), json!(self.event_type)),
-            ("subject".into(), json!(self.stream.id())),
-            (
-                "time".into(),
-                json!(self
-                    .recorded_at
-                    .to_rfc3339_opts(chrono::SecondsFormat::Micros, true)),
-            ),
-            ("datacontenttype".into(), json!("application/json")),
-            ("streamtype".into(), json!(self.stream.stream_type())),
-            ("streamversion".into(), json!(self.stream_version)),
-            ("eventversion".into(), json!(self.event_version)),
-            ("position".into(), json!(self.position.to_string())),
-        ];
+    /// but `data`), by name: what a broker's binary content mode sends as headers.
+    pub fn cloudevent_attributes(&self) -> Vec<(Cow<'static, str>, Attribute<'_>)> {
+        let text = |s: &'static str| Attribute::Text(Cow::Borrowed(s));
+        let mut attributes: Vec<(Cow<'static, str>, Attribute<'_>)> = Vec::with_capacity(16);
+        let mut push = |name: &'static str, value| attributes.push((Cow::Borrowed(name), value));
+        push("specversion", text("1.0"));
+        push("id", Attribute::Text(Cow::Owned(self.event_id.to_string())));
+        push(
+            "source",
+            Attribute::Text(Cow::Owned(format!(
+                "/{}/{}",
+                percent_encode(self.stream.stream_type()),
+                percent_encode(self.stream.id())
+            ))),
+        );
+        push("type", Attribute::Text(Cow::Borrowed(&self.event_type)));
+        push("subject", Attribute::Text(Cow::Borrowed(self.stream.id())));
+        push(
+            "time",
+            Attribute::Text(Cow::Owned(
+                self.recorded_at
+                    .to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+            )),
+        );
+        push("datacontenttype", text("application/json"));
+        push(
+            "streamtype",
+            Attribute::Text(Cow::Borrowed(self.stream.stream_type())),
+        );
+        push("streamversion", Attribute::Number(self.stream_version));
+        push(
+            "eventversion",
+            Attribute::Number(u64::from(self.event_version)),
+        );
+        push(
+            "position",
+            Attribute::Text(Cow::Owned(self.position.to_string())),
+        );
         let ids = [
             ("correlationid", self.metadata.correlation_id),
             ("causationid", self.metadata.causation_id),
@@ -98,15 +121,18 @@ impl StoredEvent {
         ];
         for (name, id) in ids {
             if let Some(id) = id {
-                attributes.push((name.into(), json!(id.to_string())));
+                push(name, Attribute::Text(Cow::Owned(id.to_string())));
             }
         }
         if let Some(tp) = &self.metadata.traceparent {
-            attributes.push(("traceparent".into(), json!(tp.as_str())));
+            push("traceparent", Attribute::Text(Cow::Borrowed(tp.as_str())));
         }
         for (key, value) in &self.metadata.extra {
             if is_extension_name(key) && !ATTRIBUTES.contains(&key.as_str()) {
-                attributes.push((key.clone(), json!(value)));
+                attributes.push((
+                    Cow::Owned(key.clone()),
+                    Attribute::Text(Cow::Borrowed(value)),
+                ));
             }
         }
         attributes
@@ -221,6 +247,25 @@ impl StoredEvent {
     }
 }
 
+/// The value of a CloudEvents attribute: text, or an integer (the versions).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Attribute<'a> {
+    /// A string attribute.
+    Text(Cow<'a, str>),
+    /// An integer attribute.
+    Number(u64),
+}
+
+impl Attribute<'_> {
+    /// The value as a header carries it.
+    pub fn to_text(&self) -> Cow<'_, str> {
+        match self {
+            Attribute::Text(text) => Cow::Borrowed(text),
+            Attribute::Number(n) => Cow::Owned(n.to_string()),
+        }
+    }
+}
+
 /// Why a document or a message is not an event that [`StoredEvent::to_cloudevent`] (or a
 /// relay) wrote.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -317,6 +362,7 @@ fn percent_encode(s: &str) -> String {
 mod tests {
     use super::*;
     use crate::{Envelope, Metadata, Position, StreamId};
+    use serde_json::json;
 
     fn event(metadata: Metadata) -> StoredEvent {
         Envelope {

@@ -2,7 +2,7 @@
 //! metadata and data.
 
 mod cloudevent;
-pub use cloudevent::CloudEventError;
+pub use cloudevent::{Attribute, CloudEventError};
 mod id;
 mod metadata;
 mod position;
