@@ -114,11 +114,12 @@ pub trait Receive: Send + Sync + 'static {
     /// it reads it, retries a failure in place as `policy` says, and parks it in the
     /// listener's dead letters with the error when the retries are spent, when the broker
     /// delivered it `delivery_limit` times already, or when it is not an event this
-    /// framework wrote (a foreign publisher, a body that is not JSON, an unknown event
-    /// type).
+    /// framework wrote (a foreign publisher, a body that is not JSON) or not one the code
+    /// can decode (an unknown version).
     ///
-    /// `Err` only when parking failed (the dead-letter store is down): then the message
-    /// must not be acknowledged, and the broker delivers it again.
+    /// `Err` when the consumer's own store failed (it could not park, or the read
+    /// model's database is down): then the message must not be acknowledged, and comes
+    /// again later.
     async fn receive(
         &self,
         message: Received<'_>,
