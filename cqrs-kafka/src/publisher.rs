@@ -24,7 +24,8 @@ use crate::EventTopic;
 /// configured count.
 pub struct KafkaPublisher {
     producer: FutureProducer,
-    admin: AdminClient<DefaultClientContext>,
+    /// For the admin client of each `prepare`.
+    config: ClientConfig,
     topic: EventTopic,
 }
 
@@ -46,7 +47,7 @@ impl KafkaPublisher {
             .set("partitioner", "murmur2_random");
         Ok(Self {
             producer: config.create()?,
-            admin: config.create()?,
+            config,
             topic,
         })
     }
@@ -81,11 +82,13 @@ impl Publisher for KafkaPublisher {
         HeaderNames::KAFKA
     }
 
+    /// With an admin client of its own each time: `prepare` runs first and after an
+    /// outage, and a client kept idle through a broker's restart was seen to time out on
+    /// every request after it (tansu 0.6.0).
     async fn prepare(&self) -> Result<(), PublishError> {
-        self.topic
-            .ensure(&self.admin)
-            .await
-            .map_err(|e| PublishError::Unavailable(Box::new(e)))
+        let unavailable = |e| PublishError::Unavailable(Box::new(e));
+        let admin: AdminClient<DefaultClientContext> = self.config.create().map_err(unavailable)?;
+        self.topic.ensure(&admin).await.map_err(unavailable)
     }
 
     async fn publish(&self, message: BusMessage) -> Result<Acknowledgement, PublishError> {

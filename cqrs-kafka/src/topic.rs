@@ -102,25 +102,30 @@ impl EventTopic {
         admin: &AdminClient<DefaultClientContext>,
     ) -> Result<(), KafkaError> {
         let options = AdminOptions::new().operation_timeout(Some(ADMIN_TIMEOUT));
-        let topic = NewTopic::new(
-            &self.name,
-            self.partitions,
-            TopicReplication::Fixed(self.replication),
-        );
-        for result in admin.create_topics([&topic], &options).await? {
-            match result {
-                Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
-                Err((_, code)) => return Err(KafkaError::AdminOp(code)),
-            }
-        }
+        // Metadata first: a topic that exists is not created again (tansu answers a
+        // second creation after a restart with an unknown error, not "already exists").
         let metadata = admin
             .inner()
             .fetch_metadata(Some(&self.name), ADMIN_TIMEOUT)?;
         let existing = metadata
             .topics()
             .first()
+            .filter(|t| t.error().is_none())
             .map_or(0, |t| t.partitions().len() as i32);
-        if existing > 0 && existing < self.partitions {
+        if existing == 0 {
+            let topic = NewTopic::new(
+                &self.name,
+                self.partitions,
+                TopicReplication::Fixed(self.replication),
+            );
+            for result in admin.create_topics([&topic], &options).await? {
+                match result {
+                    // Created meanwhile by the other side: as good.
+                    Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+                    Err((_, code)) => return Err(KafkaError::AdminOp(code)),
+                }
+            }
+        } else if existing < self.partitions {
             let more = NewPartitions::new(&self.name, self.partitions as usize);
             for result in admin.create_partitions([&more], &options).await? {
                 result.map_err(|(_, code)| KafkaError::AdminOp(code))?;

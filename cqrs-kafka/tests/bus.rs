@@ -89,6 +89,53 @@ fn the_relay_waits_out_a_broker_outage_and_loses_nothing() {
     });
 }
 
+/// The relay's health during an outage longer than the producer's message timeout: it
+/// says the bus is down, and its checkpoint stays. (What follows the broker's restart is
+/// not asserted here: after such an outage, tansu 0.6.0's SQLite storage answers every
+/// request with `UnableToSend`, a broker fault; the resume after a shorter outage is
+/// the test above.)
+#[test]
+fn the_relay_reports_a_long_outage_and_keeps_its_checkpoint() {
+    runtime().block_on(async {
+        let mut broker = KafkaBroker::start().await.expect("broker");
+        let store = MemoryStore::new();
+        book(&store, &stream("a"), 1..=30).await;
+        // Messages the brokers did not take within 2 s fail: the relay sees the outage.
+        let mut config = ClientConfig::new();
+        config
+            .set("bootstrap.servers", broker.bootstrap())
+            .set("message.timeout.ms", "2000");
+        let publisher = cqrs_kafka::KafkaPublisher::with_config(config, topic()).expect("producer");
+        let relay = cqrs_core::Subscription::new(
+            store.clone(),
+            cqrs_core::bus::Relay::new("ledger_outbox", publisher, store.clone()).expect("valid"),
+        )
+        .retry(quick())
+        .idle_wait(Duration::from_millis(50))
+        .start();
+        relay.caught_up(WAIT).await.expect("relay caught up");
+
+        broker.stop().await;
+        book(&store, &stream("a"), 31..=60).await;
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let status = relay.status();
+            if status.state == cqrs_core::subscription::SubscriptionState::Retrying {
+                let error = status.last_error.unwrap_or_default();
+                assert!(error.contains("bus unavailable"), "{error}");
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "never retrying: {status:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(relay.status().delivered, 30, "the checkpoint stayed");
+        relay.shutdown().await.expect("relay");
+    });
+}
+
 #[test]
 fn a_poison_event_and_foreign_messages_are_parked_and_the_rest_flows() {
     runtime().block_on(async {
