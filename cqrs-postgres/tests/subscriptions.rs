@@ -845,16 +845,28 @@ async fn with_the_park_policy_a_failing_event_is_parked_in_dead_letters_and_skip
     assert_eq!(parked[0].error, "again");
     assert!(parked[0].parked_at >= letter.parked_at);
 
-    // Dead letters reference stored events; an event this store does not hold is refused.
+    // An event this store does not hold (a bus consumer's) is kept whole, with its own
+    // copy of the event in the dead letter; a stored one is joined back from `events`.
     let mut stranger = (*letter.event).clone();
     stranger.event_id = Uuid::now_v7();
-    let refused = store
+    store
         .park(&subscription_name("owner_totals"), &stranger, "boom")
-        .await;
-    assert!(
-        matches!(&refused, Err(StoreError::Backend(e)) if e.to_string().contains("not stored")),
-        "{refused:?}"
-    );
+        .await
+        .expect("park an event from elsewhere");
+    let parked = store
+        .parked(&subscription_name("owner_totals"))
+        .await
+        .expect("parked");
+    assert_eq!(parked.len(), 2);
+    assert!(parked.iter().any(|d| *d.event == stranger && d.error == "boom"));
+    let copies: i64 = sqlx::query_scalar(&format!(
+        "SELECT count(event) FROM \"{}\".dead_letters WHERE subscription = 'owner_totals'",
+        store.schema()
+    ))
+    .fetch_one(store.pool())
+    .await
+    .expect("dead letters");
+    assert_eq!(copies, 1, "only the stranger carries its own copy");
     running.shutdown().await.expect("clean shutdown");
 }
 
