@@ -858,7 +858,9 @@ async fn with_the_park_policy_a_failing_event_is_parked_in_dead_letters_and_skip
         .await
         .expect("parked");
     assert_eq!(parked.len(), 2);
-    assert!(parked.iter().any(|d| *d.event == stranger && d.error == "boom"));
+    assert!(parked
+        .iter()
+        .any(|d| *d.event == stranger && d.error == "boom"));
     let copies: i64 = sqlx::query_scalar(&format!(
         "SELECT count(event) FROM \"{}\".dead_letters WHERE subscription = 'owner_totals'",
         store.schema()
