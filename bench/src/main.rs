@@ -7,12 +7,16 @@
 //! ```
 //!
 //! `DATABASE_URL` must name a database where the benchmark may create (and drops again)
-//! schemas `bench_*`. Workload 7 (the bus) starts a throwaway `nats-server` of its own:
-//! `NATS_SERVER`, else `nats-server` on `PATH` (`scripts/bench` makes sure there is one).
+//! schemas `bench_*`. Workload 7 (the bus on NATS) starts a throwaway `nats-server` of
+//! its own: `NATS_SERVER`, else `nats-server` on `PATH`; workload 8 (the bus on Kafka) a
+//! throwaway tansu broker: `TANSU`, else `tansu` on `PATH` (`scripts/bench` makes sure
+//! there are both).
 
 mod bus;
 mod domain;
+mod kafka;
 mod memory;
+mod nats;
 mod postgres;
 mod raw;
 mod report;
@@ -74,6 +78,18 @@ pub enum BenchError {
     Publish(#[from] cqrs_core::bus::PublishError),
     #[error("bus consumer: {0}")]
     Consumer(#[from] cqrs_nats::ConsumerError),
+    #[error("tansu: {0}")]
+    KafkaBroker(#[from] cqrs_kafka::testing::BrokerError),
+    #[error("Kafka {what}: {source}")]
+    Kafka {
+        what: &'static str,
+        #[source]
+        source: cqrs_kafka::rdkafka::error::KafkaError,
+    },
+    #[error("Kafka settings: {0}")]
+    KafkaConfig(#[from] cqrs_kafka::ConfigError),
+    #[error("Kafka consumer: {0}")]
+    KafkaConsumer(#[from] cqrs_kafka::ConsumerError),
     #[error("subscription: {0}")]
     Subscription(#[from] cqrs_core::subscription::SubscriptionError),
     #[error("{0}")]
@@ -86,12 +102,13 @@ pub enum BenchError {
 #[derive(Debug, Clone)]
 pub struct Sizes {
     pub smoke: bool,
-    /// The workloads to run (1 to 7); all when empty.
+    /// The workloads to run (1 to 8); all when empty.
     pub only: Vec<u32>,
-    /// Whether to run the memory, the PostgreSQL and the NATS workloads.
+    /// Whether to run the memory, the PostgreSQL, the NATS and the Kafka workloads.
     pub memory: bool,
     pub postgres: bool,
     pub nats: bool,
+    pub kafka: bool,
     /// Repetitions of each measurement.
     pub reps: usize,
     /// Workload 1: aggregates, and commands per aggregate.
@@ -113,11 +130,16 @@ pub struct Sizes {
     pub w5_batches: &'static [usize],
     /// Workload 6: events stored in the memory store.
     pub w6_events: usize,
-    /// Workload 7: events the relay publishes and the consumer reads, the streams they
-    /// are in, and the appends whose latency is measured one at a time.
-    pub w7_events: usize,
-    pub w7_streams: usize,
-    pub w7_latency_events: usize,
+    /// Workloads 7 and 8 (the bus): events the relay publishes and the consumer reads,
+    /// the streams they are in, and the appends whose latency is measured one at a time.
+    pub bus_events: usize,
+    pub bus_streams: usize,
+    pub bus_latency_events: usize,
+    /// Workload 8 (Kafka) in place of the two above: the tansu broker of the benchmark
+    /// takes a few hundred messages a second, and its consumer fetches wait out
+    /// librdkafka's `fetch.wait.max.ms` (500 ms) on every message.
+    pub kafka_events: usize,
+    pub kafka_latency_events: usize,
 }
 
 impl Sizes {
@@ -128,6 +150,7 @@ impl Sizes {
             memory: true,
             postgres: true,
             nats: true,
+            kafka: true,
             reps: 5,
             w1_aggregates: 1_000,
             w1_commands: 10,
@@ -141,9 +164,11 @@ impl Sizes {
             w5_events: 100_000,
             w5_batches: &[1_000, 10_000],
             w6_events: 1_000_000,
-            w7_events: 20_000,
-            w7_streams: 100,
-            w7_latency_events: 500,
+            bus_events: 20_000,
+            bus_streams: 100,
+            bus_latency_events: 500,
+            kafka_events: 2_000,
+            kafka_latency_events: 40,
         }
     }
 
@@ -154,6 +179,7 @@ impl Sizes {
             memory: true,
             postgres: true,
             nats: true,
+            kafka: true,
             reps: 2,
             w1_aggregates: 20,
             w1_commands: 10,
@@ -167,9 +193,11 @@ impl Sizes {
             w5_events: 2_000,
             w5_batches: &[500, 1_000],
             w6_events: 10_000,
-            w7_events: 200,
-            w7_streams: 100,
-            w7_latency_events: 20,
+            bus_events: 200,
+            bus_streams: 100,
+            bus_latency_events: 20,
+            kafka_events: 200,
+            kafka_latency_events: 10,
         }
     }
 
@@ -432,12 +460,12 @@ fn parse_args() -> Result<Args, BenchError> {
             "--reps" => reps = Some(number("--reps", args.next())?.max(1)),
             "--threads" => threads = number("--threads", args.next())?,
             "--backend" => match args.next().as_deref() {
-                Some("memory") => backend = Some((true, false, false)),
-                Some("postgres") => backend = Some((false, true, false)),
-                Some("nats") => backend = Some((false, false, true)),
+                Some(name @ ("memory" | "postgres" | "nats" | "kafka")) => {
+                    backend = Some(name.to_owned())
+                }
                 other => {
                     return Err(BenchError::Usage(format!(
-                        "--backend takes memory, postgres or nats, not {other:?}"
+                        "--backend takes memory, postgres, nats or kafka, not {other:?}"
                     )))
                 }
             },
@@ -445,10 +473,10 @@ fn parse_args() -> Result<Args, BenchError> {
                 let list = args.next().unwrap_or_default();
                 for n in list.split(',') {
                     match u32::from_str(n.trim()) {
-                        Ok(n @ 1..=7) => only.push(n),
+                        Ok(n @ 1..=8) => only.push(n),
                         _ => {
                             return Err(BenchError::Usage(format!(
-                                "--only takes workload numbers 1 to 7, not {n:?}"
+                                "--only takes workload numbers 1 to 8, not {n:?}"
                             )))
                         }
                     }
@@ -458,12 +486,13 @@ fn parse_args() -> Result<Args, BenchError> {
             "-h" | "--help" => return Err(BenchError::Usage(
                 "usage: bench [--smoke] [--reps N] [--threads N] [--only 1,2,...] [--backend B]\n\
                      --smoke      tiny sizes (CI)\n\
-                     --backend B  run only the workloads of backend B (memory, postgres or nats)\n\
-                     --only LIST  run only these workloads (numbers 1 to 7; 7 is the bus)\n\
+                     --backend B  run only the workloads of backend B (memory, postgres, nats, kafka)\n\
+                     --only LIST  run only these workloads (numbers 1 to 8; 7 and 8 are the bus)\n\
                      --reps N     repetitions of each measurement (default 5, smoke 2)\n\
                      --threads N  tokio worker threads; 1 (default) is a current-thread runtime\n\
                      DATABASE_URL names the PostgreSQL database (scripts/bench sets it)\n\
-                     NATS_SERVER names the nats-server binary of workload 7 (else PATH)"
+                     NATS_SERVER names the nats-server binary of workload 7 (else PATH)\n\
+                     TANSU names the Kafka-protocol broker of workload 8 (else PATH)"
                     .to_owned(),
             )),
             other => return Err(BenchError::Usage(format!("unknown argument {other:?}"))),
@@ -473,10 +502,11 @@ fn parse_args() -> Result<Args, BenchError> {
         sizes.reps = reps;
     }
     sizes.only = only;
-    if let Some((memory, postgres, nats)) = backend {
-        sizes.memory = memory;
-        sizes.postgres = postgres;
-        sizes.nats = nats;
+    if let Some(backend) = backend {
+        sizes.memory = backend == "memory";
+        sizes.postgres = backend == "postgres";
+        sizes.nats = backend == "nats";
+        sizes.kafka = backend == "kafka";
     }
     Ok(Args {
         sizes,
@@ -534,9 +564,14 @@ fn run() -> Result<(), BenchError> {
     }
     // After workload 6, so that the table is in workload order.
     if sizes.nats && sizes.wants(7) {
-        let nats = rt.block_on(bus::run(&sizes, &mut rows))?;
+        let nats = rt.block_on(nats::run(&sizes, &mut rows))?;
         server.push_str("; ");
         server.push_str(&nats);
+    }
+    if sizes.kafka && sizes.wants(8) {
+        let kafka = rt.block_on(kafka::run(&sizes, &mut rows))?;
+        server.push_str("; ");
+        server.push_str(&kafka);
     }
     println!(
         "cqrs bench ({} run, {} repetitions; median, min, max of the repetitions)",
@@ -554,8 +589,8 @@ fn run() -> Result<(), BenchError> {
     );
     println!(
         "ratio = framework speed / raw database speed (same rows, concurrency and commit \
-         pattern, same run), rounded down; for nats, / the raw async-nats client doing the \
-         same publishes or fetches and acks"
+         pattern, same run), rounded down; for nats and kafka, / the raw client (async-nats, \
+         rdkafka) doing the same publishes, or fetches and acknowledgements"
     );
     println!();
     print!("{}", report::render(&rows));
