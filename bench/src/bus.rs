@@ -3,6 +3,7 @@
 //! order of the sides, and the two projections the consumers feed.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
@@ -273,4 +274,77 @@ impl Projection for Counting {
         self.count.store(0, Ordering::Relaxed);
         Ok(())
     }
+}
+
+/// A running bus consumer, as the consumer measurements (7.3, 8.3) use it.
+pub(crate) trait Running {
+    /// Events handled and settled so far.
+    fn handled(&self) -> u64;
+    /// Waits until the broker agrees that nothing is left.
+    async fn caught_up(&self) -> Result<(), BenchError>;
+    /// Stops it.
+    async fn shutdown(self) -> Result<(), BenchError>;
+}
+
+impl Running for cqrs_nats::ConsumerHandle {
+    fn handled(&self) -> u64 {
+        self.status().handled
+    }
+    async fn caught_up(&self) -> Result<(), BenchError> {
+        Ok(cqrs_nats::ConsumerHandle::caught_up(self, WAIT).await?)
+    }
+    async fn shutdown(self) -> Result<(), BenchError> {
+        Ok(cqrs_nats::ConsumerHandle::shutdown(self).await?)
+    }
+}
+
+impl Running for cqrs_kafka::KafkaConsumerHandle {
+    fn handled(&self) -> u64 {
+        self.status().handled
+    }
+    async fn caught_up(&self) -> Result<(), BenchError> {
+        Ok(cqrs_kafka::KafkaConsumerHandle::caught_up(self, WAIT).await?)
+    }
+    async fn shutdown(self) -> Result<(), BenchError> {
+        Ok(cqrs_kafka::KafkaConsumerHandle::shutdown(self).await?)
+    }
+}
+
+/// The framework's side of a consumer measurement: the time from calling `start` (the
+/// consumer's own start-up included) until the consumer has handled and settled the
+/// `count`-th event, which `counting` (the consumer's projection) counts. Then, not
+/// timed, that the broker agrees, and that exactly `count` events were handled.
+pub async fn framework_consume<R, S>(
+    counting: &Counting,
+    count: usize,
+    start: S,
+) -> Result<Duration, BenchError>
+where
+    R: Running,
+    S: Future<Output = Result<R, BenchError>>,
+{
+    let started = Instant::now();
+    let running = start.await?;
+    let measured = async {
+        counting.reached().await?;
+        // The handler has counted the last event; the consumer settles it (ack,
+        // commit), then counts it as handled: a few instructions later, without an
+        // await that waits for anything but this task's turn.
+        while running.handled() < count as u64 {
+            tokio::task::yield_now().await;
+        }
+        let elapsed = started.elapsed();
+        running.caught_up().await?;
+        Ok::<_, BenchError>(elapsed)
+    }
+    .await;
+    let handled = running.handled();
+    running.shutdown().await?;
+    let elapsed = measured?;
+    if handled != count as u64 {
+        return Err(BenchError::Check(format!(
+            "the consumer handled {handled} events, not {count}"
+        )));
+    }
+    Ok(elapsed)
 }

@@ -42,7 +42,7 @@ use cqrs_kafka::{EventTopic, KafkaConsumer, KafkaPublisher};
 use cqrs_memory::MemoryStore;
 
 use crate::bus::{
-    fill, latencies, sides, Counting, Percentiles, Probe, IN_FLIGHT, RELAY_BATCH, WAIT,
+    self, fill, latencies, sides, Counting, Percentiles, Probe, IN_FLIGHT, RELAY_BATCH, WAIT,
 };
 use crate::report::{self, Row, Samples, Target, Unit};
 use crate::{BenchError, Sizes};
@@ -400,30 +400,7 @@ async fn framework_consume(
         topic.clone(),
         Project::new(counting.clone(), MemoryStore::new())?,
     );
-    let start = Instant::now();
-    let running = consumer.start().await?;
-    let measured = async {
-        counting.reached().await?;
-        // The handler has counted the last event; the consumer commits it, then counts
-        // it as handled, without an await that waits for anything but this task's turn.
-        while running.status().handled < count as u64 {
-            tokio::task::yield_now().await;
-        }
-        let elapsed = start.elapsed();
-        // Not timed: that the group agrees.
-        running.caught_up(WAIT).await?;
-        Ok::<_, BenchError>(elapsed)
-    }
-    .await;
-    let handled = running.status().handled;
-    running.shutdown().await?;
-    let elapsed = measured?;
-    if handled != count as u64 {
-        return Err(BenchError::Check(format!(
-            "the consumer handled {handled} events, not {count}"
-        )));
-    }
-    Ok(elapsed)
+    bus::framework_consume(&counting, count, async { Ok(consumer.start().await?) }).await
 }
 
 /// The raw side of 8.3, in the group `bench_raw_consumer-<n>`.

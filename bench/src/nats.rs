@@ -49,8 +49,8 @@ use cqrs_nats::{EventStream, JetStreamConsumer, JetStreamPublisher};
 use futures::StreamExt as _;
 
 use crate::bus::{
-    fill, latencies, sides, Counting, Percentiles, Probe, CONSUMER_BATCH, IN_FLIGHT, RELAY_BATCH,
-    WAIT, WARM_UP,
+    self, fill, latencies, sides, Counting, Percentiles, Probe, CONSUMER_BATCH, IN_FLIGHT,
+    RELAY_BATCH, WAIT, WARM_UP,
 };
 use crate::report::{self, Row, Samples, Target, Unit};
 use crate::{BenchError, Sizes};
@@ -423,31 +423,7 @@ async fn framework_consume(
     )
     .batch_size(CONSUMER_BATCH)
     .idle_wait(IDLE_WAIT);
-    let start = Instant::now();
-    let running = consumer.start().await?;
-    let measured = async {
-        counting.reached().await?;
-        // The handler has counted the last event; the consumer acknowledges it, then
-        // counts it as handled: a few instructions later, without an await that waits
-        // for anything but this task's turn.
-        while running.status().handled < count as u64 {
-            tokio::task::yield_now().await;
-        }
-        let elapsed = start.elapsed();
-        // Not timed: that JetStream agrees.
-        running.caught_up(WAIT).await?;
-        Ok::<_, BenchError>(elapsed)
-    }
-    .await;
-    let handled = running.status().handled;
-    running.shutdown().await?;
-    let elapsed = measured?;
-    if handled != count as u64 {
-        return Err(BenchError::Check(format!(
-            "the consumer handled {handled} events, not {count}"
-        )));
-    }
-    Ok(elapsed)
+    bus::framework_consume(&counting, count, async { Ok(consumer.start().await?) }).await
 }
 
 /// The raw side of 7.3.
