@@ -135,9 +135,11 @@ pub struct Sizes {
     pub bus_events: usize,
     pub bus_streams: usize,
     pub bus_latency_events: usize,
-    /// Workload 8 (Kafka) in place of the two above: the tansu broker of the benchmark
-    /// takes a few hundred messages a second, and its consumer fetches wait out
-    /// librdkafka's `fetch.wait.max.ms` (500 ms) on every message.
+    /// Workload 8 (Kafka) in place of the two above: the relay's throughput
+    /// (`kafka_relay_events`), the consumers' (`kafka_events`, fewer: the tansu broker of
+    /// the benchmark answers a consumer's fetch only when librdkafka's
+    /// `fetch.wait.max.ms`, 500 ms, runs out), the latency.
+    pub kafka_relay_events: usize,
     pub kafka_events: usize,
     pub kafka_latency_events: usize,
 }
@@ -167,6 +169,7 @@ impl Sizes {
             bus_events: 20_000,
             bus_streams: 100,
             bus_latency_events: 500,
+            kafka_relay_events: 10_000,
             kafka_events: 2_000,
             kafka_latency_events: 40,
         }
@@ -196,6 +199,7 @@ impl Sizes {
             bus_events: 200,
             bus_streams: 100,
             bus_latency_events: 20,
+            kafka_relay_events: 200,
             kafka_events: 200,
             kafka_latency_events: 10,
         }

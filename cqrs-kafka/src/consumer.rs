@@ -5,8 +5,6 @@ use std::time::Duration;
 
 use cqrs_core::bus::{HeaderNames, Receive, ReceivePolicy, ReceiveStatus, Received};
 use cqrs_core::RetryPolicy;
-use rdkafka::admin::AdminClient;
-use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::message::{BorrowedMessage, Headers, Message};
@@ -98,15 +96,16 @@ impl KafkaConsumer {
             .set("enable.auto.commit", "false")
             .set("auto.offset.reset", "earliest")
             .set("enable.partition.eof", "false");
-        let admin: AdminClient<DefaultClientContext> = config
-            .create()
-            .map_err(ConsumerError::kafka("admin client"))?;
-        self.topic
-            .ensure(&admin)
-            .await
-            .map_err(ConsumerError::kafka(format!("topic {}", self.topic.name())))?;
         let consumer: StreamConsumer = config.create().map_err(ConsumerError::kafka("consumer"))?;
         let consumer = Arc::new(consumer);
+        let lookup = Arc::clone(&consumer);
+        self.topic
+            .ensure(
+                move |name, timeout| lookup.fetch_metadata(Some(name), timeout),
+                &config,
+            )
+            .await
+            .map_err(ConsumerError::kafka(format!("topic {}", self.topic.name())))?;
         let committed = committed(&consumer, &self.topic).await?;
         if committed.iter().all(|offset| offset.is_none()) {
             self.receiver.reset().await.map_err(ConsumerError::Reset)?;

@@ -2,12 +2,10 @@
 
 use async_trait::async_trait;
 use cqrs_core::bus::{Acknowledgement, BusMessage, HeaderNames, PublishError, Publisher};
-use rdkafka::admin::AdminClient;
-use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 
 use crate::EventTopic;
 
@@ -24,7 +22,7 @@ use crate::EventTopic;
 /// configured count.
 pub struct KafkaPublisher {
     producer: FutureProducer,
-    /// For the admin client of each `prepare`.
+    /// For the admin client of a `prepare` that creates or grows the topic.
     config: ClientConfig,
     topic: EventTopic,
 }
@@ -82,13 +80,19 @@ impl Publisher for KafkaPublisher {
         HeaderNames::KAFKA
     }
 
-    /// With an admin client of its own each time: `prepare` runs first and after an
-    /// outage, and a client kept idle through a broker's restart was seen to time out on
-    /// every request after it (tansu 0.6.0).
+    /// Looks the topic up with the producer's own client; creates or grows it with an
+    /// admin client of its own each time, never one kept idle: `prepare` runs first and
+    /// after an outage, and an admin client kept through a broker's restart was seen to
+    /// time out on every request after it (tansu 0.6.0).
     async fn prepare(&self) -> Result<(), PublishError> {
-        let unavailable = |e| PublishError::Unavailable(Box::new(e));
-        let admin: AdminClient<DefaultClientContext> = self.config.create().map_err(unavailable)?;
-        self.topic.ensure(&admin).await.map_err(unavailable)
+        let producer = self.producer.clone();
+        self.topic
+            .ensure(
+                move |name, timeout| producer.client().fetch_metadata(Some(name), timeout),
+                &self.config,
+            )
+            .await
+            .map_err(|e| PublishError::Unavailable(Box::new(e)))
     }
 
     async fn publish(&self, message: BusMessage) -> Result<Acknowledgement, PublishError> {

@@ -5,7 +5,9 @@ use std::time::Duration;
 use cqrs_core::StreamId;
 use rdkafka::admin::{AdminClient, AdminOptions, NewPartitions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::metadata::Metadata;
 
 use crate::error::ConfigError;
 
@@ -97,21 +99,37 @@ impl EventTopic {
     /// Creates the topic, or adds partitions up to the configured count: what the relay
     /// does before publishing, and a consumer before subscribing (whichever starts
     /// first).
-    pub(crate) async fn ensure(
+    ///
+    /// The topic is looked up with `metadata`, a request on the caller's own client
+    /// (its producer or consumer, which needs the topic's metadata anyway), run off the
+    /// runtime's threads because librdkafka's metadata call blocks. An admin client is
+    /// created only when the topic must be created or grown: a fresh client costs a
+    /// connection and a metadata round trip, and its destruction waits for its thread.
+    pub(crate) async fn ensure<F>(
         &self,
-        admin: &AdminClient<DefaultClientContext>,
-    ) -> Result<(), KafkaError> {
-        let options = AdminOptions::new().operation_timeout(Some(ADMIN_TIMEOUT));
+        metadata: F,
+        config: &ClientConfig,
+    ) -> Result<(), KafkaError>
+    where
+        F: FnOnce(&str, Duration) -> Result<Metadata, KafkaError> + Send + 'static,
+    {
+        let name = self.name.clone();
+        let metadata = tokio::task::spawn_blocking(move || metadata(&name, ADMIN_TIMEOUT))
+            .await
+            // Only a panic in librdkafka's call (or the runtime shutting down) gets here.
+            .map_err(|_| KafkaError::MetadataFetch(RDKafkaErrorCode::Fail))??;
         // Metadata first: a topic that exists is not created again (tansu answers a
         // second creation after a restart with an unknown error, not "already exists").
-        let metadata = admin
-            .inner()
-            .fetch_metadata(Some(&self.name), ADMIN_TIMEOUT)?;
         let existing = metadata
             .topics()
             .first()
             .filter(|t| t.error().is_none())
             .map_or(0, |t| t.partitions().len() as i32);
+        if existing >= self.partitions {
+            return Ok(());
+        }
+        let admin: AdminClient<DefaultClientContext> = config.create()?;
+        let options = AdminOptions::new().operation_timeout(Some(ADMIN_TIMEOUT));
         if existing == 0 {
             let topic = NewTopic::new(
                 &self.name,
@@ -125,7 +143,7 @@ impl EventTopic {
                     Err((_, code)) => return Err(KafkaError::AdminOp(code)),
                 }
             }
-        } else if existing < self.partitions {
+        } else {
             let more = NewPartitions::new(&self.name, self.partitions as usize);
             for result in admin.create_partitions([&more], &options).await? {
                 result.map_err(|(_, code)| KafkaError::AdminOp(code))?;
