@@ -60,7 +60,7 @@ pub use envelope::{Envelope, Metadata, NewEvent, Position, StoredEvent};
 pub use ident::{StreamId, SubscriptionName};
 pub use store::{
     CheckpointStore, DeadLetter, EventFilter, EventLog, EventStore, ExpectedVersion, Lease,
-    Snapshot, SnapshotStore, StoreError, StreamStore,
+    Snapshot, SnapshotStore, StoreError, StreamStore, StreamSummary, StreamTypeSummary,
 };
 pub use subscription::{ProcessManager, Subscription};
 

@@ -8,7 +8,8 @@ use async_trait::async_trait;
 
 use crate::{
     CheckpointStore, DeadLetter, EventFilter, EventLog, ExpectedVersion, Lease, NewEvent, Position,
-    Snapshot, SnapshotStore, StoreError, StoredEvent, StreamId, StreamStore, SubscriptionName,
+    Snapshot, SnapshotStore, StoreError, StoredEvent, StreamId, StreamStore, StreamSummary,
+    StreamTypeSummary, SubscriptionName,
 };
 
 #[async_trait]
@@ -37,6 +38,17 @@ impl<S: StreamStore + ?Sized> StreamStore for Arc<S> {
         command_id: uuid::Uuid,
     ) -> Result<Vec<Arc<StoredEvent>>, StoreError> {
         (**self).read_by_command(stream, command_id).await
+    }
+
+    async fn read_stream_backwards(
+        &self,
+        stream: &StreamId,
+        to_version: u64,
+        max_count: usize,
+    ) -> Result<Vec<Arc<StoredEvent>>, StoreError> {
+        (**self)
+            .read_stream_backwards(stream, to_version, max_count)
+            .await
     }
 }
 
@@ -70,6 +82,30 @@ impl<S: EventLog + ?Sized> EventLog for Arc<S> {
         limit: u64,
     ) -> Result<u64, StoreError> {
         (**self).count_after(after, filter, limit).await
+    }
+
+    async fn read_by_correlation(
+        &self,
+        correlation_id: uuid::Uuid,
+        after: Position,
+        max_count: usize,
+    ) -> Result<Vec<Arc<StoredEvent>>, StoreError> {
+        (**self)
+            .read_by_correlation(correlation_id, after, max_count)
+            .await
+    }
+
+    async fn list_streams(
+        &self,
+        stream_type: Option<&str>,
+        after: Option<&StreamId>,
+        max_count: usize,
+    ) -> Result<Vec<StreamSummary>, StoreError> {
+        (**self).list_streams(stream_type, after, max_count).await
+    }
+
+    async fn stream_types(&self) -> Result<Vec<StreamTypeSummary>, StoreError> {
+        (**self).stream_types().await
     }
 }
 

@@ -5,7 +5,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use cqrs_core::{EventFilter, EventLog, Position, StoreError, StoredEvent};
+use std::collections::BTreeMap;
+
+use cqrs_core::ident::validate;
+use cqrs_core::{
+    EventFilter, EventLog, Position, StoreError, StoredEvent, StreamId, StreamSummary,
+    StreamTypeSummary,
+};
 
 use crate::store::{position_of, MemoryStore};
 
@@ -45,5 +51,53 @@ impl EventLog for MemoryStore {
         let woken = tokio::time::timeout(timeout, head.wait_for(|p| *p > after)).await;
         // The sender lives in `self`, so the channel cannot close while we wait.
         Ok(matches!(woken, Ok(Ok(_))))
+    }
+
+    async fn list_streams(
+        &self,
+        stream_type: Option<&str>,
+        after: Option<&StreamId>,
+        max_count: usize,
+    ) -> Result<Vec<StreamSummary>, StoreError> {
+        if let Some(stream_type) = stream_type {
+            validate("stream type", stream_type)?;
+        }
+        let log = self.read_log();
+        let mut streams: Vec<_> = log
+            .streams
+            .iter()
+            .filter(|(stream, _)| {
+                stream_type.is_none_or(|t| t == stream.stream_type())
+                    && after.is_none_or(|a| *stream > a)
+            })
+            .filter_map(|(stream, events)| Some((stream, events.last()?)))
+            .collect();
+        streams.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        Ok(streams
+            .into_iter()
+            .take(max_count)
+            .map(|(stream, last)| {
+                StreamSummary::new(
+                    stream.clone(),
+                    last.stream_version,
+                    last.position,
+                    last.recorded_at,
+                )
+            })
+            .collect())
+    }
+
+    async fn stream_types(&self) -> Result<Vec<StreamTypeSummary>, StoreError> {
+        let log = self.read_log();
+        let mut types: BTreeMap<&str, (u64, u64)> = BTreeMap::new();
+        for (stream, events) in &log.streams {
+            let counts = types.entry(stream.stream_type()).or_default();
+            counts.0 += 1;
+            counts.1 += events.len() as u64;
+        }
+        Ok(types
+            .into_iter()
+            .map(|(name, (streams, events))| StreamTypeSummary::new(name, streams, events))
+            .collect())
     }
 }

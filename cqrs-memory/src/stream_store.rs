@@ -52,6 +52,25 @@ impl StreamStore for MemoryStore {
         let start = usize::try_from(from_version.saturating_sub(1)).unwrap_or(usize::MAX);
         Ok(events.iter().skip(start).take(max_count).cloned().collect())
     }
+
+    async fn read_stream_backwards(
+        &self,
+        stream: &StreamId,
+        to_version: u64,
+        max_count: usize,
+    ) -> Result<Vec<Arc<StoredEvent>>, StoreError> {
+        let log = self.read_log();
+        let Some(events) = log.streams.get(stream) else {
+            return Ok(Vec::new());
+        };
+        let end = usize::try_from(to_version).map_or(events.len(), |v| v.min(events.len()));
+        Ok(events[..end]
+            .iter()
+            .rev()
+            .take(max_count)
+            .cloned()
+            .collect())
+    }
 }
 
 impl MemoryStore {

@@ -5,8 +5,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use cqrs_core::{EventFilter, EventLog, Position, StoreError, StoredEvent};
+use chrono::{DateTime, Utc};
+use cqrs_core::ident::validate;
+use cqrs_core::{
+    EventFilter, EventLog, Position, StoreError, StoredEvent, StreamId, StreamSummary,
+    StreamTypeSummary,
+};
 use sqlx::Row;
+use uuid::Uuid;
 
 use crate::error::{backend, map_sqlx};
 use crate::row::{fetch_events, row_stream, row_to_event};
@@ -134,5 +140,107 @@ impl EventLog for PgStore {
             .and_then(|row| row.try_get::<i64, _>(0))
             .map_err(map_sqlx)?;
         Ok(u64::try_from(count).unwrap_or(0))
+    }
+
+    /// One query on the partial index `events_correlation` (migration 0005).
+    async fn read_by_correlation(
+        &self,
+        correlation_id: Uuid,
+        after: Position,
+        max_count: usize,
+    ) -> Result<Vec<Arc<StoredEvent>>, StoreError> {
+        if max_count == 0 {
+            return Ok(Vec::new());
+        }
+        // As `Metadata` writes it: hyphenated, lower case.
+        let query = sqlx::query(&self.sql.read_by_correlation)
+            .bind(after.commit().to_string())
+            .bind(after.sequence() as i64)
+            .bind(correlation_id.to_string())
+            .bind(clamp_i64(max_count as u64));
+        let conn = self.connection().await?;
+        let mut last = None;
+        fetch_events(conn, query, max_count, true, |row| {
+            row_to_event(row, row_stream(row, &mut last)?)
+        })
+        .await
+    }
+
+    /// One query on the `streams` table (its primary key, in order), each row joined to
+    /// its last event.
+    async fn list_streams(
+        &self,
+        stream_type: Option<&str>,
+        after: Option<&StreamId>,
+        max_count: usize,
+    ) -> Result<Vec<StreamSummary>, StoreError> {
+        if let Some(stream_type) = stream_type {
+            validate("stream type", stream_type)?;
+        }
+        if max_count == 0 {
+            return Ok(Vec::new());
+        }
+        let limit = clamp_i64(max_count as u64);
+        let query = match stream_type {
+            None => {
+                // Every valid type and id is longer than "": the first page.
+                let (t, id) = after.map_or(("", ""), |a| (a.stream_type(), a.id()));
+                sqlx::query(&self.sql.list_streams[0])
+                    .bind(t.to_owned())
+                    .bind(id.to_owned())
+                    .bind(limit)
+            }
+            Some(stream_type) => {
+                let after_id = match after {
+                    None => "",
+                    Some(a) if a.stream_type() < stream_type => "",
+                    Some(a) if a.stream_type() == stream_type => a.id(),
+                    Some(_) => return Ok(Vec::new()),
+                };
+                sqlx::query(&self.sql.list_streams[1])
+                    .bind(stream_type.to_owned())
+                    .bind(after_id.to_owned())
+                    .bind(limit)
+            }
+        };
+        let rows = self
+            .connection()
+            .await?
+            .fetch_all(query)
+            .await
+            .map_err(map_sqlx)?;
+        let mut last = None;
+        rows.iter()
+            .map(|row| {
+                let position: i64 = row.try_get(0).map_err(map_sqlx)?;
+                let commit: i64 = row.try_get(1).map_err(map_sqlx)?;
+                let version: i64 = row.try_get(4).map_err(map_sqlx)?;
+                let recorded_at: DateTime<Utc> = row.try_get(5).map_err(map_sqlx)?;
+                Ok(StreamSummary::new(
+                    row_stream(row, &mut last)?,
+                    version as u64,
+                    Position::from_parts(commit as u64, position as u64),
+                    recorded_at,
+                ))
+            })
+            .collect()
+    }
+
+    /// One `GROUP BY` over the `streams` table (a row per stream, not per event).
+    async fn stream_types(&self) -> Result<Vec<StreamTypeSummary>, StoreError> {
+        let rows = self
+            .connection()
+            .await?
+            .fetch_all(sqlx::query(&self.sql.stream_types))
+            .await
+            .map_err(map_sqlx)?;
+        rows.iter()
+            .map(|row| {
+                let name: String = row.try_get(0).map_err(map_sqlx)?;
+                let streams: i64 = row.try_get(1).map_err(map_sqlx)?;
+                let events: i64 = row.try_get(2).map_err(map_sqlx)?;
+                Ok(StreamTypeSummary::new(name, streams as u64, events as u64))
+            })
+            .collect()
     }
 }

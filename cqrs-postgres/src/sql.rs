@@ -54,6 +54,11 @@ pub(crate) struct Sql {
     /// Indexed by `filter_index`.
     pub count_after: [String; 4],
     pub read_by_command: String,
+    pub read_stream_backwards: String,
+    pub read_by_correlation: String,
+    /// Streams of every type after a `(type, id)`; then of one type after an id.
+    pub list_streams: [String; 2],
+    pub stream_types: String,
     pub has_events_after: String,
     /// The oldest transaction still running (or the next one): everything below it has
     /// ended.
@@ -209,6 +214,45 @@ impl Sql {
                 "SELECT {EVENT_COLUMNS} FROM {s}.events \
                  WHERE stream_type = $1 AND stream_id = $2 AND command_id = $3 \
                  ORDER BY stream_version"
+            ),
+            read_stream_backwards: format!(
+                "SELECT {EVENT_COLUMNS} FROM {s}.events \
+                 WHERE stream_type = $1 AND stream_id = $2 AND stream_version <= $3 \
+                 ORDER BY stream_version DESC LIMIT $4"
+            ),
+            // `metadata ? 'correlation_id'` repeats the predicate of the partial index
+            // `events_correlation` (migration 0005), so that the planner may use it.
+            read_by_correlation: format!(
+                "SELECT {EVENT_COLUMNS} FROM {s}.events \
+                 WHERE {BELOW_HORIZON} AND metadata ? 'correlation_id' \
+                 AND metadata ->> 'correlation_id' = $3 \
+                 AND (transaction_id, position) > ($1::text::xid8, $2) \
+                 ORDER BY {COMMIT_ORDER} LIMIT $4"
+            ),
+            // The stream rows in key order, each joined to its last event by the unique
+            // index on (stream_type, stream_id, stream_version). Columns as
+            // `row_stream` expects them (type and id at 2 and 3).
+            list_streams: [
+                format!(
+                    "SELECT e.position, (e.transaction_id::text)::bigint, s.stream_type, \
+                     s.stream_id, s.version, e.recorded_at \
+                     FROM {s}.streams s JOIN {s}.events e ON e.stream_type = s.stream_type \
+                     AND e.stream_id = s.stream_id AND e.stream_version = s.version \
+                     WHERE (s.stream_type, s.stream_id) > ($1, $2) \
+                     ORDER BY s.stream_type, s.stream_id LIMIT $3"
+                ),
+                format!(
+                    "SELECT e.position, (e.transaction_id::text)::bigint, s.stream_type, \
+                     s.stream_id, s.version, e.recorded_at \
+                     FROM {s}.streams s JOIN {s}.events e ON e.stream_type = s.stream_type \
+                     AND e.stream_id = s.stream_id AND e.stream_version = s.version \
+                     WHERE s.stream_type = $1 AND s.stream_id > $2 \
+                     ORDER BY s.stream_id LIMIT $3"
+                ),
+            ],
+            stream_types: format!(
+                "SELECT stream_type, count(*), sum(version)::bigint FROM {s}.streams \
+                 GROUP BY stream_type ORDER BY stream_type"
             ),
             read_horizon: "SELECT pg_snapshot_xmin(pg_current_snapshot())::text".to_owned(),
             has_events_after: format!(

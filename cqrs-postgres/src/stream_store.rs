@@ -459,4 +459,27 @@ impl StreamStore for PgStore {
         })
         .await
     }
+
+    /// One query, the unique index on (stream_type, stream_id, stream_version) read
+    /// backwards.
+    async fn read_stream_backwards(
+        &self,
+        stream: &StreamId,
+        to_version: u64,
+        max_count: usize,
+    ) -> Result<Vec<Arc<StoredEvent>>, StoreError> {
+        if max_count == 0 || to_version == 0 {
+            return Ok(Vec::new());
+        }
+        let conn = self.connection().await?;
+        let query = sqlx::query(&self.sql.read_stream_backwards)
+            .bind(stream.stream_type())
+            .bind(stream.id())
+            .bind(clamp_i64(to_version))
+            .bind(clamp_i64(max_count as u64));
+        fetch_events(conn, query, max_count, false, |row| {
+            row_to_event(row, stream.clone())
+        })
+        .await
+    }
 }

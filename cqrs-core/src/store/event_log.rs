@@ -6,8 +6,13 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use super::{EventFilter, StoreError};
-use crate::{Position, StoredEvent};
+use std::collections::BTreeMap;
+
+use uuid::Uuid;
+
+use super::{EventFilter, StoreError, StreamSummary, StreamTypeSummary};
+use crate::ident::validate;
+use crate::{Position, StoredEvent, StreamId};
 
 /// Every event in one global order, read from a position on: the read side of an event
 /// store, and all that a [`Subscription`](crate::Subscription) uses.
@@ -72,5 +77,119 @@ pub trait EventLog: Send + Sync + 'static {
             }
         }
         Ok(count.min(limit))
+    }
+
+    /// Reads up to `max_count` events after `after`, in global order, whose metadata
+    /// carries `correlation_id`: everything one request caused, across streams (the
+    /// command's events, a process manager's commands and theirs).
+    ///
+    /// An operator's read: events of transactions still open are not seen, and a page
+    /// that ends just before one that commits later does not return to it.
+    ///
+    /// The provided implementation reads the whole log after `after`; a backend with an
+    /// index on the correlation id should override it.
+    async fn read_by_correlation(
+        &self,
+        correlation_id: Uuid,
+        after: Position,
+        max_count: usize,
+    ) -> Result<Vec<Arc<StoredEvent>>, StoreError> {
+        const BATCH: usize = 1_000;
+        let mut found = Vec::new();
+        let mut after = after;
+        while found.len() < max_count {
+            let batch = self.read_all(after, BATCH, &EventFilter::all()).await?;
+            let Some(last) = batch.last() else { break };
+            after = last.position;
+            let done = batch.len() < BATCH;
+            found.extend(
+                batch
+                    .into_iter()
+                    .filter(|e| e.metadata.correlation_id == Some(correlation_id)),
+            );
+            if done {
+                break;
+            }
+        }
+        found.truncate(max_count);
+        Ok(found)
+    }
+
+    /// Up to `max_count` streams (of `stream_type`, or of every type), ordered by type
+    /// then id, starting after `after`: a paged listing, the next page starting after the
+    /// last stream returned. An invalid `stream_type` is
+    /// [`StoreError::InvalidIdentifier`].
+    ///
+    /// The provided implementation reads the whole log; a backend that keeps a row per
+    /// stream should override it.
+    async fn list_streams(
+        &self,
+        stream_type: Option<&str>,
+        after: Option<&StreamId>,
+        max_count: usize,
+    ) -> Result<Vec<StreamSummary>, StoreError> {
+        if let Some(stream_type) = stream_type {
+            validate("stream type", stream_type)?;
+        }
+        let mut streams = BTreeMap::new();
+        for_each_event(self, |event| {
+            let wanted = stream_type.is_none_or(|t| t == event.stream.stream_type())
+                && after.is_none_or(|a| &event.stream > a);
+            if wanted {
+                streams.insert(
+                    event.stream.clone(),
+                    StreamSummary::new(
+                        event.stream.clone(),
+                        event.stream_version,
+                        event.position,
+                        event.recorded_at,
+                    ),
+                );
+            }
+        })
+        .await?;
+        Ok(streams.into_values().take(max_count).collect())
+    }
+
+    /// Every stream type with at least one event, in name order, with its count of
+    /// streams and of events.
+    ///
+    /// The provided implementation reads the whole log; a backend that keeps a row per
+    /// stream should override it.
+    async fn stream_types(&self) -> Result<Vec<StreamTypeSummary>, StoreError> {
+        let mut types: BTreeMap<String, BTreeMap<String, u64>> = BTreeMap::new();
+        for_each_event(self, |event| {
+            types
+                .entry(event.stream.stream_type().to_owned())
+                .or_default()
+                .insert(event.stream.id().to_owned(), event.stream_version);
+        })
+        .await?;
+        Ok(types
+            .into_iter()
+            .map(|(name, streams)| {
+                StreamTypeSummary::new(name, streams.len() as u64, streams.values().sum())
+            })
+            .collect())
+    }
+}
+
+/// Hands every event of `log` to `visit`, in global order (the provided listings).
+async fn for_each_event<L: EventLog + ?Sized>(
+    log: &L,
+    mut visit: impl FnMut(&StoredEvent) + Send,
+) -> Result<(), StoreError> {
+    const BATCH: usize = 1_000;
+    let mut after = Position::START;
+    loop {
+        let batch = log.read_all(after, BATCH, &EventFilter::all()).await?;
+        let Some(last) = batch.last() else {
+            return Ok(());
+        };
+        after = last.position;
+        batch.iter().for_each(|event| visit(event));
+        if batch.len() < BATCH {
+            return Ok(());
+        }
     }
 }

@@ -15,6 +15,7 @@ mod filter;
 mod snapshot_store;
 mod storable;
 mod stream_store;
+mod stream_summary;
 
 pub use checkpoint_store::{CheckpointStore, DeadLetter, Lease};
 pub use error::{BoxError, StoreError};
@@ -26,3 +27,4 @@ pub use storable::{
     check_append, check_event, check_json, check_snapshot, UnstorableJson, MAX_JSON_DEPTH,
 };
 pub use stream_store::{ExpectedVersion, StreamStore};
+pub use stream_summary::{StreamSummary, StreamTypeSummary};

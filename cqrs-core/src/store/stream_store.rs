@@ -1,6 +1,7 @@
 //! The write side of an event store: streams, appended to and read one at a time. This
 //! is all the engine needs.
 
+use std::collections::VecDeque;
 use std::fmt;
 use std::sync::Arc;
 
@@ -115,5 +116,43 @@ pub trait StreamStore: Send + Sync + 'static {
                 return Ok(found);
             }
         }
+    }
+
+    /// Reads up to `max_count` events of `stream` with version `<= to_version`, newest
+    /// first: the last events of a stream (`to_version = u64::MAX`), what an operator
+    /// looks at first. The next page starts at the last returned version minus one.
+    ///
+    /// The provided implementation reads the stream forwards up to `to_version`; a
+    /// backend that can read an index backwards should override it.
+    async fn read_stream_backwards(
+        &self,
+        stream: &StreamId,
+        to_version: u64,
+        max_count: usize,
+    ) -> Result<Vec<Arc<StoredEvent>>, StoreError> {
+        const BATCH: usize = 1_000;
+        let mut last = VecDeque::with_capacity(max_count.min(BATCH));
+        if max_count == 0 {
+            return Ok(Vec::new());
+        }
+        let mut from = 1;
+        while from <= to_version {
+            let batch = self.read_stream(stream, from, BATCH).await?;
+            let done = batch.len() < BATCH;
+            for event in batch {
+                if event.stream_version > to_version {
+                    break;
+                }
+                from = event.stream_version + 1;
+                if last.len() == max_count {
+                    last.pop_front();
+                }
+                last.push_back(event);
+            }
+            if done {
+                break;
+            }
+        }
+        Ok(last.into_iter().rev().collect())
     }
 }

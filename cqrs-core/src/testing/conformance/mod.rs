@@ -23,6 +23,7 @@ mod engine;
 mod ident;
 mod image;
 mod listener;
+mod operator;
 mod panic;
 mod probe;
 mod race;
@@ -56,6 +57,10 @@ pub use image::{
     a_stale_image_is_caught_and_decided_again, caching_engines_interleaving_lose_nothing,
 };
 pub use listener::listeners_read_only_the_stream_types_they_list;
+pub use operator::{
+    a_stream_reads_backwards_from_its_end, events_are_found_by_correlation_id,
+    streams_are_listed_by_type_and_paged,
+};
 pub use panic::{
     a_consumer_that_lets_a_panic_escape_has_the_right_event_parked,
     a_consumer_that_lets_a_panic_escape_is_stopped_on_the_right_event,
@@ -175,6 +180,9 @@ macro_rules! conformance_tests {
             dead_letters_are_kept_per_subscription,
             dead_letters_keep_events_this_store_never_stored,
             events_are_found_by_command_id,
+            a_stream_reads_backwards_from_its_end,
+            events_are_found_by_correlation_id,
+            streams_are_listed_by_type_and_paged,
             counts_after_a_position_with_filter_and_limit,
             read_horizon_covers_what_is_readable,
             subscription_catches_up_then_goes_live,

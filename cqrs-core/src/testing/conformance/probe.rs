@@ -13,7 +13,8 @@ use tokio::sync::Notify;
 
 use crate::{
     CheckpointStore, DeadLetter, EventFilter, EventLog, ExpectedVersion, Lease, NewEvent, Position,
-    StoreError, StoredEvent, StreamId, StreamStore, SubscriptionName,
+    StoreError, StoredEvent, StreamId, StreamStore, StreamSummary, StreamTypeSummary,
+    SubscriptionName,
 };
 
 /// Holds the first call after [`arm`](Self::arm) until [`release`](Self::release).
@@ -134,6 +135,17 @@ impl<S: StreamStore> StreamStore for Probe<S> {
         self.command_lookup.pass().await;
         found
     }
+
+    async fn read_stream_backwards(
+        &self,
+        stream: &StreamId,
+        to_version: u64,
+        max_count: usize,
+    ) -> Result<Vec<Arc<StoredEvent>>, StoreError> {
+        self.inner
+            .read_stream_backwards(stream, to_version, max_count)
+            .await
+    }
 }
 
 #[async_trait]
@@ -167,6 +179,30 @@ impl<S: EventLog> EventLog for Probe<S> {
         limit: u64,
     ) -> Result<u64, StoreError> {
         self.inner.count_after(after, filter, limit).await
+    }
+
+    async fn read_by_correlation(
+        &self,
+        correlation_id: uuid::Uuid,
+        after: Position,
+        max_count: usize,
+    ) -> Result<Vec<Arc<StoredEvent>>, StoreError> {
+        self.inner
+            .read_by_correlation(correlation_id, after, max_count)
+            .await
+    }
+
+    async fn list_streams(
+        &self,
+        stream_type: Option<&str>,
+        after: Option<&StreamId>,
+        max_count: usize,
+    ) -> Result<Vec<StreamSummary>, StoreError> {
+        self.inner.list_streams(stream_type, after, max_count).await
+    }
+
+    async fn stream_types(&self) -> Result<Vec<StreamTypeSummary>, StoreError> {
+        self.inner.stream_types().await
     }
 }
 
