@@ -62,7 +62,7 @@ pub use store::{
     CheckpointStore, DeadLetter, EventFilter, EventLog, EventStore, ExpectedVersion, Lease,
     Snapshot, SnapshotStore, StoreError, StreamStore, StreamSummary, StreamTypeSummary,
 };
-pub use subscription::{ProcessManager, Subscription};
+pub use subscription::{ProcessManager, StartFrom, Subscription};
 
 /// Derives for the domain traits (feature `derive`, on by default), re-exported from
 /// `cqrs-derive` as serde does with `serde_derive`. Each derive shares the name of the

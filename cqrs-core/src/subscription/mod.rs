@@ -83,6 +83,30 @@ pub enum FailurePolicy {
     Park,
 }
 
+/// Where a subscription starts when it has nothing to resume from: at its first start,
+/// after a new version of its consumer, and after a
+/// [rebuild](SubscriptionHandle::rebuild).
+///
+/// Its read model is emptied in each case ([`Consumer::reset`]) before the start is
+/// recorded as its checkpoint; from then on it resumes from its checkpoint like any
+/// other subscription. So a rebuild of a subscription that starts [`Now`](Self::Now)
+/// starts again from the head of the log at the rebuild, not from where it first started:
+/// to replay from an earlier point, set the checkpoint with
+/// [`CheckpointStore::save_checkpoint`](crate::CheckpointStore::save_checkpoint).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum StartFrom {
+    /// The first event of the log: the read model holds the whole history.
+    #[default]
+    Beginning,
+    /// The head of the log at the start (the store's [read
+    /// horizon](crate::EventLog::read_horizon): every event at or before it is skipped,
+    /// every later one delivered). For consumers that act on what happens from now on
+    /// (notifications, a relay to a bus that starts empty) and must not act on history.
+    Now,
+    /// After this position: events at or before it are skipped.
+    After(crate::Position),
+}
+
 /// A subscription to the log, configured and ready to [`start`](Subscription::start).
 pub struct Subscription {
     pub(crate) events: Arc<dyn EventLog>,
@@ -92,6 +116,7 @@ pub struct Subscription {
     pub(crate) on_failure: FailurePolicy,
     pub(crate) idle_wait: Duration,
     pub(crate) standby_interval: Duration,
+    pub(crate) start_from: StartFrom,
 }
 
 impl Subscription {
@@ -111,6 +136,7 @@ impl Subscription {
             on_failure: FailurePolicy::Stop,
             idle_wait: Duration::from_secs(1),
             standby_interval: Duration::from_secs(1),
+            start_from: StartFrom::Beginning,
         }
     }
 
@@ -145,6 +171,13 @@ impl Subscription {
     /// detection time).
     pub fn standby_interval(mut self, interval: Duration) -> Self {
         self.standby_interval = interval;
+        self
+    }
+
+    /// Where to start when there is no checkpoint to resume from (see [`StartFrom`]);
+    /// [`StartFrom::Beginning`] by default.
+    pub fn start_from(mut self, start: StartFrom) -> Self {
+        self.start_from = start;
         self
     }
 

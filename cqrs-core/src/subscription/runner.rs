@@ -9,7 +9,7 @@ use tracing::Instrument;
 use uuid::Uuid;
 
 use super::{
-    DeliveryError, FailurePolicy, Subscription, SubscriptionError, SubscriptionState,
+    DeliveryError, FailurePolicy, StartFrom, Subscription, SubscriptionError, SubscriptionState,
     SubscriptionStatus,
 };
 use crate::unwind::{self, Panicked};
@@ -359,12 +359,41 @@ impl Runner {
             }
             return Some(Flow::Next);
         }
+        let start = match self.start().await {
+            Ok(start) => start,
+            Err(e) => {
+                // The read model is empty and the checkpoint at the start: the reset is
+                // done again next round, then the start.
+                self.shared.rebuild.store(true, Ordering::SeqCst);
+                if !self.trouble("recording where to start", &e).await {
+                    return Some(Flow::Exit(Exit::Stopped));
+                }
+                return Some(Flow::Next);
+            }
+        };
         at.reset = false;
         at.narrow = None;
-        at.position = Position::START;
-        at.scanned = Position::START;
-        self.set(|s| s.position = Some(Position::START));
+        at.position = start;
+        at.scanned = start;
+        self.set(|s| s.position = Some(start));
         None
+    }
+
+    /// Where a subscription that was just reset starts ([`StartFrom`]), recorded as its
+    /// checkpoint unless that is the start of the log.
+    async fn start(&self) -> Result<Position, StoreError> {
+        let start = match self.sub.start_from {
+            StartFrom::Beginning => return Ok(Position::START),
+            StartFrom::Now => self.sub.events.read_horizon().await?,
+            StartFrom::After(position) => position,
+        };
+        if start != Position::START {
+            let consumer = &self.sub.consumer;
+            let key = consumer.identity().checkpoint();
+            consumer.checkpoints().save_checkpoint(key, start).await?;
+            tracing::info!(position = %start, "starting after the history");
+        }
+        Ok(start)
     }
 
     /// The read step: the next batch after `at.scanned`, or, when there is none, idles

@@ -87,7 +87,8 @@ pub use storable::{
     non_finite_floats_in_events_are_refused_before_any_io,
 };
 pub use subscription::{
-    a_filtered_subscription_idles_quietly, a_view_added_late_catches_up_on_ten_thousand_events,
+    a_filtered_subscription_idles_quietly, a_subscription_starts_from_now_or_after_a_position,
+    a_view_added_late_catches_up_on_ten_thousand_events,
     caught_up_after_a_rebuild_waits_for_the_rebuild, every_stream_is_in_version_order_in_the_log,
     failing_events_stop_the_subscription_or_are_parked,
     one_runner_is_active_and_another_takes_over, process_manager_commands_are_idempotent,
@@ -189,6 +190,7 @@ macro_rules! conformance_tests {
             every_stream_is_in_version_order_in_the_log,
             a_filtered_subscription_idles_quietly,
             subscription_resumes_from_its_checkpoint,
+            a_subscription_starts_from_now_or_after_a_position,
             a_view_added_late_catches_up_on_ten_thousand_events,
             subscription_rebuilds_on_new_version_and_on_request,
             caught_up_after_a_rebuild_waits_for_the_rebuild,

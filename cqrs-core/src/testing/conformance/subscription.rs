@@ -9,7 +9,7 @@ use super::domain::{Add, Counter, CounterEvent};
 use super::probe::Probe;
 use super::{named, unique_stream, Store};
 use crate::subscription::{
-    DeliveryError, FailurePolicy, Project, React, Subscription, SubscriptionError,
+    DeliveryError, FailurePolicy, Project, React, StartFrom, Subscription, SubscriptionError,
     SubscriptionHandle, SubscriptionState,
 };
 use crate::{
@@ -132,6 +132,14 @@ fn quick() -> RetryPolicy {
 }
 
 fn start<S: Store, const V: u32>(store: &S, view: &View<V>) -> SubscriptionHandle {
+    start_from(store, view, StartFrom::Beginning)
+}
+
+fn start_from<S: Store, const V: u32>(
+    store: &S,
+    view: &View<V>,
+    from: StartFrom,
+) -> SubscriptionHandle {
     Subscription::new(
         store.clone(),
         Project::new(view.clone(), store.clone()).expect("valid"),
@@ -140,6 +148,7 @@ fn start<S: Store, const V: u32>(store: &S, view: &View<V>) -> SubscriptionHandl
     .retry(quick())
     .idle_wait(Duration::from_millis(200))
     .standby_interval(Duration::from_millis(50))
+    .start_from(from)
     .start()
 }
 
@@ -358,6 +367,50 @@ pub async fn subscription_resumes_from_its_checkpoint<S: Store>(store: S) {
     assert_exactly_once(&view, &events);
     assert_eq!(view.seen(|s| s.resets), 1, "resumed, not rebuilt");
     second.shutdown().await.expect("clean stop");
+}
+
+/// A subscription that starts from now skips the history, records its start as its
+/// checkpoint and resumes from there; one that starts after a position skips what is at
+/// or before it.
+pub async fn a_subscription_starts_from_now_or_after_a_position<S: Store>(store: S) {
+    let history = fill(&store, 30).await;
+    let view = View::<1>::default();
+    let running = start_from(&store, &view, StartFrom::Now);
+    running.caught_up(WAIT).await.expect("caught up");
+    assert_eq!(view.seen(|s| s.applied.len()), 0, "the history is skipped");
+    assert_eq!(view.seen(|s| s.resets), 1, "the view starts empty");
+    let recorded = store
+        .load_checkpoint(&named("view@v1"))
+        .await
+        .expect("load checkpoint")
+        .expect("the start is recorded");
+    let last = history.last().map(|e| e.position).expect("events");
+    assert!(
+        recorded >= last,
+        "recorded {recorded}, the history ends at {last}"
+    );
+    let mut later = fill(&store, 10).await;
+    running.caught_up(WAIT).await.expect("caught up");
+    assert_exactly_once(&view, &later);
+    running.shutdown().await.expect("clean stop");
+
+    later.extend(fill(&store, 5).await);
+    let again = start_from(&store, &view, StartFrom::Now);
+    again.caught_up(WAIT).await.expect("caught up");
+    assert_exactly_once(&view, &later);
+    assert_eq!(
+        view.seen(|s| s.resets),
+        1,
+        "resumed from its checkpoint, not started anew"
+    );
+    again.shutdown().await.expect("clean stop");
+
+    let after = View::<3>::default();
+    let running = start_from(&store, &after, StartFrom::After(history[9].position));
+    running.caught_up(WAIT).await.expect("caught up");
+    let expected: Vec<_> = history[10..].iter().chain(&later).cloned().collect();
+    assert_exactly_once(&after, &expected);
+    running.shutdown().await.expect("clean stop");
 }
 
 /// A new version of a view, or a rebuild on request, resets the view and replays the
