@@ -59,8 +59,8 @@ pub use engine::{Committed, Engine, EngineError, Loaded, RetryPolicy, SnapshotPo
 pub use envelope::{Envelope, Metadata, NewEvent, Position, StoredEvent};
 pub use ident::{StreamId, SubscriptionName};
 pub use store::{
-    CheckpointStore, DeadLetter, EventFilter, EventLog, EventStore, ExpectedVersion, Lease,
-    Snapshot, SnapshotStore, StoreError, StreamStore, StreamSummary, StreamTypeSummary,
+    CheckpointStore, DeadLetter, Discarded, EventFilter, EventLog, EventStore, ExpectedVersion,
+    Lease, Snapshot, SnapshotStore, StoreError, StreamStore, StreamSummary, StreamTypeSummary,
 };
 pub use subscription::{ProcessManager, StartFrom, Subscription};
 

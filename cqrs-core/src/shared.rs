@@ -156,4 +156,17 @@ impl<S: CheckpointStore + ?Sized> CheckpointStore for Arc<S> {
     async fn parked(&self, name: &SubscriptionName) -> Result<Vec<DeadLetter>, StoreError> {
         (**self).parked(name).await
     }
+
+    async fn discard(
+        &self,
+        name: &SubscriptionName,
+        event_id: uuid::Uuid,
+        reason: &str,
+    ) -> Result<bool, StoreError> {
+        (**self).discard(name, event_id, reason).await
+    }
+
+    async fn discarded(&self, name: &SubscriptionName) -> Result<Vec<DeadLetter>, StoreError> {
+        (**self).discarded(name).await
+    }
 }

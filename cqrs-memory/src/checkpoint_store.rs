@@ -5,8 +5,10 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use async_trait::async_trait;
 use cqrs_core::{
-    CheckpointStore, DeadLetter, Lease, Position, StoreError, StoredEvent, SubscriptionName,
+    CheckpointStore, DeadLetter, Discarded, Lease, Position, StoreError, StoredEvent,
+    SubscriptionName,
 };
+use uuid::Uuid;
 
 use crate::MemoryStore;
 
@@ -16,6 +18,7 @@ pub(crate) struct Subscriptions {
     checkpoints: Mutex<HashMap<SubscriptionName, Position>>,
     /// Names whose lease is held: a lease is a name in this set, removed when dropped.
     leases: Arc<Mutex<HashSet<SubscriptionName>>>,
+    /// Parked and discarded, in global order per subscription.
     dead_letters: Mutex<HashMap<SubscriptionName, Vec<DeadLetter>>>,
 }
 
@@ -93,6 +96,7 @@ impl CheckpointStore for MemoryStore {
             event: Arc::new(event.clone()),
             error: error.to_owned(),
             parked_at: chrono::Utc::now(),
+            discarded: None,
         };
         let mut dead_letters = lock(&self.inner.subscriptions.dead_letters);
         let parked = dead_letters.entry(name.clone()).or_default();
@@ -110,9 +114,48 @@ impl CheckpointStore for MemoryStore {
     }
 
     async fn parked(&self, name: &SubscriptionName) -> Result<Vec<DeadLetter>, StoreError> {
-        Ok(lock(&self.inner.subscriptions.dead_letters)
+        Ok(self.letters(name, false))
+    }
+
+    async fn discard(
+        &self,
+        name: &SubscriptionName,
+        event_id: Uuid,
+        reason: &str,
+    ) -> Result<bool, StoreError> {
+        let mut dead_letters = lock(&self.inner.subscriptions.dead_letters);
+        let letter = dead_letters.get_mut(name).and_then(|letters| {
+            letters
+                .iter_mut()
+                .find(|l| l.event.event_id == event_id && l.discarded.is_none())
+        });
+        let Some(letter) = letter else {
+            return Ok(false);
+        };
+        letter.discarded = Some(Discarded {
+            reason: reason.to_owned(),
+            at: chrono::Utc::now(),
+        });
+        Ok(true)
+    }
+
+    async fn discarded(&self, name: &SubscriptionName) -> Result<Vec<DeadLetter>, StoreError> {
+        Ok(self.letters(name, true))
+    }
+}
+
+impl MemoryStore {
+    /// The dead letters of `name`, discarded or not.
+    fn letters(&self, name: &SubscriptionName, discarded: bool) -> Vec<DeadLetter> {
+        lock(&self.inner.subscriptions.dead_letters)
             .get(name)
-            .cloned()
-            .unwrap_or_default())
+            .map(|letters| {
+                letters
+                    .iter()
+                    .filter(|l| l.discarded.is_some() == discarded)
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 }

@@ -12,3 +12,9 @@
 -- migration finds it there.
 CREATE INDEX IF NOT EXISTS events_correlation ON events ((metadata ->> 'correlation_id'))
     WHERE metadata ? 'correlation_id';
+
+-- A dead letter an operator discarded (`CheckpointStore::discard`): kept, with the reason
+-- and the time, for the record; `parked()` leaves it out. Parking the event again clears
+-- both (it is a dead letter again). Nullable columns with no default: no table rewrite.
+ALTER TABLE dead_letters ADD COLUMN discarded_at timestamptz;
+ALTER TABLE dead_letters ADD COLUMN discard_reason text;

@@ -5,12 +5,15 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use cqrs_core::{
-    CheckpointStore, DeadLetter, Lease, Position, StoreError, StoredEvent, SubscriptionName,
+    CheckpointStore, DeadLetter, Discarded, Lease, Position, StoreError, StoredEvent,
+    SubscriptionName,
 };
-use sqlx::postgres::PgArguments;
+use sqlx::postgres::{PgArguments, PgRow};
 use sqlx::query::Query;
 use sqlx::{PgConnection, Postgres, Row};
+use uuid::Uuid;
 
 use crate::error::{backend, map_sqlx};
 use crate::row::{read_row, row_stream};
@@ -113,7 +116,45 @@ impl CheckpointStore for PgStore {
     }
 
     async fn parked(&self, name: &SubscriptionName) -> Result<Vec<DeadLetter>, StoreError> {
-        let query = sqlx::query(&self.sql.parked).bind(name.as_str());
+        self.letters(name, false).await
+    }
+
+    async fn discard(
+        &self,
+        name: &SubscriptionName,
+        event_id: Uuid,
+        reason: &str,
+    ) -> Result<bool, StoreError> {
+        // As for a parked error: text cannot hold NUL.
+        let reason = reason.replace('\0', "\u{fffd}");
+        let query = sqlx::query(&self.sql.discard)
+            .bind(name.as_str())
+            .bind(event_id)
+            .bind(&reason);
+        let done = self
+            .connection()
+            .await?
+            .execute(query)
+            .await
+            .map_err(map_sqlx)?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn discarded(&self, name: &SubscriptionName) -> Result<Vec<DeadLetter>, StoreError> {
+        self.letters(name, true).await
+    }
+}
+
+impl PgStore {
+    /// The dead letters of `name`: the discarded ones, or the others.
+    async fn letters(
+        &self,
+        name: &SubscriptionName,
+        discarded: bool,
+    ) -> Result<Vec<DeadLetter>, StoreError> {
+        let query = sqlx::query(&self.sql.parked)
+            .bind(name.as_str())
+            .bind(discarded);
         let rows = self.connection().await?.fetch_all(query).await;
         let rows = rows.map_err(map_sqlx)?;
         let mut last = None;
@@ -123,28 +164,37 @@ impl CheckpointStore for PgStore {
                 // Leniently: a row parked because it does not read is listed all the
                 // same (its dead letter says what is wrong with it).
                 let (event, _) = read_row(row, row_stream(row, &mut last)?)?;
-                Ok(DeadLetter {
-                    event: Arc::new(event),
-                    error: row.try_get(EVENT_COLUMN_COUNT).map_err(map_sqlx)?,
-                    parked_at: row.try_get(EVENT_COLUMN_COUNT + 1).map_err(map_sqlx)?,
-                })
+                letter(Arc::new(event), row, EVENT_COLUMN_COUNT)
             })
             .collect::<Result<Vec<_>, StoreError>>()?;
-        let query = sqlx::query(&self.sql.parked_elsewhere).bind(name.as_str());
+        let query = sqlx::query(&self.sql.parked_elsewhere)
+            .bind(name.as_str())
+            .bind(discarded);
         let rows = self.connection().await?.fetch_all(query).await;
         for row in rows.map_err(map_sqlx)? {
             let document: serde_json::Value = row.try_get(0).map_err(map_sqlx)?;
             let event = StoredEvent::from_cloudevent(&document)
                 .map_err(|e| backend(format!("a dead letter of {name} does not read back: {e}")))?;
-            letters.push(DeadLetter {
-                event: Arc::new(event),
-                error: row.try_get(1).map_err(map_sqlx)?,
-                parked_at: row.try_get(2).map_err(map_sqlx)?,
-            });
+            letters.push(letter(Arc::new(event), &row, 1)?);
         }
         // In global order, as the trait says; stable, so events parked from elsewhere at
         // the same position stay in the order they were parked.
         letters.sort_by_key(|letter| letter.event.position);
         Ok(letters)
     }
+}
+
+/// A dead letter of `event` from the columns of `row` from `at` on: error, parked_at,
+/// discard_reason, discarded_at.
+fn letter(event: Arc<StoredEvent>, row: &PgRow, at: usize) -> Result<DeadLetter, StoreError> {
+    let reason: Option<String> = row.try_get(at + 2).map_err(map_sqlx)?;
+    let discarded_at: Option<DateTime<Utc>> = row.try_get(at + 3).map_err(map_sqlx)?;
+    Ok(DeadLetter {
+        event,
+        error: row.try_get(at).map_err(map_sqlx)?,
+        parked_at: row.try_get(at + 1).map_err(map_sqlx)?,
+        discarded: reason
+            .zip(discarded_at)
+            .map(|(reason, at)| Discarded { reason, at }),
+    })
 }

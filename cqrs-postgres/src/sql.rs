@@ -70,9 +70,12 @@ pub(crate) struct Sql {
     pub lock_checkpoint: String,
     pub create_checkpoint: String,
     pub park: String,
+    /// `$2`: the discarded letters (true) or the others.
     pub parked: String,
-    /// Dead letters of events that are not in `events` (parked from a bus).
+    /// Dead letters of events that are not in `events` (parked from a bus); `$2` as in
+    /// `parked`.
     pub parked_elsewhere: String,
+    pub discard: String,
     /// Records that a bus-fed projection applied a stream version; returns a row only if
     /// that version is above the last one applied.
     pub bus_apply: String,
@@ -293,19 +296,27 @@ impl Sql {
                  VALUES ($1, $2, $3, CASE WHEN EXISTS \
                      (SELECT 1 FROM {s}.events WHERE event_id = $2) THEN NULL ELSE $4::jsonb END) \
                  ON CONFLICT (subscription, event_id) DO UPDATE SET error = excluded.error, \
-                 event = excluded.event, parked_at = now()"
+                 event = excluded.event, parked_at = now(), discarded_at = NULL, \
+                 discard_reason = NULL"
+            ),
+            discard: format!(
+                "UPDATE {s}.dead_letters SET discarded_at = now(), discard_reason = $3 \
+                 WHERE subscription = $1 AND event_id = $2 AND discarded_at IS NULL"
             ),
             // `USING (event_id)` merges the two event_id columns, so the unqualified
             // EVENT_COLUMNS stay unambiguous; the order is qualified for the same reason
             // as `read_all`'s.
             parked: format!(
-                "SELECT {EVENT_COLUMNS}, error, parked_at \
+                "SELECT {EVENT_COLUMNS}, error, parked_at, discard_reason, discarded_at \
                  FROM {s}.events JOIN {s}.dead_letters USING (event_id) \
-                 WHERE subscription = $1 ORDER BY {COMMIT_ORDER}"
+                 WHERE subscription = $1 AND (discarded_at IS NOT NULL) = $2 \
+                 ORDER BY {COMMIT_ORDER}"
             ),
             parked_elsewhere: format!(
-                "SELECT event, error, parked_at FROM {s}.dead_letters d \
+                "SELECT event, error, parked_at, discard_reason, discarded_at \
+                 FROM {s}.dead_letters d \
                  WHERE subscription = $1 AND event IS NOT NULL \
+                 AND (discarded_at IS NOT NULL) = $2 \
                  AND NOT EXISTS (SELECT 1 FROM {s}.events e WHERE e.event_id = d.event_id) \
                  ORDER BY parked_at"
             ),

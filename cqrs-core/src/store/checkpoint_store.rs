@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use uuid::Uuid;
 
 use super::StoreError;
 use crate::{Position, StoredEvent, SubscriptionName};
@@ -55,8 +56,25 @@ pub trait CheckpointStore: Send + Sync + 'static {
         error: &str,
     ) -> Result<(), StoreError>;
 
-    /// The events parked for subscription `name`, in global order.
+    /// The events parked for subscription `name`, in global order (not the discarded
+    /// ones).
     async fn parked(&self, name: &SubscriptionName) -> Result<Vec<DeadLetter>, StoreError>;
+
+    /// Sets the dead letter of event `event_id` for subscription `name` aside for good,
+    /// with `reason` (who decided, and why), which is kept with it: it leaves
+    /// [`parked`](Self::parked) and is listed by [`discarded`](Self::discarded). Parking
+    /// the event again brings it back. Returns whether there was such a parked letter
+    /// (`false`: none, or discarded already; nothing changed).
+    async fn discard(
+        &self,
+        name: &SubscriptionName,
+        event_id: Uuid,
+        reason: &str,
+    ) -> Result<bool, StoreError>;
+
+    /// The dead letters of subscription `name` that were discarded, in global order,
+    /// each with its [`Discarded`] reason and time.
+    async fn discarded(&self, name: &SubscriptionName) -> Result<Vec<DeadLetter>, StoreError>;
 }
 
 /// The right to be the active consumer of a subscription, from
@@ -77,4 +95,15 @@ pub struct DeadLetter {
     pub error: String,
     /// When it was parked (last time, if it was parked again).
     pub parked_at: DateTime<Utc>,
+    /// Set when someone discarded it ([`CheckpointStore::discard`]).
+    pub discarded: Option<Discarded>,
+}
+
+/// Why and when a dead letter was discarded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Discarded {
+    /// The reason given.
+    pub reason: String,
+    /// When.
+    pub at: DateTime<Utc>,
 }

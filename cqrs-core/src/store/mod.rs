@@ -17,7 +17,7 @@ mod storable;
 mod stream_store;
 mod stream_summary;
 
-pub use checkpoint_store::{CheckpointStore, DeadLetter, Lease};
+pub use checkpoint_store::{CheckpointStore, DeadLetter, Discarded, Lease};
 pub use error::{BoxError, StoreError};
 pub use event_log::EventLog;
 pub use event_store::EventStore;

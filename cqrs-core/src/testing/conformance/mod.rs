@@ -96,9 +96,10 @@ pub use subscription::{
     subscription_resumes_from_its_checkpoint,
 };
 pub use subscription_store::{
-    counts_after_a_position_with_filter_and_limit, dead_letters_are_kept_per_subscription,
-    dead_letters_keep_events_this_store_never_stored, events_are_found_by_command_id,
-    leases_are_exclusive_until_dropped, read_horizon_covers_what_is_readable,
+    counts_after_a_position_with_filter_and_limit, dead_letters_are_discarded_with_their_reason,
+    dead_letters_are_kept_per_subscription, dead_letters_keep_events_this_store_never_stored,
+    events_are_found_by_command_id, leases_are_exclusive_until_dropped,
+    read_horizon_covers_what_is_readable,
 };
 pub use wait::wait_for_events_wakes_on_append;
 
@@ -179,6 +180,7 @@ macro_rules! conformance_tests {
             caching_engines_interleaving_lose_nothing,
             leases_are_exclusive_until_dropped,
             dead_letters_are_kept_per_subscription,
+            dead_letters_are_discarded_with_their_reason,
             dead_letters_keep_events_this_store_never_stored,
             events_are_found_by_command_id,
             a_stream_reads_backwards_from_its_end,

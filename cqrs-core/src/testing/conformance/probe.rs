@@ -248,4 +248,17 @@ impl<S: CheckpointStore> CheckpointStore for Probe<S> {
     async fn parked(&self, name: &SubscriptionName) -> Result<Vec<DeadLetter>, StoreError> {
         self.inner.parked(name).await
     }
+
+    async fn discard(
+        &self,
+        name: &SubscriptionName,
+        event_id: uuid::Uuid,
+        reason: &str,
+    ) -> Result<bool, StoreError> {
+        self.inner.discard(name, event_id, reason).await
+    }
+
+    async fn discarded(&self, name: &SubscriptionName) -> Result<Vec<DeadLetter>, StoreError> {
+        self.inner.discarded(name).await
+    }
 }

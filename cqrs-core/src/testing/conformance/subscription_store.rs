@@ -67,6 +67,72 @@ pub async fn dead_letters_are_kept_per_subscription<S: Store>(store: S) {
     assert!(store.parked(&other).await.expect("parked").is_empty());
 }
 
+/// A discarded dead letter leaves the parked list and is kept with its reason; parking
+/// the event again brings it back; discarding what is not parked changes nothing.
+pub async fn dead_letters_are_discarded_with_their_reason<S: Store>(store: S) {
+    let stored = store
+        .append(
+            &unique_stream("parcel"),
+            ExpectedVersion::NoStream,
+            events("Shipped", 1, 2),
+        )
+        .await
+        .expect("append");
+    let name = unique_name("shipping");
+    store
+        .park(&name, &stored[0], "first failed")
+        .await
+        .expect("park");
+    store
+        .park(&name, &stored[1], "second failed")
+        .await
+        .expect("park");
+    let reason = "ops: parcel recalled, nothing to ship (ticket 42)";
+    assert!(store
+        .discard(&name, stored[0].event_id, reason)
+        .await
+        .expect("discard"));
+    assert!(
+        !store
+            .discard(&name, stored[0].event_id, "again")
+            .await
+            .expect("discard again"),
+        "discarded already: nothing to do"
+    );
+    assert!(!store
+        .discard(&name, uuid::Uuid::now_v7(), "no such letter")
+        .await
+        .expect("discard unknown"));
+    assert!(!store
+        .discard(
+            &unique_name("billing"),
+            stored[1].event_id,
+            "other subscription"
+        )
+        .await
+        .expect("discard elsewhere"));
+    let parked = store.parked(&name).await.expect("parked");
+    assert_eq!(parked.len(), 1);
+    assert_eq!(parked[0].event.event_id, stored[1].event_id);
+    assert_eq!(parked[0].discarded, None);
+    let discarded = store.discarded(&name).await.expect("discarded");
+    assert_eq!(discarded.len(), 1);
+    assert_eq!(*discarded[0].event, *stored[0]);
+    assert_eq!(discarded[0].error, "first failed", "the error is kept too");
+    let record = discarded[0].discarded.as_ref().expect("why and when");
+    assert_eq!(record.reason, reason);
+    assert!(record.at >= discarded[0].parked_at);
+
+    store
+        .park(&name, &stored[0], "failed again after a replay")
+        .await
+        .expect("park again");
+    let parked = store.parked(&name).await.expect("parked");
+    assert_eq!(parked.len(), 2, "parked again: a dead letter again");
+    assert_eq!(parked[0].error, "failed again after a replay");
+    assert!(store.discarded(&name).await.expect("discarded").is_empty());
+}
+
 /// A consumer fed from a bus parks events this store never stored (another service's, or
 /// a message that was no event at all): they are kept whole, in global order with the
 /// others, and parking one again keeps one entry with the latest error.
