@@ -6,7 +6,7 @@
 
 use std::sync::Arc;
 
-use cqrs_core::{CheckpointStore, EventStore, SnapshotStore};
+use cqrs_core::{CheckpointStore, EventStore, SnapshotStore, StoreHealth};
 
 /// The stores an example runs on: in memory by default, PostgreSQL when `DATABASE_URL`
 /// is set. This is the "one line" that picks a backend, made switchable at run time.
@@ -18,6 +18,8 @@ pub struct Backend {
     pub snapshots: Arc<dyn SnapshotStore>,
     /// Where subscriptions keep their positions.
     pub checkpoints: Arc<dyn CheckpointStore>,
+    /// What the store says of its own health (for `/status`).
+    pub health: Arc<dyn StoreHealth>,
     /// A description for people (never the connection string: it may hold a password).
     pub description: String,
 }
@@ -36,7 +38,8 @@ impl Backend {
                 Ok(Self {
                     events: store.clone(),
                     snapshots: store.clone(),
-                    checkpoints: store,
+                    checkpoints: store.clone(),
+                    health: store,
                     description: "the in-memory store (set DATABASE_URL to use PostgreSQL)".into(),
                 })
             }
@@ -53,7 +56,8 @@ impl Backend {
         Ok(Self {
             events: store.clone(),
             snapshots: store.clone(),
-            checkpoints: store,
+            checkpoints: store.clone(),
+            health: store,
             description: format!("PostgreSQL (schema {schema})"),
         })
     }

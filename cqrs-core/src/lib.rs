@@ -60,7 +60,8 @@ pub use envelope::{Envelope, Metadata, NewEvent, Position, StoredEvent};
 pub use ident::{StreamId, SubscriptionName};
 pub use store::{
     CheckpointStore, DeadLetter, Discarded, EventFilter, EventLog, EventStore, ExpectedVersion,
-    Lease, Snapshot, SnapshotStore, StoreError, StreamStore, StreamSummary, StreamTypeSummary,
+    HealthReport, Lease, ParkedCount, Snapshot, SnapshotStore, StoreError, StoreHealth,
+    StreamStore, StreamSummary, StreamTypeSummary,
 };
 pub use subscription::{ProcessManager, StartFrom, Subscription};
 

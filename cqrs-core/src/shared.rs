@@ -170,3 +170,10 @@ impl<S: CheckpointStore + ?Sized> CheckpointStore for Arc<S> {
         (**self).discarded(name).await
     }
 }
+
+#[async_trait]
+impl<S: crate::StoreHealth + ?Sized> crate::StoreHealth for Arc<S> {
+    async fn health(&self, wait: Duration) -> crate::store::HealthReport {
+        (**self).health(wait).await
+    }
+}

@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use async_trait::async_trait;
 use cqrs_core::{
-    CheckpointStore, DeadLetter, Discarded, Lease, Position, StoreError, StoredEvent,
+    CheckpointStore, DeadLetter, Discarded, Lease, ParkedCount, Position, StoreError, StoredEvent,
     SubscriptionName,
 };
 use uuid::Uuid;
@@ -145,6 +145,21 @@ impl CheckpointStore for MemoryStore {
 }
 
 impl MemoryStore {
+    /// Per subscription with any, its dead letters that are not discarded, by name.
+    pub(crate) fn parked_counts(&self) -> Vec<ParkedCount> {
+        let dead_letters = lock(&self.inner.subscriptions.dead_letters);
+        let mut counts: Vec<_> = dead_letters
+            .iter()
+            .map(|(name, letters)| {
+                let parked = letters.iter().filter(|l| l.discarded.is_none()).count();
+                ParkedCount::new(name.as_str(), parked as u64)
+            })
+            .filter(|count| count.letters > 0)
+            .collect();
+        counts.sort_by(|a, b| a.subscription.cmp(&b.subscription));
+        counts
+    }
+
     /// The dead letters of `name`, discarded or not.
     fn letters(&self, name: &SubscriptionName, discarded: bool) -> Vec<DeadLetter> {
         lock(&self.inner.subscriptions.dead_letters)

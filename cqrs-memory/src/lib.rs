@@ -28,6 +28,7 @@ mod event_log;
 mod inline;
 mod snapshot_store;
 mod store;
+mod store_health;
 mod stream_store;
 
 pub use store::MemoryStore;

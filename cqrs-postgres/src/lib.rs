@@ -44,6 +44,7 @@ mod schema;
 mod snapshot_store;
 mod sql;
 mod store;
+mod store_health;
 mod stream_store;
 #[cfg(feature = "testing")]
 pub mod testing;

@@ -82,6 +82,10 @@ pub(crate) struct Sql {
     pub bus_reset: String,
     pub transaction_ids: String,
     pub horizon_lag: String,
+    /// The latest migration applied to the schema.
+    pub schema_version: String,
+    /// Per subscription, its dead letters that are not discarded.
+    pub parked_counts: String,
 }
 
 /// Which `read_all` statement serves a filter.
@@ -333,6 +337,13 @@ impl Sql {
                 "SELECT (SELECT (transaction_id::text)::bigint FROM {s}.events \
                          ORDER BY events.transaction_id DESC LIMIT 1), \
                         (pg_snapshot_xmax(pg_current_snapshot())::text)::bigint"
+            ),
+            schema_version: format!(
+                "SELECT max(version) FROM {s}._sqlx_migrations WHERE success"
+            ),
+            parked_counts: format!(
+                "SELECT subscription, count(*) FROM {s}.dead_letters \
+                 WHERE discarded_at IS NULL GROUP BY subscription ORDER BY subscription"
             ),
             horizon_lag: format!(
                 "WITH h AS (SELECT pg_snapshot_xmin(pg_current_snapshot()) AS xmin) \

@@ -16,7 +16,7 @@ use crate::schema::SchemaName;
 use crate::sql::Sql;
 
 /// The embedded migrations (`cqrs-postgres/migrations`).
-static MIGRATOR: Migrator = sqlx::migrate!();
+pub(crate) static MIGRATOR: Migrator = sqlx::migrate!();
 
 /// Event, snapshot and checkpoint store on PostgreSQL 13 or later.
 ///

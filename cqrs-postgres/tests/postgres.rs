@@ -12,7 +12,7 @@ use common::{exclusive, fresh_pg_store, pool, runtime, Bank};
 use cqrs_core::codec::{self, DecodeErrorKind};
 use cqrs_core::{
     CheckpointStore, EventFilter, EventLog, ExpectedVersion, Metadata, NewEvent, Position,
-    StoreError, StreamId, StreamStore,
+    StoreError, StoreHealth, StreamId, StreamStore,
 };
 use cqrs_postgres::sqlx::postgres::PgConnectOptions;
 use cqrs_postgres::sqlx::{self, PgPool, Row};
@@ -591,6 +591,53 @@ fn a_database_that_cannot_be_reached_is_unavailable_and_the_password_is_not_show
         let shown = format!("{error} {error:?}");
         assert!(matches!(error, SetupError::InvalidUrl(_)), "{shown}");
         assert!(!shown.contains("s3cret-pw"), "password leaked: {shown}");
+    });
+}
+
+#[test]
+fn health_says_when_the_database_is_down_never_migrated_or_behind_this_build() {
+    runtime().block_on(async {
+        let _turn = exclusive().await;
+        let nowhere = PgStore::pool_options()
+            .acquire_timeout(Duration::from_secs(2))
+            .connect_lazy_with(
+                PgConnectOptions::new()
+                    .host("127.0.0.1")
+                    .port(closed_port())
+                    .password("s3cret-pw"),
+            );
+        let down = PgStore::new(nowhere).health(Duration::from_secs(5)).await;
+        assert!(!down.reachable && !down.is_healthy(), "{down:?}");
+        assert_eq!(down.problems.len(), 1, "{down:?}");
+        assert!(!down.problems[0].contains("s3cret-pw"), "{down:?}");
+
+        let never = PgStore::new(pool().await)
+            .with_schema(&common::random_schema())
+            .expect("schema");
+        let report = never.health(Duration::from_secs(5)).await;
+        assert!(report.reachable && !report.is_healthy(), "{report:?}");
+        assert!(
+            report.problems[0].contains("was never migrated"),
+            "{report:?}"
+        );
+
+        let behind = fresh_pg_store().await;
+        exec(
+            &behind,
+            "DELETE FROM {schema}._sqlx_migrations WHERE version = \
+             (SELECT max(version) FROM {schema}._sqlx_migrations)",
+        )
+        .await;
+        let report = behind.health(Duration::from_secs(5)).await;
+        assert!(report.reachable && !report.is_healthy(), "{report:?}");
+        assert!(
+            report.schema_version < report.expected_schema_version,
+            "{report:?}"
+        );
+        assert!(
+            report.problems[0].contains("this build expects"),
+            "{report:?}"
+        );
     });
 }
 

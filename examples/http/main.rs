@@ -34,8 +34,10 @@
 //!   consistent, and saying so: the account's version in the view and the
 //!   subscription's position; `?min_version=N` waits for the view to reach a version a
 //!   command returned (read-your-writes), else 503 `read_model_behind`;
-//! - `GET /status`, for a load balancer: 200 when the store answers and the read model
-//!   is live and at most 1,000 events behind, else 503 with the reasons;
+//! - `GET /status`, for a load balancer: the store's own health report (reachable, round
+//!   trip, schema version against this build's, horizon lag, dead letters per
+//!   subscription) and the read model's subscription; 200 when the store can serve and
+//!   the read model is live and at most 1,000 events behind, else 503 with the reasons;
 //! - a graceful stop on Ctrl-C: requests in flight finish, the subscription stops.
 
 mod args;

@@ -7,7 +7,7 @@ use axum::routing::{get, post};
 use axum::Router;
 use cqrs_core::ident::IdentifierError;
 use cqrs_core::subscription::{Project, Subscription, SubscriptionError, SubscriptionHandle};
-use cqrs_core::{Engine, EventStore};
+use cqrs_core::{Engine, StoreHealth};
 use examples::Backend;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
@@ -27,8 +27,8 @@ pub struct AppState {
     pub balances: Balances,
     /// The subscription that feeds it.
     pub feed: Arc<SubscriptionHandle>,
-    /// The store, for the health check.
-    pub events: Arc<dyn EventStore>,
+    /// The store's own health check.
+    pub health: Arc<dyn StoreHealth>,
 }
 
 /// Every route of the service.
@@ -100,7 +100,7 @@ impl Service {
             engine: Engine::new(backend.events.clone(), ()),
             balances,
             feed: Arc::clone(&feed),
-            events: backend.events.clone(),
+            health: backend.health.clone(),
         };
         let (stop, stopped) = oneshot::channel::<()>();
         let server = axum::serve(listener, router(state)).with_graceful_shutdown(async {

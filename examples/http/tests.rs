@@ -288,6 +288,12 @@ async fn status_is_503_while_the_database_is_down_and_200_again_after() {
     let up = status_becomes(&client, StatusCode::OK).await;
     assert_eq!(up["status"], "ok");
     assert_eq!(up["store"]["reachable"], true);
+    assert!(up["store"]["schema_version"].is_i64(), "{up}");
+    assert_eq!(
+        up["store"]["schema_version"], up["store"]["expected_schema_version"],
+        "{up}"
+    );
+    assert_eq!(up["store"]["problems"], json!([]));
     assert_eq!(up["reasons"], json!([]));
 
     tokio::task::block_in_place(|| cluster.stop_immediately()).expect("stop the cluster");

@@ -12,6 +12,7 @@ mod error;
 mod event_log;
 mod event_store;
 mod filter;
+mod health;
 mod snapshot_store;
 mod storable;
 mod stream_store;
@@ -22,6 +23,7 @@ pub use error::{BoxError, StoreError};
 pub use event_log::EventLog;
 pub use event_store::EventStore;
 pub use filter::EventFilter;
+pub use health::{HealthReport, ParkedCount, StoreHealth};
 pub use snapshot_store::{Snapshot, SnapshotStore};
 pub use storable::{
     check_append, check_event, check_json, check_snapshot, UnstorableJson, MAX_JSON_DEPTH,

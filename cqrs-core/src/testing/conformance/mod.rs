@@ -20,6 +20,7 @@ mod checkpoint;
 mod codec;
 pub(crate) mod domain;
 mod engine;
+mod health;
 mod ident;
 mod image;
 mod listener;
@@ -52,6 +53,7 @@ pub use engine::{
     a_command_racing_its_own_repeat_is_applied_once, commands_expecting_a_version_run_only_at_it,
     engine_retries_conflicts_without_losing_commands, engine_snapshots_and_temporal_loads,
 };
+pub use health::a_store_reports_its_health;
 pub use ident::{identifiers_are_stored_faithfully, invalid_identifiers_are_refused};
 pub use image::{
     a_stale_image_is_caught_and_decided_again, caching_engines_interleaving_lose_nothing,
@@ -122,7 +124,7 @@ pub fn run<F: Future<Output = ()>>(test: impl FnOnce() -> F) {
 /// `conformance`, each calling `$factory().await` for a fresh, empty store.
 ///
 /// `$factory` is an `async fn() -> S` (or a path to one) in scope where the macro is
-/// invoked, with `S: EventStore + SnapshotStore + CheckpointStore + Clone`.
+/// invoked, with `S: EventStore + SnapshotStore + CheckpointStore + StoreHealth + Clone`.
 ///
 /// A backend whose tests must not run at the same time (on PostgreSQL, a global read
 /// waits for every older transaction in the cluster, so parallel tests hold each other's
@@ -181,6 +183,7 @@ macro_rules! conformance_tests {
             leases_are_exclusive_until_dropped,
             dead_letters_are_kept_per_subscription,
             dead_letters_are_discarded_with_their_reason,
+            a_store_reports_its_health,
             dead_letters_keep_events_this_store_never_stored,
             events_are_found_by_command_id,
             a_stream_reads_backwards_from_its_end,
