@@ -60,8 +60,8 @@ pub use envelope::{Envelope, Metadata, NewEvent, Position, StoredEvent};
 pub use ident::{StreamId, SubscriptionName};
 pub use store::{
     CheckpointStore, DeadLetter, Discarded, EventFilter, EventLog, EventStore, ExpectedVersion,
-    HealthReport, Lease, ParkedCount, Snapshot, SnapshotStore, StoreError, StoreHealth,
-    StreamStore, StreamSummary, StreamTypeSummary,
+    HealthReport, Lease, ParkedCount, SavedCheckpoint, Snapshot, SnapshotStore, StoreError,
+    StoreHealth, StreamStore, StreamSummary, StreamTypeSummary,
 };
 pub use subscription::{ProcessManager, StartFrom, Subscription};
 

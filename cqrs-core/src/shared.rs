@@ -137,6 +137,10 @@ impl<S: CheckpointStore + ?Sized> CheckpointStore for Arc<S> {
         (**self).save_checkpoint(name, position).await
     }
 
+    async fn checkpoints(&self) -> Result<Vec<crate::SavedCheckpoint>, StoreError> {
+        (**self).checkpoints().await
+    }
+
     async fn acquire_lease(
         &self,
         name: &SubscriptionName,

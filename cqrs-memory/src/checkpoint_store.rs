@@ -4,9 +4,10 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use cqrs_core::{
-    CheckpointStore, DeadLetter, Discarded, Lease, ParkedCount, Position, StoreError, StoredEvent,
-    SubscriptionName,
+    CheckpointStore, DeadLetter, Discarded, Lease, ParkedCount, Position, SavedCheckpoint,
+    StoreError, StoredEvent, SubscriptionName,
 };
 use uuid::Uuid;
 
@@ -15,7 +16,7 @@ use crate::MemoryStore;
 /// The subscriptions' state of one store.
 #[derive(Default)]
 pub(crate) struct Subscriptions {
-    checkpoints: Mutex<HashMap<SubscriptionName, Position>>,
+    checkpoints: Mutex<HashMap<SubscriptionName, (Position, DateTime<Utc>)>>,
     /// Names whose lease is held: a lease is a name in this set, removed when dropped.
     leases: Arc<Mutex<HashSet<SubscriptionName>>>,
     /// Parked and discarded, in global order per subscription.
@@ -60,7 +61,7 @@ impl CheckpointStore for MemoryStore {
     ) -> Result<Option<Position>, StoreError> {
         Ok(lock(&self.inner.subscriptions.checkpoints)
             .get(name)
-            .copied())
+            .map(|(position, _)| *position))
     }
 
     async fn save_checkpoint(
@@ -68,8 +69,17 @@ impl CheckpointStore for MemoryStore {
         name: &SubscriptionName,
         position: Position,
     ) -> Result<(), StoreError> {
-        lock(&self.inner.subscriptions.checkpoints).insert(name.clone(), position);
+        lock(&self.inner.subscriptions.checkpoints).insert(name.clone(), (position, Utc::now()));
         Ok(())
+    }
+
+    async fn checkpoints(&self) -> Result<Vec<SavedCheckpoint>, StoreError> {
+        let mut saved: Vec<_> = lock(&self.inner.subscriptions.checkpoints)
+            .iter()
+            .map(|(name, (position, at))| SavedCheckpoint::new(name.clone(), *position, *at))
+            .collect();
+        saved.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(saved)
     }
 
     async fn acquire_lease(

@@ -7,8 +7,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use cqrs_core::{
-    CheckpointStore, DeadLetter, Discarded, Lease, Position, StoreError, StoredEvent,
-    SubscriptionName,
+    CheckpointStore, DeadLetter, Discarded, Lease, Position, SavedCheckpoint, StoreError,
+    StoredEvent, SubscriptionName,
 };
 use sqlx::postgres::{PgArguments, PgRow};
 use sqlx::query::Query;
@@ -79,6 +79,27 @@ impl CheckpointStore for PgStore {
             .await
             .map_err(map_sqlx)?;
         Ok(())
+    }
+
+    async fn checkpoints(&self) -> Result<Vec<SavedCheckpoint>, StoreError> {
+        let query = sqlx::query(&self.sql.checkpoints);
+        let rows = self.connection().await?.fetch_all(query).await;
+        rows.map_err(map_sqlx)?
+            .iter()
+            .map(|row| {
+                let name: String = row.try_get(0).map_err(map_sqlx)?;
+                let name = SubscriptionName::new(name.as_str()).map_err(|e| {
+                    backend(format!("stored checkpoint name {name:?} is invalid: {e}"))
+                })?;
+                let commit: i64 = row.try_get(1).map_err(map_sqlx)?;
+                let sequence: i64 = row.try_get(2).map_err(map_sqlx)?;
+                Ok(SavedCheckpoint::new(
+                    name,
+                    Position::from_parts(commit as u64, sequence as u64),
+                    row.try_get(3).map_err(map_sqlx)?,
+                ))
+            })
+            .collect()
     }
 
     /// A session-level advisory lock on a connection of the lease's own (see the

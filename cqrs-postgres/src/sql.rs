@@ -66,6 +66,7 @@ pub(crate) struct Sql {
     pub load_snapshot: String,
     pub save_snapshot: String,
     pub load_checkpoint: String,
+    pub checkpoints: String,
     pub save_checkpoint: String,
     pub lock_checkpoint: String,
     pub create_checkpoint: String,
@@ -281,6 +282,9 @@ impl Sql {
             ),
             load_checkpoint: format!(
                 "SELECT commit_part, seq_part FROM {s}.checkpoints WHERE name = $1"
+            ),
+            checkpoints: format!(
+                "SELECT name, commit_part, seq_part, updated_at FROM {s}.checkpoints ORDER BY name"
             ),
             save_checkpoint: format!(
                 "INSERT INTO {s}.checkpoints AS t (name, commit_part, seq_part) VALUES ($1, $2, $3) \

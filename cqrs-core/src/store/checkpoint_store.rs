@@ -34,6 +34,10 @@ pub trait CheckpointStore: Send + Sync + 'static {
         position: Position,
     ) -> Result<(), StoreError>;
 
+    /// Every saved checkpoint, by name: what an operator lists to see which
+    /// subscriptions (and versions of them) this store serves, and how far each got.
+    async fn checkpoints(&self) -> Result<Vec<SavedCheckpoint>, StoreError>;
+
     /// Tries to become the one active consumer of subscription `name`.
     ///
     /// Returns `None` at once when another holder has it. The lease lasts until the
@@ -84,6 +88,29 @@ pub trait Lease: Send + Sync + std::fmt::Debug {
     /// Whether the lease is still held. `false` once the backend lost it; the holder must
     /// then stop delivering and try to acquire it again.
     async fn is_held(&self) -> bool;
+}
+
+/// A subscription's saved position, from [`CheckpointStore::checkpoints`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SavedCheckpoint {
+    /// The checkpoint's name (`name@vVERSION` for listeners, the name for a relay).
+    pub name: SubscriptionName,
+    /// Every event up to here took effect.
+    pub position: Position,
+    /// When it was last saved.
+    pub saved_at: DateTime<Utc>,
+}
+
+impl SavedCheckpoint {
+    /// Checkpoint `name` at `position`, saved at `saved_at`.
+    pub fn new(name: SubscriptionName, position: Position, saved_at: DateTime<Utc>) -> Self {
+        Self {
+            name,
+            position,
+            saved_at,
+        }
+    }
 }
 
 /// An event a subscription could not handle and set aside ([`CheckpointStore::park`]).

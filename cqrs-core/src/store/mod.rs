@@ -18,7 +18,7 @@ mod storable;
 mod stream_store;
 mod stream_summary;
 
-pub use checkpoint_store::{CheckpointStore, DeadLetter, Discarded, Lease};
+pub use checkpoint_store::{CheckpointStore, DeadLetter, Discarded, Lease, SavedCheckpoint};
 pub use error::{BoxError, StoreError};
 pub use event_log::EventLog;
 pub use event_store::EventStore;

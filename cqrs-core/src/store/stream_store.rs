@@ -131,10 +131,10 @@ pub trait StreamStore: Send + Sync + 'static {
         max_count: usize,
     ) -> Result<Vec<Arc<StoredEvent>>, StoreError> {
         const BATCH: usize = 1_000;
-        let mut last = VecDeque::with_capacity(max_count.min(BATCH));
         if max_count == 0 {
             return Ok(Vec::new());
         }
+        let mut last = VecDeque::with_capacity(max_count.min(BATCH));
         let mut from = 1;
         while from <= to_version {
             let batch = self.read_stream(stream, from, BATCH).await?;

@@ -45,7 +45,7 @@ pub use append::{
     append_assigns_contiguous_versions, append_is_atomic, conflict_names_stream_and_versions,
     duplicate_event_ids_are_refused, empty_append_is_refused, expected_version_semantics,
 };
-pub use checkpoint::checkpoints_save_load_and_reset;
+pub use checkpoint::{checkpoints_save_load_and_reset, saved_checkpoints_are_listed_by_name};
 pub use codec::{
     envelope_round_trips, stored_data_is_never_rewritten, undecodable_events_are_typed_errors,
 };
@@ -169,6 +169,7 @@ macro_rules! conformance_tests {
             wait_for_events_wakes_on_append,
             snapshots_save_load_and_keep_the_latest,
             checkpoints_save_load_and_reset,
+            saved_checkpoints_are_listed_by_name,
             envelope_round_trips,
             stored_data_is_never_rewritten,
             undecodable_events_are_typed_errors,

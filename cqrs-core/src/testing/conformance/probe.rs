@@ -223,6 +223,10 @@ impl<S: CheckpointStore> CheckpointStore for Probe<S> {
         self.inner.save_checkpoint(name, position).await
     }
 
+    async fn checkpoints(&self) -> Result<Vec<crate::SavedCheckpoint>, StoreError> {
+        self.inner.checkpoints().await
+    }
+
     async fn acquire_lease(
         &self,
         name: &SubscriptionName,
