@@ -1,0 +1,111 @@
+//! `cqrs`: the operator's command line for an event store on PostgreSQL.
+//!
+//! `cqrs --help` lists the commands; the guide's Operations chapter shows their output
+//! and the shape of `--json`. Exit codes: 0 done (or healthy), 1 failed (or unhealthy),
+//! 2 bad usage.
+
+mod args;
+mod error;
+mod output;
+mod schema;
+mod streams;
+mod subscriptions;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use cqrs_postgres::PgStore;
+
+use args::{Cli, Command, DeadLettersCommand, StreamCommand, StreamsCommand, SubscriptionsCommand};
+use error::CliError;
+use output::Output;
+
+fn main() -> ExitCode {
+    // Usage errors and --help exit here, with clap's codes (2 and 0).
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("cqrs: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(&cli)) {
+        Ok((output, ok)) => {
+            output.print(cli.json);
+            if ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+        Err(error) => {
+            if cli.json {
+                println!("{}", serde_json::json!({ "error": error.to_string() }));
+            }
+            eprintln!("cqrs: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Runs the command; the flag says whether the exit code is 0.
+async fn run(cli: &Cli) -> Result<(Output, bool), CliError> {
+    let url = cli
+        .database_url
+        .as_deref()
+        .filter(|url| !url.is_empty())
+        .ok_or(CliError::NoDatabase)?;
+    let store = PgStore::connect(url).await?.with_schema(&cli.schema)?;
+    let done = |output| Ok((output, true));
+    match &cli.command {
+        Command::Migrate => done(schema::migrate(&store).await?),
+        Command::Check => done(schema::check(&store).await?),
+        Command::Health => Ok(schema::health(&store).await),
+        Command::Streams(StreamsCommand::List(list)) => {
+            schema::fit(&store).await?;
+            done(
+                streams::list(
+                    &store,
+                    list.stream_type.as_deref(),
+                    list.after.as_deref(),
+                    list.limit,
+                )
+                .await?,
+            )
+        }
+        Command::Streams(StreamsCommand::Types) => {
+            schema::fit(&store).await?;
+            done(streams::types(&store).await?)
+        }
+        Command::Stream(show) => {
+            schema::fit(&store).await?;
+            let StreamCommand::Show {
+                stream_type,
+                id,
+                last,
+            } = &show.command;
+            done(streams::show(&store, stream_type, id, *last).await?)
+        }
+        Command::Events(events) => {
+            schema::fit(&store).await?;
+            done(streams::by_correlation(&store, events.correlation, events.limit).await?)
+        }
+        Command::Subscriptions(SubscriptionsCommand::List) => {
+            done(subscriptions::list(&store).await?)
+        }
+        Command::DeadLetters(DeadLettersCommand::List {
+            subscription,
+            discarded,
+        }) => done(subscriptions::dead_letters(&store, subscription, *discarded).await?),
+        Command::DeadLetters(DeadLettersCommand::Discard {
+            subscription,
+            event_id,
+            reason,
+        }) => done(subscriptions::discard(&store, subscription, *event_id, reason).await?),
+    }
+}
