@@ -33,6 +33,14 @@ pub enum Command {
     Check,
     /// The store's health report; exits with 1 when it cannot serve.
     Health,
+    /// The commands that read the schema's tables.
+    #[command(flatten)]
+    Read(ReadCommand),
+}
+
+/// The commands that read the schema's tables (checked to be fit to serve first).
+#[derive(Debug, Subcommand)]
+pub enum ReadCommand {
     /// The streams the store holds.
     #[command(subcommand)]
     Streams(StreamsCommand),

@@ -14,9 +14,13 @@ mod subscriptions;
 use std::process::ExitCode;
 
 use clap::Parser;
+use cqrs_core::HealthReport;
 use cqrs_postgres::PgStore;
 
-use args::{Cli, Command, DeadLettersCommand, StreamCommand, StreamsCommand, SubscriptionsCommand};
+use args::{
+    Cli, Command, DeadLettersCommand, ReadCommand, StreamCommand, StreamsCommand,
+    SubscriptionsCommand,
+};
 use error::CliError;
 use output::Output;
 
@@ -61,51 +65,59 @@ async fn run(cli: &Cli) -> Result<(Output, bool), CliError> {
         .filter(|url| !url.is_empty())
         .ok_or(CliError::NoDatabase)?;
     let store = PgStore::connect(url).await?.with_schema(&cli.schema)?;
-    let done = |output| Ok((output, true));
-    match &cli.command {
-        Command::Migrate => done(schema::migrate(&store).await?),
-        Command::Check => done(schema::check(&store).await?),
-        Command::Health => Ok(schema::health(&store).await),
-        Command::Streams(StreamsCommand::List(list)) => {
-            schema::fit(&store).await?;
-            done(
-                streams::list(
-                    &store,
-                    list.stream_type.as_deref(),
-                    list.after.as_deref(),
-                    list.limit,
-                )
-                .await?,
+    let output = match &cli.command {
+        Command::Migrate => schema::migrate(&store).await?,
+        Command::Check => schema::check(&store).await?,
+        Command::Health => return Ok(schema::health(&store).await),
+        // Every other command reads the schema's tables: a schema that cannot serve
+        // (never migrated, another build's) is said as such, once, before any of them.
+        Command::Read(command) => {
+            let report = schema::fit(&store).await?;
+            read(&store, command, &report).await?
+        }
+    };
+    Ok((output, true))
+}
+
+/// The commands that read the store, once it is known to be fit.
+async fn read(
+    store: &PgStore,
+    command: &ReadCommand,
+    report: &HealthReport,
+) -> Result<Output, CliError> {
+    match command {
+        ReadCommand::Streams(StreamsCommand::List(list)) => {
+            streams::list(
+                store,
+                list.stream_type.as_deref(),
+                list.after.as_deref(),
+                list.limit,
             )
+            .await
         }
-        Command::Streams(StreamsCommand::Types) => {
-            schema::fit(&store).await?;
-            done(streams::types(&store).await?)
-        }
-        Command::Stream(show) => {
-            schema::fit(&store).await?;
+        ReadCommand::Streams(StreamsCommand::Types) => streams::types(store).await,
+        ReadCommand::Stream(show) => {
             let StreamCommand::Show {
                 stream_type,
                 id,
                 last,
             } = &show.command;
-            done(streams::show(&store, stream_type, id, *last).await?)
+            streams::show(store, stream_type, id, *last).await
         }
-        Command::Events(events) => {
-            schema::fit(&store).await?;
-            done(streams::by_correlation(&store, events.correlation, events.limit).await?)
+        ReadCommand::Events(events) => {
+            streams::by_correlation(store, events.correlation, events.limit).await
         }
-        Command::Subscriptions(SubscriptionsCommand::List) => {
-            done(subscriptions::list(&store).await?)
+        ReadCommand::Subscriptions(SubscriptionsCommand::List) => {
+            subscriptions::list(store, report).await
         }
-        Command::DeadLetters(DeadLettersCommand::List {
+        ReadCommand::DeadLetters(DeadLettersCommand::List {
             subscription,
             discarded,
-        }) => done(subscriptions::dead_letters(&store, subscription, *discarded).await?),
-        Command::DeadLetters(DeadLettersCommand::Discard {
+        }) => subscriptions::dead_letters(store, subscription, *discarded).await,
+        ReadCommand::DeadLetters(DeadLettersCommand::Discard {
             subscription,
             event_id,
             reason,
-        }) => done(subscriptions::discard(&store, subscription, *event_id, reason).await?),
+        }) => subscriptions::discard(store, subscription, *event_id, reason).await,
     }
 }

@@ -1,12 +1,13 @@
 //! `subscriptions list`, `dead-letters list|discard`: what the subscriptions keep here.
 
-use cqrs_core::{CheckpointStore, DeadLetter, EventFilter, EventLog, SubscriptionName};
+use cqrs_core::{
+    CheckpointStore, DeadLetter, EventFilter, EventLog, HealthReport, SubscriptionName,
+};
 use cqrs_postgres::PgStore;
 use serde_json::json;
 
 use crate::error::CliError;
 use crate::output::Output;
-use crate::schema::fit;
 
 /// Counting the events after a checkpoint stops here (the figure then reads "≥").
 const COUNT_LIMIT: u64 = 1_000_000;
@@ -14,8 +15,7 @@ const COUNT_LIMIT: u64 = 1_000_000;
 /// `cqrs subscriptions list`. The events after each checkpoint are counted over the whole
 /// log: the store does not know a subscription's filter, so a subscription that reads
 /// some stream types only is behind by at most that many.
-pub async fn list(store: &PgStore) -> Result<Output, CliError> {
-    let report = fit(store).await?;
+pub async fn list(store: &PgStore, report: &HealthReport) -> Result<Output, CliError> {
     let checkpoints = store.checkpoints().await?;
     let mut json_rows = Vec::new();
     let mut rows = Vec::new();
@@ -65,7 +65,6 @@ pub async fn dead_letters(
     subscription: &str,
     discarded: bool,
 ) -> Result<Output, CliError> {
-    fit(store).await?;
     let name = name(subscription)?;
     let letters = if discarded {
         store.discarded(&name).await?
@@ -112,7 +111,6 @@ pub async fn discard(
     event_id: uuid::Uuid,
     reason: &str,
 ) -> Result<Output, CliError> {
-    fit(store).await?;
     let name = name(subscription)?;
     if reason.trim().is_empty() {
         return Err(CliError::Input(

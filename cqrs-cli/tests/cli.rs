@@ -246,6 +246,28 @@ fn bad_input_gets_one_sentence_and_its_exit_code_and_changes_nothing() {
         1,
     );
     assert!(unknown.contains("has no parked dead letter"), "{unknown}");
+    let empty = fails(
+        &url,
+        &[
+            "--schema",
+            "shop",
+            "dead-letters",
+            "discard",
+            "nobody@v1",
+            &uuid::Uuid::now_v7().to_string(),
+            "--reason",
+            " ",
+        ],
+        1,
+    );
+    assert!(empty.contains("empty --reason"), "{empty}");
+    let nowhere = std::process::Command::new(env!("CARGO_BIN_EXE_cqrs"))
+        .env_remove("DATABASE_URL")
+        .arg("health")
+        .output()
+        .expect("the cqrs binary runs");
+    assert_eq!(nowhere.status.code(), Some(1), "{nowhere:?}");
+    assert!(String::from_utf8_lossy(&nowhere.stderr).contains("no database given"));
     let bad_url = fails(
         "postgres://app:s3cret@127.0.0.1:notaport/app",
         &["health"],
