@@ -56,7 +56,7 @@ pub use domain::{
     Aggregate, Command, DomainEvent, EventTypeInfo, Listener, PayloadError, Projection, Upcaster,
 };
 pub use engine::{Committed, Engine, EngineError, Loaded, RetryPolicy, SnapshotPolicy};
-pub use envelope::{Envelope, Metadata, NewEvent, Position, StoredEvent};
+pub use envelope::{Envelope, Metadata, NewEvent, Position, PositionParseError, StoredEvent};
 pub use ident::{StreamId, SubscriptionName};
 pub use store::{
     CheckpointStore, DeadLetter, Discarded, EventFilter, EventLog, EventStore, ExpectedVersion,

@@ -14,7 +14,7 @@ use crate::ident::{self, IdentifierError};
 use crate::StreamId;
 
 pub use metadata::{InvalidTraceParent, Metadata, TraceParent};
-pub use position::Position;
+pub use position::{Position, PositionParseError};
 
 pub(crate) use id::now_v7;
 

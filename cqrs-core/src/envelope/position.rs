@@ -21,6 +21,10 @@ use serde::{Deserialize, Serialize};
 /// let a = Position::from_parts(7, 100);
 /// let b = Position::from_parts(8, 3);
 /// assert!(Position::START < a && a < b);
+/// // Shown and parsed as `COMMIT.SEQUENCE`, as operators see it.
+/// assert_eq!(a.to_string(), "7.100");
+/// assert_eq!("7.100".parse::<Position>(), Ok(a));
+/// assert!("7".parse::<Position>().is_err());
 /// ```
 #[derive(Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Position {
@@ -55,6 +59,23 @@ impl Position {
 impl fmt::Display for Position {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}.{}", self.commit, self.sequence)
+    }
+}
+
+/// A text that is not a position (`COMMIT.SEQUENCE`, two unsigned integers), from
+/// [`Position`]'s `FromStr`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0:?} is not a position: expected COMMIT.SEQUENCE, two unsigned integers such as 7.100")]
+pub struct PositionParseError(String);
+
+impl std::str::FromStr for Position {
+    type Err = PositionParseError;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let refused = || PositionParseError(text.to_owned());
+        let (commit, sequence) = text.split_once('.').ok_or_else(refused)?;
+        let part = |part: &str| part.parse::<u64>().map_err(|_| refused());
+        Ok(Self::from_parts(part(commit)?, part(sequence)?))
     }
 }
 
