@@ -60,8 +60,9 @@ pub use envelope::{Envelope, Metadata, NewEvent, Position, PositionParseError, S
 pub use ident::{StreamId, SubscriptionName};
 pub use store::{
     CheckpointStore, DeadLetter, Discarded, EventFilter, EventLog, EventStore, ExpectedVersion,
-    HealthReport, Lease, ParkedCount, SavedCheckpoint, Snapshot, SnapshotStore, StoreError,
-    StoreHealth, StreamStore, StreamSummary, StreamTypeSummary,
+    HealthReport, Lease, LeaseHolder, ParkedCount, PendingRequest, RecordedState, SavedCheckpoint,
+    Snapshot, SnapshotStore, StoreError, StoreHealth, StreamStore, StreamSummary,
+    StreamTypeSummary, SubscriptionRecord, SubscriptionRequest,
 };
 pub use subscription::{ProcessManager, StartFrom, Subscription};
 

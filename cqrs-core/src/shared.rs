@@ -173,6 +173,52 @@ impl<S: CheckpointStore + ?Sized> CheckpointStore for Arc<S> {
     async fn discarded(&self, name: &SubscriptionName) -> Result<Vec<DeadLetter>, StoreError> {
         (**self).discarded(name).await
     }
+
+    async fn resolve(
+        &self,
+        name: &SubscriptionName,
+        event_id: uuid::Uuid,
+    ) -> Result<bool, StoreError> {
+        (**self).resolve(name, event_id).await
+    }
+
+    async fn request(
+        &self,
+        name: &SubscriptionName,
+        request: crate::SubscriptionRequest,
+    ) -> Result<crate::PendingRequest, StoreError> {
+        (**self).request(name, request).await
+    }
+
+    async fn requests(
+        &self,
+        name: &SubscriptionName,
+    ) -> Result<Vec<crate::PendingRequest>, StoreError> {
+        (**self).requests(name).await
+    }
+
+    async fn complete_request(
+        &self,
+        name: &SubscriptionName,
+        id: uuid::Uuid,
+    ) -> Result<(), StoreError> {
+        (**self).complete_request(name, id).await
+    }
+
+    async fn record(&self, record: &crate::SubscriptionRecord) -> Result<(), StoreError> {
+        (**self).record(record).await
+    }
+
+    async fn records(&self) -> Result<Vec<crate::SubscriptionRecord>, StoreError> {
+        (**self).records().await
+    }
+
+    async fn lease_holder(
+        &self,
+        name: &SubscriptionName,
+    ) -> Result<Option<crate::LeaseHolder>, StoreError> {
+        (**self).lease_holder(name).await
+    }
 }
 
 #[async_trait]

@@ -1,13 +1,15 @@
-//! What subscriptions keep in the memory store: checkpoints, leases, dead letters.
+//! What subscriptions keep in the memory store: checkpoints, leases, dead letters,
+//! operators' requests and the runners' records.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use cqrs_core::{
-    CheckpointStore, DeadLetter, Discarded, Lease, ParkedCount, Position, SavedCheckpoint,
-    StoreError, StoredEvent, SubscriptionName,
+    CheckpointStore, DeadLetter, Discarded, Lease, LeaseHolder, ParkedCount, PendingRequest,
+    Position, SavedCheckpoint, StoreError, StoredEvent, SubscriptionName, SubscriptionRecord,
+    SubscriptionRequest,
 };
 use uuid::Uuid;
 
@@ -17,17 +19,24 @@ use crate::MemoryStore;
 #[derive(Default)]
 pub(crate) struct Subscriptions {
     checkpoints: Mutex<HashMap<SubscriptionName, (Position, DateTime<Utc>)>>,
-    /// Names whose lease is held: a lease is a name in this set, removed when dropped.
-    leases: Arc<Mutex<HashSet<SubscriptionName>>>,
+    /// Names whose lease is held, with since when: a lease is an entry here, removed
+    /// when dropped.
+    leases: Leases,
     /// Parked and discarded, in global order per subscription.
     dead_letters: Mutex<HashMap<SubscriptionName, Vec<DeadLetter>>>,
+    /// Operators' requests not yet applied, oldest first per subscription.
+    requests: Mutex<HashMap<SubscriptionName, Vec<PendingRequest>>>,
+    /// The runners' records, by checkpoint key.
+    records: Mutex<HashMap<SubscriptionName, SubscriptionRecord>>,
 }
+
+type Leases = Arc<Mutex<HashMap<SubscriptionName, DateTime<Utc>>>>;
 
 /// A lease on a subscription of a [`MemoryStore`]: held until dropped.
 #[derive(Debug)]
 struct MemoryLease {
     name: SubscriptionName,
-    leases: Arc<Mutex<HashSet<SubscriptionName>>>,
+    leases: Leases,
 }
 
 #[async_trait]
@@ -87,8 +96,12 @@ impl CheckpointStore for MemoryStore {
         name: &SubscriptionName,
     ) -> Result<Option<Box<dyn Lease>>, StoreError> {
         let leases = &self.inner.subscriptions.leases;
-        if !lock(leases).insert(name.clone()) {
-            return Ok(None);
+        {
+            let mut held = lock(leases);
+            if held.contains_key(name) {
+                return Ok(None);
+            }
+            held.insert(name.clone(), Utc::now());
         }
         Ok(Some(Box::new(MemoryLease {
             name: name.clone(),
@@ -151,6 +164,72 @@ impl CheckpointStore for MemoryStore {
 
     async fn discarded(&self, name: &SubscriptionName) -> Result<Vec<DeadLetter>, StoreError> {
         Ok(self.letters(name, true))
+    }
+
+    async fn resolve(&self, name: &SubscriptionName, event_id: Uuid) -> Result<bool, StoreError> {
+        let mut dead_letters = lock(&self.inner.subscriptions.dead_letters);
+        let Some(letters) = dead_letters.get_mut(name) else {
+            return Ok(false);
+        };
+        let before = letters.len();
+        letters.retain(|l| l.event.event_id != event_id || l.discarded.is_some());
+        Ok(letters.len() < before)
+    }
+
+    async fn request(
+        &self,
+        name: &SubscriptionName,
+        request: SubscriptionRequest,
+    ) -> Result<PendingRequest, StoreError> {
+        let pending = PendingRequest::new(Uuid::now_v7(), request, Utc::now());
+        lock(&self.inner.subscriptions.requests)
+            .entry(name.clone())
+            .or_default()
+            .push(pending.clone());
+        Ok(pending)
+    }
+
+    async fn requests(&self, name: &SubscriptionName) -> Result<Vec<PendingRequest>, StoreError> {
+        Ok(lock(&self.inner.subscriptions.requests)
+            .get(name)
+            .cloned()
+            .unwrap_or_default())
+    }
+
+    async fn complete_request(&self, name: &SubscriptionName, id: Uuid) -> Result<(), StoreError> {
+        if let Some(pending) = lock(&self.inner.subscriptions.requests).get_mut(name) {
+            pending.retain(|p| p.id != id);
+        }
+        Ok(())
+    }
+
+    async fn record(&self, record: &SubscriptionRecord) -> Result<(), StoreError> {
+        lock(&self.inner.subscriptions.records).insert(record.checkpoint.clone(), record.clone());
+        Ok(())
+    }
+
+    async fn records(&self) -> Result<Vec<SubscriptionRecord>, StoreError> {
+        let mut records: Vec<_> = lock(&self.inner.subscriptions.records)
+            .values()
+            .cloned()
+            .collect();
+        records.sort_by(|a, b| a.checkpoint.cmp(&b.checkpoint));
+        Ok(records)
+    }
+
+    /// The holder is always this process: a memory store is not shared with others.
+    async fn lease_holder(
+        &self,
+        name: &SubscriptionName,
+    ) -> Result<Option<LeaseHolder>, StoreError> {
+        Ok(lock(&self.inner.subscriptions.leases)
+            .get(name)
+            .map(|since| {
+                LeaseHolder::new(
+                    format!("this process (pid {})", std::process::id()),
+                    Some(*since),
+                )
+            }))
     }
 }
 

@@ -1,14 +1,15 @@
 //! What subscriptions keep on [`PgStore`]: checkpoints (also inside a caller's
-//! transaction, for read models in the same database), leases (in `lease.rs`) and dead
-//! letters.
+//! transaction, for read models in the same database), leases (in `lease.rs`), dead
+//! letters, operators' requests and the runners' records.
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use cqrs_core::{
-    CheckpointStore, DeadLetter, Discarded, Lease, Position, SavedCheckpoint, StoreError,
-    StoredEvent, SubscriptionName,
+    CheckpointStore, DeadLetter, Discarded, EventFilter, Lease, LeaseHolder, PendingRequest,
+    Position, RecordedState, SavedCheckpoint, StoreError, StoredEvent, SubscriptionName,
+    SubscriptionRecord, SubscriptionRequest,
 };
 use sqlx::postgres::{PgArguments, PgRow};
 use sqlx::query::Query;
@@ -164,6 +165,148 @@ impl CheckpointStore for PgStore {
     async fn discarded(&self, name: &SubscriptionName) -> Result<Vec<DeadLetter>, StoreError> {
         self.letters(name, true).await
     }
+
+    async fn resolve(&self, name: &SubscriptionName, event_id: Uuid) -> Result<bool, StoreError> {
+        let query = sqlx::query(&self.sql.resolve)
+            .bind(name.as_str())
+            .bind(event_id);
+        let done = self.connection().await?.execute(query).await;
+        Ok(done.map_err(map_sqlx)?.rows_affected() > 0)
+    }
+
+    async fn request(
+        &self,
+        name: &SubscriptionName,
+        request: SubscriptionRequest,
+    ) -> Result<PendingRequest, StoreError> {
+        let id = Uuid::now_v7();
+        let (event_id, position) = match request {
+            SubscriptionRequest::RetryDeadLetter(event_id) => (Some(event_id), None),
+            SubscriptionRequest::ResetTo(position) => (None, Some(position)),
+            _ => (None, None),
+        };
+        let query = sqlx::query(&self.sql.request)
+            .bind(id)
+            .bind(name.as_str())
+            .bind(request.kind())
+            .bind(event_id)
+            .bind(position.map(|p| p.commit() as i64))
+            .bind(position.map(|p| p.sequence() as i64));
+        let row = self.connection().await?.fetch_one(query).await;
+        let requested_at = row.and_then(|row| row.try_get(0)).map_err(map_sqlx)?;
+        Ok(PendingRequest::new(id, request, requested_at))
+    }
+
+    async fn requests(&self, name: &SubscriptionName) -> Result<Vec<PendingRequest>, StoreError> {
+        let query = sqlx::query(&self.sql.requests).bind(name.as_str());
+        let rows = self.connection().await?.fetch_all(query).await;
+        rows.map_err(map_sqlx)?
+            .iter()
+            .map(pending_request)
+            .collect()
+    }
+
+    async fn complete_request(&self, name: &SubscriptionName, id: Uuid) -> Result<(), StoreError> {
+        let query = sqlx::query(&self.sql.complete_request)
+            .bind(name.as_str())
+            .bind(id);
+        self.connection()
+            .await?
+            .execute(query)
+            .await
+            .map_err(map_sqlx)?;
+        Ok(())
+    }
+
+    async fn record(&self, record: &SubscriptionRecord) -> Result<(), StoreError> {
+        let error = match &record.state {
+            // As for a parked error: text cannot hold NUL.
+            RecordedState::Failed { error } => Some(error.replace('\0', "\u{fffd}")),
+            _ => None,
+        };
+        let query = sqlx::query(&self.sql.record)
+            .bind(record.checkpoint.as_str())
+            .bind(record.filter.stream_types())
+            .bind(record.filter.event_types())
+            .bind(record.state.as_str())
+            .bind(error)
+            .bind(record.recorded_at);
+        self.connection()
+            .await?
+            .execute(query)
+            .await
+            .map_err(map_sqlx)?;
+        Ok(())
+    }
+
+    async fn records(&self) -> Result<Vec<SubscriptionRecord>, StoreError> {
+        let query = sqlx::query(&self.sql.records);
+        let rows = self.connection().await?.fetch_all(query).await;
+        rows.map_err(map_sqlx)?
+            .iter()
+            .map(subscription_record)
+            .collect()
+    }
+
+    async fn lease_holder(
+        &self,
+        name: &SubscriptionName,
+    ) -> Result<Option<LeaseHolder>, StoreError> {
+        self.lease_holder_impl(name).await
+    }
+}
+
+/// A row of `subscription_requests` (the table's checks make each kind's columns present).
+fn pending_request(row: &PgRow) -> Result<PendingRequest, StoreError> {
+    let id: Uuid = row.try_get(0).map_err(map_sqlx)?;
+    let kind: String = row.try_get(1).map_err(map_sqlx)?;
+    let event_id: Option<Uuid> = row.try_get(2).map_err(map_sqlx)?;
+    let commit: Option<i64> = row.try_get(3).map_err(map_sqlx)?;
+    let sequence: Option<i64> = row.try_get(4).map_err(map_sqlx)?;
+    let request = match (kind.as_str(), event_id, commit.zip(sequence)) {
+        ("retry", Some(event_id), _) => SubscriptionRequest::RetryDeadLetter(event_id),
+        ("retry-all", _, _) => SubscriptionRequest::RetryDeadLetters,
+        ("reset", _, Some((commit, sequence))) => {
+            SubscriptionRequest::ResetTo(Position::from_parts(commit as u64, sequence as u64))
+        }
+        ("rebuild", _, _) => SubscriptionRequest::Rebuild,
+        _ => {
+            return Err(backend(format!(
+                "stored request {id} of kind {kind:?} does not read"
+            )))
+        }
+    };
+    Ok(PendingRequest::new(
+        id,
+        request,
+        row.try_get(5).map_err(map_sqlx)?,
+    ))
+}
+
+/// A row of `subscription_records`.
+fn subscription_record(row: &PgRow) -> Result<SubscriptionRecord, StoreError> {
+    let checkpoint: String = row.try_get(0).map_err(map_sqlx)?;
+    let invalid = |what: &str, e: &dyn std::fmt::Display| {
+        backend(format!(
+            "the record of {checkpoint:?} holds an invalid {what}: {e}"
+        ))
+    };
+    let name = SubscriptionName::new(checkpoint.as_str()).map_err(|e| invalid("name", &e))?;
+    let stream_types: Vec<String> = row.try_get(1).map_err(map_sqlx)?;
+    let event_types: Vec<String> = row.try_get(2).map_err(map_sqlx)?;
+    let filter = EventFilter::all()
+        .with_stream_types(stream_types)
+        .and_then(|f| f.with_event_types(event_types))
+        .map_err(|e| invalid("filter", &e))?;
+    let state: String = row.try_get(3).map_err(map_sqlx)?;
+    let error: Option<String> = row.try_get(4).map_err(map_sqlx)?;
+    let state = match (state.as_str(), error) {
+        ("running", _) => RecordedState::Running,
+        ("stopped", _) => RecordedState::Stopped,
+        ("failed", Some(error)) => RecordedState::Failed { error },
+        (other, _) => return Err(invalid("state", &other)),
+    };
+    Ok(SubscriptionRecord::new(name, filter, state).recorded_at(row.try_get(5).map_err(map_sqlx)?))
 }
 
 impl PgStore {

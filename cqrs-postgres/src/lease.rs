@@ -12,7 +12,8 @@ use std::sync::{Arc, Mutex as StdMutex, PoisonError};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use cqrs_core::{Lease, StoreError, SubscriptionName};
+use chrono::{DateTime, Utc};
+use cqrs_core::{Lease, LeaseHolder, StoreError, SubscriptionName};
 use sqlx::postgres::PgPool;
 use sqlx::{Connection, PgConnection, Row};
 use tokio::sync::{watch, Mutex};
@@ -52,6 +53,18 @@ const PROBE: &str =
          AND l.classid = ((k.key >> 32) & 4294967295)::oid \
          AND l.objid = (k.key & 4294967295)::oid AND l.objsubid = 1 AND l.granted) \
      FROM k";
+
+/// The session that holds the lock of `$1`, `$2` (as in [`PROBE`]): its server process
+/// id, client address, application name and start (the lease's connection is its own, so
+/// that is when the lease was taken, give or take the connection's set-up).
+const HOLDER: &str =
+    "WITH k AS (SELECT hashtextextended('cqrs-lease:' || $1 || '/' || $2, 0) AS key) \
+     SELECT a.pid, a.client_addr::text, a.application_name, a.backend_start \
+     FROM k, pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid \
+     WHERE l.locktype = 'advisory' \
+         AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) \
+         AND l.classid = ((k.key >> 32) & 4294967295)::oid \
+         AND l.objid = (k.key & 4294967295)::oid AND l.objsubid = 1 AND l.granted";
 
 /// Whether this session holds the lock of key `$1`.
 const HELD: &str = "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' \
@@ -198,6 +211,39 @@ fn application_name(name: &str) -> String {
 }
 
 impl PgStore {
+    /// [`CheckpointStore::lease_holder`](cqrs_core::CheckpointStore::lease_holder): the
+    /// lock's session, as `pg_stat_activity` shows it (seeing another user's sessions'
+    /// details may need the `pg_read_all_stats` role; the process id is always shown).
+    pub(crate) async fn lease_holder_impl(
+        &self,
+        name: &SubscriptionName,
+    ) -> Result<Option<LeaseHolder>, StoreError> {
+        let row = sqlx::query(HOLDER)
+            .bind(self.schema.as_str())
+            .bind(name.as_str())
+            .fetch_optional(&self.pool)
+            .await;
+        let row = match row {
+            Ok(row) => row,
+            Err(e) => return Err(map_pool_error(&self.pool, e).await),
+        };
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let pid: i32 = row.try_get(0).map_err(map_sqlx)?;
+        let client: Option<String> = row.try_get(1).map_err(map_sqlx)?;
+        let application: Option<String> = row.try_get(2).map_err(map_sqlx)?;
+        let since: Option<DateTime<Utc>> = row.try_get(3).map_err(map_sqlx)?;
+        let mut holder = format!("server process {pid}");
+        if let Some(client) = client {
+            holder.push_str(&format!(", client {client}"));
+        }
+        if let Some(application) = application.filter(|a| !a.is_empty()) {
+            holder.push_str(&format!(", {application}"));
+        }
+        Ok(Some(LeaseHolder::new(holder, since)))
+    }
+
     /// [`CheckpointStore::acquire_lease`](cqrs_core::CheckpointStore::acquire_lease).
     pub(crate) async fn acquire_lease_impl(
         &self,

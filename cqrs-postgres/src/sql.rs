@@ -77,6 +77,12 @@ pub(crate) struct Sql {
     /// `parked`.
     pub parked_elsewhere: String,
     pub discard: String,
+    pub resolve: String,
+    pub request: String,
+    pub requests: String,
+    pub complete_request: String,
+    pub record: String,
+    pub records: String,
     /// Records that a bus-fed projection applied a stream version; returns a row only if
     /// that version is above the last one applied.
     pub bus_apply: String,
@@ -327,6 +333,35 @@ impl Sql {
                  AND (discarded_at IS NOT NULL) = $2 \
                  AND NOT EXISTS (SELECT 1 FROM {s}.events e WHERE e.event_id = d.event_id) \
                  ORDER BY parked_at"
+            ),
+            resolve: format!(
+                "DELETE FROM {s}.dead_letters \
+                 WHERE subscription = $1 AND event_id = $2 AND discarded_at IS NULL"
+            ),
+            request: format!(
+                "INSERT INTO {s}.subscription_requests \
+                 (id, subscription, kind, event_id, commit_part, seq_part) \
+                 VALUES ($1, $2, $3, $4, $5, $6) RETURNING requested_at"
+            ),
+            requests: format!(
+                "SELECT id, kind, event_id, commit_part, seq_part, requested_at \
+                 FROM {s}.subscription_requests WHERE subscription = $1 \
+                 ORDER BY requested_at, id"
+            ),
+            complete_request: format!(
+                "DELETE FROM {s}.subscription_requests WHERE subscription = $1 AND id = $2"
+            ),
+            record: format!(
+                "INSERT INTO {s}.subscription_records AS t \
+                 (checkpoint, stream_types, event_types, state, error, recorded_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6) \
+                 ON CONFLICT (checkpoint) DO UPDATE SET stream_types = excluded.stream_types, \
+                 event_types = excluded.event_types, state = excluded.state, \
+                 error = excluded.error, recorded_at = excluded.recorded_at"
+            ),
+            records: format!(
+                "SELECT checkpoint, stream_types, event_types, state, error, recorded_at \
+                 FROM {s}.subscription_records ORDER BY checkpoint"
             ),
             bus_apply: format!(
                 "INSERT INTO {s}.bus_applied AS t (subscription, stream_type, stream_id, stream_version) \

@@ -7,6 +7,7 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::StoreError;
+use super::{LeaseHolder, PendingRequest, SubscriptionRecord, SubscriptionRequest};
 use crate::{Position, StoredEvent, SubscriptionName};
 
 /// Keeps what a subscription needs to survive restarts and to run once across processes:
@@ -79,6 +80,39 @@ pub trait CheckpointStore: Send + Sync + 'static {
     /// The dead letters of subscription `name` that were discarded, in global order,
     /// each with its [`Discarded`] reason and time.
     async fn discarded(&self, name: &SubscriptionName) -> Result<Vec<DeadLetter>, StoreError>;
+
+    /// Removes the parked dead letter of event `event_id` for subscription `name`: it was
+    /// handed to the handler again and took effect. Returns whether there was one.
+    async fn resolve(&self, name: &SubscriptionName, event_id: Uuid) -> Result<bool, StoreError>;
+
+    /// Stores `request` for subscription `name`, for its runner to apply between two
+    /// batches (or when it next starts). See [`SubscriptionRequest`] for why requests are
+    /// stored rather than applied by whoever asks.
+    async fn request(
+        &self,
+        name: &SubscriptionName,
+        request: SubscriptionRequest,
+    ) -> Result<PendingRequest, StoreError>;
+
+    /// The requests of subscription `name` not yet applied, oldest first.
+    async fn requests(&self, name: &SubscriptionName) -> Result<Vec<PendingRequest>, StoreError>;
+
+    /// Removes request `id` of subscription `name`, once applied. Completing one that is
+    /// gone already changes nothing.
+    async fn complete_request(&self, name: &SubscriptionName, id: Uuid) -> Result<(), StoreError>;
+
+    /// Keeps `record` (replacing the previous one of its checkpoint): what a
+    /// subscription's runner says about itself for operators.
+    async fn record(&self, record: &SubscriptionRecord) -> Result<(), StoreError>;
+
+    /// Every kept [`SubscriptionRecord`], by checkpoint key.
+    async fn records(&self) -> Result<Vec<SubscriptionRecord>, StoreError>;
+
+    /// Who holds the lease of subscription `name` now, or `None` if no one does.
+    async fn lease_holder(
+        &self,
+        name: &SubscriptionName,
+    ) -> Result<Option<LeaseHolder>, StoreError>;
 }
 
 /// The right to be the active consumer of a subscription, from

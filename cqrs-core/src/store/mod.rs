@@ -17,6 +17,8 @@ mod snapshot_store;
 mod storable;
 mod stream_store;
 mod stream_summary;
+mod subscription_record;
+mod subscription_request;
 
 pub use checkpoint_store::{CheckpointStore, DeadLetter, Discarded, Lease, SavedCheckpoint};
 pub use error::{BoxError, StoreError};
@@ -30,3 +32,5 @@ pub use storable::{
 };
 pub use stream_store::{ExpectedVersion, StreamStore};
 pub use stream_summary::{StreamSummary, StreamTypeSummary};
+pub use subscription_record::{LeaseHolder, RecordedState, SubscriptionRecord};
+pub use subscription_request::{PendingRequest, SubscriptionRequest};

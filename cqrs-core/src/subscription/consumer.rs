@@ -39,6 +39,11 @@ pub trait Consumer: Send + Sync + 'static {
     /// (at-least-once). A transactional consumer that finds the checkpoint is no longer
     /// `from` (another process moved it) applies nothing and returns
     /// [`DeliveryError::CheckpointMoved`].
+    ///
+    /// One exception to "all after `from`": a dead letter retried at an operator's
+    /// request ([`SubscriptionRequest`](crate::SubscriptionRequest)) comes alone, at or
+    /// before `from`, with `to` equal to `from`: it is applied, and the checkpoint stays.
+    /// A consumer that skips events at or before its checkpoint must not skip it.
     async fn deliver(
         &self,
         from: Position,

@@ -13,10 +13,18 @@ use super::{
     SubscriptionStatus,
 };
 use crate::unwind::{self, Panicked};
-use crate::{EventFilter, EventLog, Lease, Position, StoreError, StoredEvent};
+use crate::{
+    EventFilter, EventLog, Lease, PendingRequest, Position, RecordedState, StoreError, StoredEvent,
+    SubscriptionRecord, SubscriptionRequest,
+};
 
 /// The longest pause between two tries after a failure.
 const MAX_PAUSE: Duration = Duration::from_secs(5);
+
+/// How often an active runner looks for operators' requests (or its idle wait, if
+/// shorter): a round trip that a runner delivering batch after batch should not pay each
+/// time, and a wait an operator at a terminal hardly notices.
+const REQUEST_INTERVAL: Duration = Duration::from_secs(1);
 
 /// What the runner and the handle share.
 pub(super) struct Shared {
@@ -91,6 +99,7 @@ pub(super) async fn run(
         shared,
         stop,
         troubles: 0,
+        holding: false,
     };
     // Handlers' panics are caught where they are called; this catches the rest (the
     // runner's own code, a store), so that the status never outlives the task.
@@ -106,6 +115,18 @@ pub(super) async fn run(
     };
     let aborted = matches!(result, Err(SubscriptionError::Aborted { .. }));
     let message = result.as_ref().err().map(ToString::to_string);
+    // Only the lease holder's end is news: a standby that stops must not cover up how
+    // the active one stands.
+    if runner.holding {
+        runner
+            .record(match &message {
+                None => RecordedState::Stopped,
+                Some(error) => RecordedState::Failed {
+                    error: error.clone(),
+                },
+            })
+            .await;
+    }
     runner.set(|s| {
         s.state = match message {
             None => SubscriptionState::Stopped,
@@ -185,6 +206,8 @@ struct Cursor {
     /// fault (a consumer that does not catch its handlers' panics): up to it, batches of
     /// one event, so that the panic, if it comes again, names its event.
     narrow: Option<Position>,
+    /// When operators' requests were last looked for (`None`: not yet, look now).
+    requests_checked: Option<Instant>,
 }
 
 struct Runner {
@@ -193,6 +216,8 @@ struct Runner {
     stop: watch::Receiver<bool>,
     /// Consecutive store failures, for the backoff.
     troubles: u32,
+    /// Whether it holds the lease (it is the active consumer).
+    holding: bool,
 }
 
 impl Runner {
@@ -256,11 +281,13 @@ impl Runner {
                 }
             };
             tracing::info!("active");
+            self.holding = true;
             let exit = self.active(lease.as_ref()).await?;
             drop(lease);
             match exit {
                 Exit::Stopped => return Ok(()),
                 Exit::LeaseLost => {
+                    self.holding = false;
                     tracing::warn!("lease lost; standing by");
                     self.set(|s| {
                         s.state = SubscriptionState::Standby;
@@ -282,6 +309,7 @@ impl Runner {
         let Some(mut at) = self.load().await else {
             return Ok(Exit::Stopped);
         };
+        self.record(RecordedState::Running).await;
         loop {
             if self.stopping() {
                 return Ok(Exit::Stopped);
@@ -290,28 +318,190 @@ impl Runner {
             // callers that came before it, and a `rebuild()` after this instant is seen
             // by this check or the next, before any later read can count.
             let started = Instant::now();
-            let flow = match self.reset_if_due(&mut at).await {
+            let flow = match self.serve_requests(&mut at).await {
                 Some(flow) => flow,
-                None if !lease.is_held().await => Flow::Exit(Exit::LeaseLost),
-                None => match self.read_next(&mut at, started).await {
-                    Ok(Read::Batch { events, size }) => {
-                        match self.deliver_batch(&mut at, &events).await {
-                            Ok(delivered) => self.settle(&mut at, &events, size, delivered).await?,
-                            Err(flow) => flow,
+                None => match self.reset_if_due(&mut at).await {
+                    Some(flow) => flow,
+                    None if !lease.is_held().await => Flow::Exit(Exit::LeaseLost),
+                    None => match self.read_next(&mut at, started).await {
+                        Ok(Read::Batch { events, size }) => {
+                            match self.deliver_batch(&mut at, &events).await {
+                                Ok(delivered) => {
+                                    self.settle(&mut at, &events, size, delivered).await?
+                                }
+                                Err(flow) => flow,
+                            }
                         }
-                    }
-                    // An event the store cannot read fails like one the consumer cannot
-                    // take: retried, then stopped on or parked.
-                    Ok(Read::Unreadable(failure)) => {
-                        self.settle(&mut at, &[], 0, Err(failure)).await?
-                    }
-                    Err(flow) => flow,
+                        // An event the store cannot read fails like one the consumer cannot
+                        // take: retried, then stopped on or parked.
+                        Ok(Read::Unreadable(failure)) => {
+                            self.settle(&mut at, &[], 0, Err(failure)).await?
+                        }
+                        Err(flow) => flow,
+                    },
                 },
             };
             if let Flow::Exit(exit) = flow {
                 return Ok(exit);
             }
         }
+    }
+
+    /// Keeps `state` (with the filter) in the store for operators. Only a report: a
+    /// store that cannot take it now does not stop the subscription, and is logged.
+    async fn record(&self, state: RecordedState) {
+        let identity = self.sub.consumer.identity();
+        let record = SubscriptionRecord::new(
+            identity.checkpoint().clone(),
+            identity.filter().clone(),
+            state,
+        );
+        if let Err(e) = self.sub.consumer.checkpoints().record(&record).await {
+            tracing::warn!(error = %e, "could not record the subscription's state");
+        }
+    }
+
+    /// The requests step: at most every [`REQUEST_INTERVAL`], applies the operators'
+    /// stored requests, oldest first, each completed once applied. `None` when the round
+    /// goes on.
+    async fn serve_requests(&mut self, at: &mut Cursor) -> Option<Flow> {
+        let interval = REQUEST_INTERVAL.min(self.sub.idle_wait);
+        if at.requests_checked.is_some_and(|t| t.elapsed() < interval) {
+            return None;
+        }
+        at.requests_checked = Some(Instant::now());
+        let consumer = Arc::clone(&self.sub.consumer);
+        let name = consumer.identity().name();
+        let pending = match consumer.checkpoints().requests(name).await {
+            Ok(pending) => pending,
+            Err(e) => {
+                if !self.trouble("reading operators' requests", &e).await {
+                    return Some(Flow::Exit(Exit::Stopped));
+                }
+                return Some(Flow::Next);
+            }
+        };
+        for pending in pending {
+            if let Some(flow) = self.apply_request(at, &pending).await {
+                // Not applied (or not wholly): it stays stored, and is tried again.
+                at.requests_checked = None;
+                return Some(flow);
+            }
+            if let Err(e) = consumer
+                .checkpoints()
+                .complete_request(name, pending.id)
+                .await
+            {
+                // Applied but still stored: applying it again is harmless (a retried
+                // letter is gone, a reset lands where it is, a rebuild is redone).
+                at.requests_checked = None;
+                if !self.trouble("completing an operator's request", &e).await {
+                    return Some(Flow::Exit(Exit::Stopped));
+                }
+                return Some(Flow::Next);
+            }
+        }
+        None
+    }
+
+    /// Applies one request; `None` when it is done and the round goes on.
+    async fn apply_request(&mut self, at: &mut Cursor, pending: &PendingRequest) -> Option<Flow> {
+        tracing::info!(request = pending.request.kind(), id = %pending.id, "operator's request");
+        match pending.request {
+            SubscriptionRequest::Rebuild => {
+                at.reset = true;
+                let flow = self.reset_if_due(at).await;
+                // The reset may have failed: then it is still due, and the request stays.
+                if at.reset {
+                    return Some(flow.unwrap_or(Flow::Next));
+                }
+                flow
+            }
+            SubscriptionRequest::ResetTo(position) => {
+                let consumer = Arc::clone(&self.sub.consumer);
+                let key = consumer.identity().checkpoint();
+                if let Err(e) = consumer.checkpoints().save_checkpoint(key, position).await {
+                    if !self.trouble("moving the checkpoint", &e).await {
+                        return Some(Flow::Exit(Exit::Stopped));
+                    }
+                    return Some(Flow::Next);
+                }
+                tracing::info!(position = %position, "checkpoint moved by an operator");
+                at.position = position;
+                at.scanned = position;
+                at.failing = None;
+                at.narrow = None;
+                self.set(|s| s.position = Some(position));
+                None
+            }
+            SubscriptionRequest::RetryDeadLetter(event_id) => {
+                self.retry_letters(at, Some(event_id)).await
+            }
+            SubscriptionRequest::RetryDeadLetters => self.retry_letters(at, None).await,
+        }
+    }
+
+    /// Hands the parked events (the one of `only`, or all, in global order) to the
+    /// consumer again, one at a time and without moving the checkpoint (`from` = `to` =
+    /// the checkpoint): one that takes effect leaves the dead letters; one that fails
+    /// again stays parked with its new error. `None` when all were tried.
+    async fn retry_letters(&mut self, at: &mut Cursor, only: Option<Uuid>) -> Option<Flow> {
+        let consumer = Arc::clone(&self.sub.consumer);
+        let name = consumer.identity().name();
+        let letters = match consumer.checkpoints().parked(name).await {
+            Ok(letters) => letters,
+            Err(e) => {
+                if !self.trouble("reading dead letters", &e).await {
+                    return Some(Flow::Exit(Exit::Stopped));
+                }
+                return Some(Flow::Next);
+            }
+        };
+        let letters = letters
+            .into_iter()
+            .filter(|l| only.is_none_or(|id| id == l.event.event_id));
+        for letter in letters {
+            let event = &letter.event;
+            let failure = match self
+                .deliver(at.position, std::slice::from_ref(event), at.position)
+                .await
+            {
+                Ok(Ok(())) => None,
+                Ok(Err(error @ DeliveryError::Event { .. })) => Some(error.to_string()),
+                Err(panic) => Some(panic.to_string()),
+                Ok(Err(e @ DeliveryError::CheckpointMoved { .. })) => {
+                    tracing::warn!(error = %e, "another process delivered; standing by");
+                    return Some(Flow::Exit(Exit::LeaseLost));
+                }
+                Ok(Err(e)) => {
+                    if !self.trouble("retrying a dead letter", &e).await {
+                        return Some(Flow::Exit(Exit::Stopped));
+                    }
+                    return Some(Flow::Next);
+                }
+            };
+            let settled = match &failure {
+                None => consumer
+                    .checkpoints()
+                    .resolve(name, event.event_id)
+                    .await
+                    .map(drop),
+                Some(error) => consumer.checkpoints().park(name, event, error).await,
+            };
+            if let Err(e) = settled {
+                if !self.trouble("settling a retried dead letter", &e).await {
+                    return Some(Flow::Exit(Exit::Stopped));
+                }
+                return Some(Flow::Next);
+            }
+            match failure {
+                None => tracing::info!(event_id = %event.event_id, "dead letter retried: handled"),
+                Some(error) => {
+                    tracing::warn!(event_id = %event.event_id, %error, "dead letter retried: failed again")
+                }
+            }
+        }
+        None
     }
 
     /// Loads the checkpoint, retrying the store; `None` if asked to stop meanwhile.
@@ -338,6 +528,7 @@ impl Runner {
             scanned: position,
             failing: None,
             narrow: None,
+            requests_checked: None,
         })
     }
 

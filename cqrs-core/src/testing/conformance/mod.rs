@@ -29,6 +29,7 @@ mod panic;
 mod probe;
 mod race;
 mod read;
+mod request;
 mod snapshot;
 mod storable;
 mod subscription;
@@ -81,6 +82,10 @@ pub use race::{
 pub use read::{
     read_all_filters_in_the_store, read_all_in_commit_order_and_batches, read_stream_from_version,
     streams_are_isolated,
+};
+pub use request::{
+    a_parked_event_retried_on_request_takes_effect_once,
+    a_subscription_is_reset_or_rebuilt_on_request, operators_requests_and_runners_records_are_kept,
 };
 pub use snapshot::snapshots_save_load_and_keep_the_latest;
 pub use storable::{
@@ -184,6 +189,9 @@ macro_rules! conformance_tests {
             leases_are_exclusive_until_dropped,
             dead_letters_are_kept_per_subscription,
             dead_letters_are_discarded_with_their_reason,
+            operators_requests_and_runners_records_are_kept,
+            a_parked_event_retried_on_request_takes_effect_once,
+            a_subscription_is_reset_or_rebuilt_on_request,
             a_store_reports_its_health,
             dead_letters_keep_events_this_store_never_stored,
             events_are_found_by_command_id,

@@ -265,4 +265,50 @@ impl<S: CheckpointStore> CheckpointStore for Probe<S> {
     async fn discarded(&self, name: &SubscriptionName) -> Result<Vec<DeadLetter>, StoreError> {
         self.inner.discarded(name).await
     }
+
+    async fn resolve(
+        &self,
+        name: &SubscriptionName,
+        event_id: uuid::Uuid,
+    ) -> Result<bool, StoreError> {
+        self.inner.resolve(name, event_id).await
+    }
+
+    async fn request(
+        &self,
+        name: &SubscriptionName,
+        request: crate::SubscriptionRequest,
+    ) -> Result<crate::PendingRequest, StoreError> {
+        self.inner.request(name, request).await
+    }
+
+    async fn requests(
+        &self,
+        name: &SubscriptionName,
+    ) -> Result<Vec<crate::PendingRequest>, StoreError> {
+        self.inner.requests(name).await
+    }
+
+    async fn complete_request(
+        &self,
+        name: &SubscriptionName,
+        id: uuid::Uuid,
+    ) -> Result<(), StoreError> {
+        self.inner.complete_request(name, id).await
+    }
+
+    async fn record(&self, record: &crate::SubscriptionRecord) -> Result<(), StoreError> {
+        self.inner.record(record).await
+    }
+
+    async fn records(&self) -> Result<Vec<crate::SubscriptionRecord>, StoreError> {
+        self.inner.records().await
+    }
+
+    async fn lease_holder(
+        &self,
+        name: &SubscriptionName,
+    ) -> Result<Option<crate::LeaseHolder>, StoreError> {
+        self.inner.lease_holder(name).await
+    }
 }

@@ -17,51 +17,57 @@ use crate::{
     ProcessManager, Projection, RetryPolicy, StoredEvent, StreamId,
 };
 
-const WAIT: Duration = Duration::from_secs(20);
+pub(super) const WAIT: Duration = Duration::from_secs(20);
 
 /// What a test view saw: how often each event was applied, in which order, and how
 /// often it was reset.
 #[derive(Debug, Default)]
-struct Seen {
-    applied: HashMap<uuid::Uuid, u32>,
-    order: Vec<Position>,
-    resets: u32,
+pub(super) struct Seen {
+    pub(super) applied: HashMap<uuid::Uuid, u32>,
+    pub(super) order: Vec<Position>,
+    pub(super) resets: u32,
 }
 
-/// A view of counter events, version `V`, that fails on the amount `poison`.
+/// A view of counter events, version `V`, that fails on the amount `poison` (until
+/// [`cure`](Self::cure)d: shared by its clones, as a fixed deployment would be).
 #[derive(Clone, Default)]
-struct View<const V: u32> {
+pub(super) struct View<const V: u32> {
     seen: Arc<Mutex<Seen>>,
-    poison: Option<u64>,
+    poison: Arc<Mutex<Option<u64>>>,
     /// When set, each reset waits for a permit of this gate.
     reset_gate: Option<Arc<tokio::sync::Notify>>,
 }
 
 impl<const V: u32> View<V> {
-    fn poisoned(amount: u64) -> Self {
+    pub(super) fn poisoned(amount: u64) -> Self {
         Self {
-            poison: Some(amount),
+            poison: Arc::new(Mutex::new(Some(amount))),
             ..Self::default()
         }
+    }
+
+    /// Fixes the handler: no amount fails from now on.
+    pub(super) fn cure(&self) {
+        *self.poison.lock().expect("poison lock") = None;
     }
 
     /// The same view at another version.
     fn at<const W: u32>(&self) -> View<W> {
         View {
             seen: Arc::clone(&self.seen),
-            poison: self.poison,
+            poison: Arc::clone(&self.poison),
             reset_gate: self.reset_gate.clone(),
         }
     }
 
-    fn seen<T>(&self, read: impl FnOnce(&Seen) -> T) -> T {
+    pub(super) fn seen<T>(&self, read: impl FnOnce(&Seen) -> T) -> T {
         read(&self.seen.lock().expect("view lock"))
     }
 }
 
 #[derive(Debug, thiserror::Error)]
 #[error("poisoned amount {0}")]
-struct Poisoned(u64);
+pub(super) struct Poisoned(u64);
 
 impl<const V: u32> Listener for View<V> {
     const NAME: &'static str = "view";
@@ -74,7 +80,7 @@ impl<const V: u32> Projection for View<V> {
 
     async fn handle(&self, event: &Envelope<CounterEvent>) -> Result<(), Poisoned> {
         let CounterEvent::Added { amount } = event.data;
-        if self.poison == Some(amount) {
+        if *self.poison.lock().expect("poison lock") == Some(amount) {
             return Err(Poisoned(amount));
         }
         let mut seen = self.seen.lock().expect("view lock");
@@ -96,7 +102,11 @@ impl<const V: u32> Projection for View<V> {
 }
 
 /// Appends one `Added` event per amount to `stream`.
-async fn add<S: Store>(store: &S, stream: &StreamId, amounts: &[u64]) -> Vec<Arc<StoredEvent>> {
+pub(super) async fn add<S: Store>(
+    store: &S,
+    stream: &StreamId,
+    amounts: &[u64],
+) -> Vec<Arc<StoredEvent>> {
     let events: Vec<NewEvent> = amounts
         .iter()
         .map(|&amount| {
@@ -110,7 +120,7 @@ async fn add<S: Store>(store: &S, stream: &StreamId, amounts: &[u64]) -> Vec<Arc
 }
 
 /// Appends `count` events spread over three streams; returns them in commit order.
-async fn fill<S: Store>(store: &S, count: u64) -> Vec<Arc<StoredEvent>> {
+pub(super) async fn fill<S: Store>(store: &S, count: u64) -> Vec<Arc<StoredEvent>> {
     let streams = [
         unique_stream("counter"),
         unique_stream("counter"),
@@ -124,18 +134,18 @@ async fn fill<S: Store>(store: &S, count: u64) -> Vec<Arc<StoredEvent>> {
     all
 }
 
-fn quick() -> RetryPolicy {
+pub(super) fn quick() -> RetryPolicy {
     RetryPolicy {
         max_attempts: 3,
         base_delay: Duration::from_millis(1),
     }
 }
 
-fn start<S: Store, const V: u32>(store: &S, view: &View<V>) -> SubscriptionHandle {
+pub(super) fn start<S: Store, const V: u32>(store: &S, view: &View<V>) -> SubscriptionHandle {
     start_from(store, view, StartFrom::Beginning)
 }
 
-fn start_from<S: Store, const V: u32>(
+pub(super) fn start_from<S: Store, const V: u32>(
     store: &S,
     view: &View<V>,
     from: StartFrom,
@@ -153,7 +163,7 @@ fn start_from<S: Store, const V: u32>(
 }
 
 /// Every event in `events` applied exactly once, in global order.
-fn assert_exactly_once<const V: u32>(view: &View<V>, events: &[Arc<StoredEvent>]) {
+pub(super) fn assert_exactly_once<const V: u32>(view: &View<V>, events: &[Arc<StoredEvent>]) {
     view.seen(|seen| {
         for event in events {
             assert_eq!(
