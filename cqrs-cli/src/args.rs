@@ -48,9 +48,12 @@ pub enum ReadCommand {
     Stream(StreamShow),
     /// The events of one request, across streams, by correlation id.
     Events(EventsArgs),
-    /// The subscriptions that saved a checkpoint in this store.
+    /// The subscriptions that ran against this store.
     #[command(subcommand)]
     Subscriptions(SubscriptionsCommand),
+    /// One subscription: how it stands, and requests to it (reset, rebuild).
+    #[command(subcommand)]
+    Subscription(SubscriptionCommand),
     /// The events subscriptions set aside.
     #[command(subcommand, name = "dead-letters")]
     DeadLetters(DeadLettersCommand),
@@ -116,9 +119,53 @@ pub struct EventsArgs {
 /// `cqrs subscriptions ...`.
 #[derive(Debug, Subcommand)]
 pub enum SubscriptionsCommand {
-    /// Each saved checkpoint, its position, how many events of the log come after it,
-    /// and its dead letters.
+    /// Each subscription (per version): its state, checkpoint, events behind, dead
+    /// letters and lease holder.
     List,
+}
+
+/// How long a command waits for the running subscription to apply its request.
+#[derive(Debug, Args)]
+pub struct WaitArgs {
+    /// Seconds to wait for the running subscription to apply the request (it does so
+    /// between two batches); the request stays queued if it does not.
+    #[arg(long = "wait", value_name = "SECONDS", default_value_t = 30)]
+    pub seconds: u64,
+}
+
+/// `cqrs subscription ...`. SUBSCRIPTION is a name (its highest version here) or a
+/// checkpoint (`name@vVERSION`), as `subscriptions list` shows it.
+#[derive(Debug, Subcommand)]
+pub enum SubscriptionCommand {
+    /// Its state, checkpoint, events behind, horizon lag, lease holder, filter, dead
+    /// letters and pending requests.
+    Show {
+        /// The subscription.
+        subscription: String,
+    },
+    /// Asks it to empty its read model and replay the log; safe while the application
+    /// runs (the lease holder does it between two batches).
+    Rebuild {
+        /// The subscription.
+        subscription: String,
+        /// After the reset, follow the replay until it has caught up (a progress bar on a
+        /// terminal).
+        #[arg(long)]
+        watch: bool,
+        #[command(flatten)]
+        wait: WaitArgs,
+    },
+    /// Asks it to move its checkpoint without touching its read model: forward skips
+    /// events, backward delivers them again.
+    Reset {
+        /// The subscription.
+        subscription: String,
+        /// The position (`COMMIT.SEQUENCE`, as listed) or `now` (the head of the log).
+        #[arg(long)]
+        to: String,
+        #[command(flatten)]
+        wait: WaitArgs,
+    },
 }
 
 /// `cqrs dead-letters ...`.
@@ -126,15 +173,40 @@ pub enum SubscriptionsCommand {
 pub enum DeadLettersCommand {
     /// A subscription's dead letters, with their errors.
     List {
-        /// The subscription's checkpoint name (`name@vVERSION`).
+        /// The subscription (its name, or its checkpoint `name@vVERSION`).
         subscription: String,
         /// The discarded ones instead, with their reasons.
         #[arg(long)]
         discarded: bool,
     },
+    /// One dead letter whole: its event (with its data), error and times.
+    Show {
+        /// The subscription.
+        subscription: String,
+        /// The event's id.
+        event_id: uuid::Uuid,
+    },
+    /// Asks the running subscription to hand the event to its handler again (after the
+    /// fix): on success it leaves the dead letters; exits with 1 if it fails again.
+    Retry {
+        /// The subscription.
+        subscription: String,
+        /// The event's id.
+        event_id: uuid::Uuid,
+        #[command(flatten)]
+        wait: WaitArgs,
+    },
+    /// The same for every parked event of the subscription; exits with 1 if any fails
+    /// again.
+    RetryAll {
+        /// The subscription.
+        subscription: String,
+        #[command(flatten)]
+        wait: WaitArgs,
+    },
     /// Sets a dead letter aside for good, with a reason that is kept.
     Discard {
-        /// The subscription's checkpoint name (`name@vVERSION`).
+        /// The subscription.
         subscription: String,
         /// The event's id.
         event_id: uuid::Uuid,

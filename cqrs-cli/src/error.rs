@@ -21,9 +21,12 @@ pub enum CliError {
     /// Something the operator typed is not valid.
     #[error("{0}")]
     Input(String),
-    /// A dead letter that is not there.
+    /// A subscription or dead letter that is not there.
     #[error("{0}")]
     NotFound(String),
+    /// A running subscription did not apply a request in time.
+    #[error("{0}")]
+    Timeout(String),
 }
 
 impl From<SetupError> for CliError {

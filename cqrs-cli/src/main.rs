@@ -7,6 +7,7 @@
 mod args;
 mod error;
 mod output;
+mod requests;
 mod schema;
 mod streams;
 mod subscriptions;
@@ -17,9 +18,11 @@ use clap::Parser;
 use cqrs_core::HealthReport;
 use cqrs_postgres::PgStore;
 
+use std::time::Duration;
+
 use args::{
     Cli, Command, DeadLettersCommand, ReadCommand, StreamCommand, StreamsCommand,
-    SubscriptionsCommand,
+    SubscriptionCommand, SubscriptionsCommand,
 };
 use error::CliError;
 use output::Output;
@@ -73,19 +76,21 @@ async fn run(cli: &Cli) -> Result<(Output, bool), CliError> {
         // (never migrated, another build's) is said as such, once, before any of them.
         Command::Read(command) => {
             let report = schema::fit(&store).await?;
-            read(&store, command, &report).await?
+            return read(&store, command, &report).await;
         }
     };
     Ok((output, true))
 }
 
-/// The commands that read the store, once it is known to be fit.
+/// The commands that read the store, once it is known to be fit; the flag says whether
+/// the exit code is 0.
 async fn read(
     store: &PgStore,
     command: &ReadCommand,
     report: &HealthReport,
-) -> Result<Output, CliError> {
-    match command {
+) -> Result<(Output, bool), CliError> {
+    let seconds = |wait: &args::WaitArgs| Duration::from_secs(wait.seconds);
+    let output = match command {
         ReadCommand::Streams(StreamsCommand::List(list)) => {
             streams::list(
                 store,
@@ -110,6 +115,31 @@ async fn read(
         ReadCommand::Subscriptions(SubscriptionsCommand::List) => {
             subscriptions::list(store, report).await
         }
+        ReadCommand::Subscription(SubscriptionCommand::Show { subscription }) => {
+            subscriptions::show(store, subscription, report).await
+        }
+        ReadCommand::Subscription(SubscriptionCommand::Rebuild {
+            subscription,
+            watch,
+            wait,
+        }) => requests::rebuild(store, subscription, seconds(wait), *watch).await,
+        ReadCommand::Subscription(SubscriptionCommand::Reset {
+            subscription,
+            to,
+            wait,
+        }) => requests::reset(store, subscription, to, seconds(wait)).await,
+        ReadCommand::DeadLetters(DeadLettersCommand::Show {
+            subscription,
+            event_id,
+        }) => subscriptions::dead_letter(store, subscription, *event_id).await,
+        ReadCommand::DeadLetters(DeadLettersCommand::Retry {
+            subscription,
+            event_id,
+            wait,
+        }) => return requests::retry(store, subscription, *event_id, seconds(wait)).await,
+        ReadCommand::DeadLetters(DeadLettersCommand::RetryAll { subscription, wait }) => {
+            return requests::retry_all(store, subscription, seconds(wait)).await
+        }
         ReadCommand::DeadLetters(DeadLettersCommand::List {
             subscription,
             discarded,
@@ -119,5 +149,6 @@ async fn read(
             event_id,
             reason,
         }) => subscriptions::discard(store, subscription, *event_id, reason).await,
-    }
+    };
+    Ok((output?, true))
 }

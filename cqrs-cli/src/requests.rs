@@ -1,0 +1,277 @@
+//! `subscription reset|rebuild`, `dead-letters retry|retry-all`: requests to a
+//! subscription, stored for the process that runs it, and the wait for their effect.
+//!
+//! The command line never applies them itself: only the process that runs a
+//! subscription has its handlers (to hand a dead letter again) and its read model (to
+//! empty it), and only the lease holder may move the checkpoint without racing its own
+//! deliveries. So a request is stored, the lease holder applies it between two batches,
+//! and the command waits for that; a subscription that is not running applies it when it
+//! next starts.
+
+use std::io::IsTerminal;
+use std::time::Duration;
+
+use cqrs_core::{
+    CheckpointStore, EventFilter, EventLog, PendingRequest, Position, SubscriptionRequest,
+};
+use cqrs_postgres::PgStore;
+use indicatif::{ProgressBar, ProgressStyle};
+use serde_json::json;
+
+use crate::error::CliError;
+use crate::output::Output;
+use crate::subscriptions::{find_letter, target, Target};
+
+/// How often the command looks whether its request was applied, or how far a rebuild got.
+const POLL: Duration = Duration::from_millis(200);
+
+/// What became of a stored request.
+enum Asked {
+    /// The running subscription applied it.
+    Applied,
+    /// No process holds the subscription's lease: it is applied when one starts.
+    Queued,
+}
+
+/// Stores `request` for `target` and waits up to `wait` for its runner to apply it.
+async fn ask(
+    store: &PgStore,
+    target: &Target,
+    request: SubscriptionRequest,
+    wait: Duration,
+) -> Result<Asked, CliError> {
+    let name = &target.name;
+    let running = store.lease_holder(name).await?;
+    let pending = store.request(name, request).await?;
+    if running.is_none() {
+        return Ok(Asked::Queued);
+    }
+    let deadline = tokio::time::Instant::now() + wait;
+    while is_pending(store, target, &pending).await? {
+        if tokio::time::Instant::now() >= deadline {
+            return Err(CliError::Timeout(format!(
+                "{name} runs but did not apply the {} request within {} s (it applies requests \
+                 between batches; a long batch or a stuck handler delays it); the request stays \
+                 queued: see `cqrs subscription show {name}`",
+                request.kind(),
+                wait.as_secs()
+            )));
+        }
+        tokio::time::sleep(POLL).await;
+    }
+    Ok(Asked::Applied)
+}
+
+async fn is_pending(
+    store: &PgStore,
+    target: &Target,
+    pending: &PendingRequest,
+) -> Result<bool, CliError> {
+    let left = store.requests(&target.name).await?;
+    Ok(left.iter().any(|p| p.id == pending.id))
+}
+
+/// `cqrs subscription reset SUBSCRIPTION --to POSITION|now`.
+pub async fn reset(
+    store: &PgStore,
+    given: &str,
+    to: &str,
+    wait: Duration,
+) -> Result<Output, CliError> {
+    let target = target(store, given).await?;
+    let position = match to {
+        "now" => store.read_horizon().await?,
+        text => text
+            .parse::<Position>()
+            .map_err(|e| CliError::Input(format!("--to {e}, or `now`")))?,
+    };
+    let asked = ask(store, &target, SubscriptionRequest::ResetTo(position), wait).await?;
+    let name = &target.name;
+    let (applied, line) = match asked {
+        Asked::Applied => (true, format!("{name} moved its checkpoint to {position}")),
+        Asked::Queued => (
+            false,
+            format!(
+                "{name} is not running: it moves its checkpoint to {position} when it next starts"
+            ),
+        ),
+    };
+    Ok(Output::message(
+        json!({ "subscription": name.as_str(), "request": "reset", "position": position.to_string(), "applied": applied }),
+        line,
+    ))
+}
+
+/// `cqrs subscription rebuild SUBSCRIPTION [--watch]`: with `watch`, after the reset,
+/// follows the replay until it has caught up (a progress bar on a terminal).
+pub async fn rebuild(
+    store: &PgStore,
+    given: &str,
+    wait: Duration,
+    watch: bool,
+) -> Result<Output, CliError> {
+    let target = target(store, given).await?;
+    let name = &target.name;
+    let asked = ask(store, &target, SubscriptionRequest::Rebuild, wait).await?;
+    if let Asked::Queued = asked {
+        return Ok(Output::message(
+            json!({ "subscription": name.as_str(), "request": "rebuild", "applied": false }),
+            format!("{name} is not running: it empties its read model and replays the log when it next starts"),
+        ));
+    }
+    let mut line = format!("{name} emptied its read model and is replaying the log");
+    let mut caught_up = false;
+    if watch {
+        replay(store, &target).await?;
+        caught_up = true;
+        line = format!("{name} rebuilt its read model and has caught up");
+    }
+    Ok(Output::message(
+        json!({ "subscription": name.as_str(), "request": "rebuild", "applied": true, "caught_up": caught_up }),
+        line,
+    ))
+}
+
+/// Follows a replay until no event that the subscription reads is after its checkpoint:
+/// a bar with rate and ETA on a terminal's stderr, nothing anywhere else.
+async fn replay(store: &PgStore, target: &Target) -> Result<(), CliError> {
+    let Some(key) = &target.checkpoint else {
+        return Ok(());
+    };
+    let records = store.records().await?;
+    let filter = records
+        .into_iter()
+        .find(|r| &r.checkpoint == key)
+        .map_or_else(EventFilter::all, |r| r.filter);
+    let total = store
+        .count_after(Position::START, &filter, u64::MAX)
+        .await?;
+    let bar = if std::io::stderr().is_terminal() {
+        let bar = ProgressBar::new(total);
+        let style = ProgressStyle::with_template(
+            "{msg} [{bar:40}] {pos}/{len} events, {per_sec}, ETA {eta}",
+        )
+        .map_err(|e| CliError::Input(format!("progress bar: {e}")))?;
+        bar.set_style(style.progress_chars("=> "));
+        bar.set_message(key.to_string());
+        bar
+    } else {
+        ProgressBar::hidden()
+    };
+    loop {
+        let position = store.load_checkpoint(key).await?.unwrap_or(Position::START);
+        let behind = store.count_after(position, &filter, u64::MAX).await?;
+        bar.set_position(total.saturating_sub(behind));
+        if behind == 0 {
+            bar.finish_and_clear();
+            return Ok(());
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+/// `cqrs dead-letters retry SUBSCRIPTION EVENT_ID`: `false` (exit 1) when the event
+/// failed again.
+pub async fn retry(
+    store: &PgStore,
+    given: &str,
+    event_id: uuid::Uuid,
+    wait: Duration,
+) -> Result<(Output, bool), CliError> {
+    let target = target(store, given).await?;
+    let name = &target.name;
+    find_letter(store, name, event_id, false).await?;
+    let asked = ask(
+        store,
+        &target,
+        SubscriptionRequest::RetryDeadLetter(event_id),
+        wait,
+    )
+    .await?;
+    if let Asked::Queued = asked {
+        return Ok((
+            Output::message(
+                json!({ "subscription": name.as_str(), "event_id": event_id, "applied": false, "handled": null }),
+                format!("{name} is not running: it hands event {event_id} to its handler again when it next starts"),
+            ),
+            true,
+        ));
+    }
+    let still = store
+        .parked(name)
+        .await?
+        .into_iter()
+        .find(|l| l.event.event_id == event_id);
+    let handled = still.is_none();
+    let json = json!({
+        "subscription": name.as_str(), "event_id": event_id, "applied": true,
+        "handled": handled, "error": still.as_ref().map(|l| l.error.clone()),
+    });
+    let line = match &still {
+        None => format!("{name} handled event {event_id}: it left the dead letters"),
+        Some(letter) => format!(
+            "event {event_id} failed again and stays parked: {}",
+            letter.error
+        ),
+    };
+    Ok((Output::message(json, line), handled))
+}
+
+/// `cqrs dead-letters retry-all SUBSCRIPTION`: `false` (exit 1) when any failed again.
+pub async fn retry_all(
+    store: &PgStore,
+    given: &str,
+    wait: Duration,
+) -> Result<(Output, bool), CliError> {
+    let target = target(store, given).await?;
+    let name = &target.name;
+    let before: Vec<_> = store
+        .parked(name)
+        .await?
+        .iter()
+        .map(|l| l.event.event_id)
+        .collect();
+    if before.is_empty() {
+        return Ok((
+            Output::message(
+                json!({ "subscription": name.as_str(), "applied": false, "handled": 0, "failed": [] }),
+                format!("{name} has no parked dead letters"),
+            ),
+            true,
+        ));
+    }
+    let asked = ask(store, &target, SubscriptionRequest::RetryDeadLetters, wait).await?;
+    if let Asked::Queued = asked {
+        return Ok((
+            Output::message(
+                json!({ "subscription": name.as_str(), "applied": false, "handled": null, "failed": null }),
+                format!("{name} is not running: it hands its {} parked events to its handler again when it next starts", before.len()),
+            ),
+            true,
+        ));
+    }
+    let failed: Vec<_> = store
+        .parked(name)
+        .await?
+        .into_iter()
+        .filter(|l| before.contains(&l.event.event_id))
+        .collect();
+    let handled = before.len() - failed.len();
+    let json = json!({
+        "subscription": name.as_str(), "applied": true, "handled": handled,
+        "failed": failed.iter().map(|l| json!({ "event_id": l.event.event_id, "error": l.error })).collect::<Vec<_>>(),
+    });
+    let line = format!(
+        "{name} handled {handled} of {} parked events{}",
+        before.len(),
+        if failed.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "; {} failed again and stay parked: see `cqrs dead-letters list {name}`",
+                failed.len()
+            )
+        }
+    );
+    Ok((Output::message(json, line), failed.is_empty()))
+}
