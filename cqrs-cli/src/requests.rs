@@ -41,6 +41,13 @@ async fn ask(
     wait: Duration,
 ) -> Result<Asked, CliError> {
     let name = &target.name;
+    if target.checkpoint.is_none() {
+        // Only the subscription runner serves requests: a bus consumer parks into the same
+        // dead letters, but it takes none, and a request would wait for ever.
+        return Err(CliError::NotFound(format!(
+            "{name} has dead letters but no subscription of that name runs against this store              (a bus consumer parked them, and bus consumers take no requests): see them with              `cqrs dead-letters list {name}`, and discard them once handled"
+        )));
+    }
     let running = store.lease_holder(name).await?;
     let pending = store.request(name, request).await?;
     if running.is_none() {

@@ -12,7 +12,7 @@ use std::time::Duration;
 use common::{cqrs, fails, json, runtime};
 use cqrs_core::subscription::{FailurePolicy, Subscription, SubscriptionHandle};
 use cqrs_core::{
-    codec, CheckpointStore, DomainEvent, Envelope, ExpectedVersion, Listener, Metadata,
+    codec, CheckpointStore, DomainEvent, Envelope, EventLog, ExpectedVersion, Listener, Metadata,
     RetryPolicy, StreamId, StreamStore, SubscriptionName,
 };
 use cqrs_postgres::sqlx::{self, PgConnection};
@@ -371,11 +371,48 @@ fn unknown_subscriptions_and_letters_are_refused_and_change_nothing() {
         1,
     );
     assert!(said.contains("not a position"), "{said}");
+    // Dead letters a bus consumer parked (no checkpoint here): no runner would take a
+    // request, so none is stored.
+    let parked = rt.block_on(async {
+        let shipping = SubscriptionName::new("shipping").expect("valid");
+        let sent = send(&store, &["x@example.com"]).await;
+        let event = store
+            .read_all(
+                cqrs_core::Position::START,
+                10,
+                &cqrs_core::EventFilter::all(),
+            )
+            .await
+            .expect("read")
+            .into_iter()
+            .find(|e| e.event_id == sent[0])
+            .expect("the event");
+        store
+            .park(&shipping, &event, "refused")
+            .await
+            .expect("park");
+        sent[0].to_string()
+    });
+    let said = fails(
+        &url,
+        &[
+            "--schema",
+            "shop",
+            "dead-letters",
+            "retry",
+            "shipping",
+            &parked,
+        ],
+        1,
+    );
+    assert!(said.contains("bus consumers take no requests"), "{said}");
     rt.block_on(async {
-        let name = SubscriptionName::new("mailer").expect("valid");
-        assert!(
-            store.requests(&name).await.expect("requests").is_empty(),
-            "nothing stored"
-        );
+        for name in ["mailer", "shipping"] {
+            let name = SubscriptionName::new(name).expect("valid");
+            assert!(
+                store.requests(&name).await.expect("requests").is_empty(),
+                "nothing stored"
+            );
+        }
     });
 }

@@ -555,6 +555,16 @@ pub async fn failing_events_stop_the_subscription_or_are_parked<S: Store>(store:
         }
         other => panic!("expected the poisoned event's failure, got {other:?}"),
     }
+    // Recorded for operators in other processes: stopped, and why.
+    let records = store.records().await.expect("records");
+    let record = records
+        .iter()
+        .find(|r| r.checkpoint == named("view@v1"))
+        .expect("recorded");
+    assert!(
+        matches!(&record.state, crate::RecordedState::Failed { error } if error.contains("poisoned amount 13")),
+        "{record:?}"
+    );
     assert_eq!(
         store
             .load_checkpoint(&named("view@v1"))
