@@ -46,7 +46,10 @@ impl Output {
                     .collect();
                 println!("{}", padded.join("  ").trim_end());
             };
-            line(self.headers.clone());
+            // A key-value list has no headings to print.
+            if self.headers.iter().any(|h| !h.is_empty()) {
+                line(self.headers.clone());
+            }
             for row in &self.rows {
                 line(row.iter().map(String::as_str).collect());
             }

@@ -59,7 +59,7 @@ const PROBE: &str =
 /// that is when the lease was taken, give or take the connection's set-up).
 const HOLDER: &str =
     "WITH k AS (SELECT hashtextextended('cqrs-lease:' || $1 || '/' || $2, 0) AS key) \
-     SELECT a.pid, a.client_addr::text, a.application_name, a.backend_start \
+     SELECT a.pid, host(a.client_addr), a.application_name, a.backend_start \
      FROM k, pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid \
      WHERE l.locktype = 'advisory' \
          AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) \
