@@ -24,6 +24,9 @@ pub enum CliError {
     /// A dead letter that is not there.
     #[error("{0}")]
     NotFound(String),
+    /// The events could not be written out (a file that cannot be created, a full disk).
+    #[error("{0}")]
+    Write(String),
 }
 
 impl From<SetupError> for CliError {

@@ -6,10 +6,12 @@
 
 mod args;
 mod error;
+mod export;
 mod output;
 mod schema;
 mod streams;
 mod subscriptions;
+mod tail;
 
 use std::process::ExitCode;
 
@@ -40,7 +42,10 @@ fn main() -> ExitCode {
     };
     match runtime.block_on(run(&cli)) {
         Ok((output, ok)) => {
-            output.print(cli.json);
+            // `tail` and `export` wrote as they went and may leave nothing.
+            if let Some(output) = output {
+                output.print(cli.json);
+            }
             if ok {
                 ExitCode::SUCCESS
             } else {
@@ -57,8 +62,8 @@ fn main() -> ExitCode {
     }
 }
 
-/// Runs the command; the flag says whether the exit code is 0.
-async fn run(cli: &Cli) -> Result<(Output, bool), CliError> {
+/// Runs the command: what is left to print, and whether the exit code is 0.
+async fn run(cli: &Cli) -> Result<(Option<Output>, bool), CliError> {
     let url = cli
         .database_url
         .as_deref()
@@ -66,26 +71,31 @@ async fn run(cli: &Cli) -> Result<(Output, bool), CliError> {
         .ok_or(CliError::NoDatabase)?;
     let store = PgStore::connect(url).await?.with_schema(&cli.schema)?;
     let output = match &cli.command {
-        Command::Migrate => schema::migrate(&store).await?,
-        Command::Check => schema::check(&store).await?,
-        Command::Health => return Ok(schema::health(&store).await),
+        Command::Migrate => Some(schema::migrate(&store).await?),
+        Command::Check => Some(schema::check(&store).await?),
+        Command::Health => {
+            let (output, healthy) = schema::health(&store).await;
+            return Ok((Some(output), healthy));
+        }
         // Every other command reads the schema's tables: a schema that cannot serve
         // (never migrated, another build's) is said as such, once, before any of them.
         Command::Read(command) => {
             let report = schema::fit(&store).await?;
-            read(&store, command, &report).await?
+            read(&store, command, &report, cli.json).await?
         }
     };
     Ok((output, true))
 }
 
-/// The commands that read the store, once it is known to be fit.
+/// The commands that read the store, once it is known to be fit; `None` when the
+/// command wrote its output itself (`tail` and `export` stream it).
 async fn read(
     store: &PgStore,
     command: &ReadCommand,
     report: &HealthReport,
-) -> Result<Output, CliError> {
-    match command {
+    json: bool,
+) -> Result<Option<Output>, CliError> {
+    let output = match command {
         ReadCommand::Streams(StreamsCommand::List(list)) => {
             streams::list(
                 store,
@@ -93,31 +103,37 @@ async fn read(
                 list.after.as_deref(),
                 list.limit,
             )
-            .await
+            .await?
         }
-        ReadCommand::Streams(StreamsCommand::Types) => streams::types(store).await,
+        ReadCommand::Streams(StreamsCommand::Types) => streams::types(store).await?,
         ReadCommand::Stream(show) => {
             let StreamCommand::Show {
                 stream_type,
                 id,
                 last,
             } = &show.command;
-            streams::show(store, stream_type, id, *last).await
+            streams::show(store, stream_type, id, *last).await?
         }
         ReadCommand::Events(events) => {
-            streams::by_correlation(store, events.correlation, events.limit).await
+            streams::by_correlation(store, events.correlation, events.limit).await?
         }
         ReadCommand::Subscriptions(SubscriptionsCommand::List) => {
-            subscriptions::list(store, report).await
+            subscriptions::list(store, report).await?
         }
         ReadCommand::DeadLetters(DeadLettersCommand::List {
             subscription,
             discarded,
-        }) => subscriptions::dead_letters(store, subscription, *discarded).await,
+        }) => subscriptions::dead_letters(store, subscription, *discarded).await?,
         ReadCommand::DeadLetters(DeadLettersCommand::Discard {
             subscription,
             event_id,
             reason,
-        }) => subscriptions::discard(store, subscription, *event_id, reason).await,
-    }
+        }) => subscriptions::discard(store, subscription, *event_id, reason).await?,
+        ReadCommand::Tail(args) => {
+            tail::tail(store, args, json).await?;
+            return Ok(None);
+        }
+        ReadCommand::Export(args) => return export::export(store, args, json).await,
+    };
+    Ok(Some(output))
 }
