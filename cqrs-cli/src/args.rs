@@ -1,6 +1,9 @@
 //! The command line, as clap parses it.
 
+use std::path::PathBuf;
+
 use clap::{Args, Parser, Subcommand};
+use cqrs_core::Position;
 
 /// What an operator asks of an event store on PostgreSQL: its health, its streams, its
 /// subscriptions and their dead letters.
@@ -16,7 +19,7 @@ pub struct Cli {
     #[arg(long, default_value = "public", global = true)]
     pub schema: String,
     /// Prints JSON (one document, described in the guide's Operations chapter) instead of
-    /// tables.
+    /// tables (`tail`: one CloudEvents document per line; `export`: see its --help).
     #[arg(long, global = true)]
     pub json: bool,
     /// What to do.
@@ -57,6 +60,75 @@ pub enum ReadCommand {
     /// The events subscriptions set aside.
     #[command(subcommand, name = "dead-letters")]
     DeadLetters(DeadLettersCommand),
+    /// The log's last events, oldest first; with --follow, each new one as it is
+    /// appended, until interrupted.
+    Tail(TailArgs),
+    /// Writes one stream, or a range of the log, as CloudEvents JSON lines.
+    ///
+    /// The events go to stdout, or to --output. With --json and --output, stdout gets one
+    /// summary document, `{"exported": N, "output": FILE, "last_position": P}`; without
+    /// --output, stdout is the events' JSON lines (and, with --json, a failure ends them
+    /// with an `{"error": ...}` document, as for every command). A progress bar and a
+    /// summary line are drawn on stderr when it is a terminal, never otherwise.
+    Export(ExportArgs),
+}
+
+/// Which events `tail` and `export` take, by stream type and event type.
+#[derive(Debug, Args)]
+pub struct FilterArgs {
+    /// Only events of streams of this type (repeat for several).
+    #[arg(long = "type", value_name = "STREAM_TYPE")]
+    pub stream_types: Vec<String>,
+    /// Only events of this type (repeat for several).
+    #[arg(long = "event-type", value_name = "EVENT_TYPE")]
+    pub event_types: Vec<String>,
+}
+
+/// `cqrs tail`.
+#[derive(Debug, Args)]
+pub struct TailArgs {
+    /// Keeps printing each new matching event as it is appended, until Ctrl-C or SIGTERM
+    /// (which exit with 0).
+    #[arg(long)]
+    pub follow: bool,
+    /// Which events.
+    #[command(flatten)]
+    pub filter: FilterArgs,
+    /// How many of the last matching events to print first.
+    #[arg(long, default_value_t = 20)]
+    pub last: usize,
+}
+
+/// `cqrs export`.
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// Writes CloudEvents 1.0 JSON documents, one per line (JSON lines). The only format
+    /// for now, and required so that another can be added without changing what a script
+    /// gets.
+    #[arg(long, required = true)]
+    pub cloudevents: bool,
+    /// One stream's events, in version order, instead of a range of the log.
+    #[arg(
+        long,
+        num_args = 2,
+        value_names = ["TYPE", "ID"],
+        conflicts_with_all = ["from", "to", "stream_types"]
+    )]
+    pub stream: Option<Vec<String>>,
+    /// The range starts after this position (`COMMIT.SEQUENCE`, excluded); by default at
+    /// the log's start.
+    #[arg(long, value_name = "POSITION", value_parser = clap::value_parser!(Position))]
+    pub from: Option<Position>,
+    /// The range ends at this position (`COMMIT.SEQUENCE`, included); by default at the
+    /// read horizon when the export starts (what is appended meanwhile is left out).
+    #[arg(long, value_name = "POSITION", value_parser = clap::value_parser!(Position))]
+    pub to: Option<Position>,
+    /// Which events (`--type` only for a range: a stream has one type).
+    #[command(flatten)]
+    pub filter: FilterArgs,
+    /// Writes the events to this file (created, or emptied first) instead of stdout.
+    #[arg(long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
 }
 
 /// `cqrs streams ...`.

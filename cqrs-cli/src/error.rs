@@ -27,6 +27,9 @@ pub enum CliError {
     /// A running subscription did not apply a request in time.
     #[error("{0}")]
     Timeout(String),
+    /// The events could not be written out (a file that cannot be created, a full disk).
+    #[error("{0}")]
+    Write(String),
 }
 
 impl From<SetupError> for CliError {

@@ -6,11 +6,13 @@
 
 mod args;
 mod error;
+mod export;
 mod output;
 mod requests;
 mod schema;
 mod streams;
 mod subscriptions;
+mod tail;
 
 use std::process::ExitCode;
 
@@ -43,7 +45,10 @@ fn main() -> ExitCode {
     };
     match runtime.block_on(run(&cli)) {
         Ok((output, ok)) => {
-            output.print(cli.json);
+            // `tail` and `export` wrote as they went and may leave nothing.
+            if let Some(output) = output {
+                output.print(cli.json);
+            }
             if ok {
                 ExitCode::SUCCESS
             } else {
@@ -60,8 +65,8 @@ fn main() -> ExitCode {
     }
 }
 
-/// Runs the command; the flag says whether the exit code is 0.
-async fn run(cli: &Cli) -> Result<(Output, bool), CliError> {
+/// Runs the command: what is left to print, and whether the exit code is 0.
+async fn run(cli: &Cli) -> Result<(Option<Output>, bool), CliError> {
     let url = cli
         .database_url
         .as_deref()
@@ -69,26 +74,31 @@ async fn run(cli: &Cli) -> Result<(Output, bool), CliError> {
         .ok_or(CliError::NoDatabase)?;
     let store = PgStore::connect(url).await?.with_schema(&cli.schema)?;
     let output = match &cli.command {
-        Command::Migrate => schema::migrate(&store).await?,
-        Command::Check => schema::check(&store).await?,
-        Command::Health => return Ok(schema::health(&store).await),
+        Command::Migrate => Some(schema::migrate(&store).await?),
+        Command::Check => Some(schema::check(&store).await?),
+        Command::Health => {
+            let (output, healthy) = schema::health(&store).await;
+            return Ok((Some(output), healthy));
+        }
         // Every other command reads the schema's tables: a schema that cannot serve
         // (never migrated, another build's) is said as such, once, before any of them.
         Command::Read(command) => {
             let report = schema::fit(&store).await?;
-            return read(&store, command, &report).await;
+            return read(&store, command, &report, cli.json).await;
         }
     };
     Ok((output, true))
 }
 
-/// The commands that read the store, once it is known to be fit; the flag says whether
-/// the exit code is 0.
+/// The commands that read the store, once it is known to be fit: what is left to print
+/// (`None` when the command wrote its output itself: `tail` and `export` stream it), and
+/// whether the exit code is 0.
 async fn read(
     store: &PgStore,
     command: &ReadCommand,
     report: &HealthReport,
-) -> Result<(Output, bool), CliError> {
+    json: bool,
+) -> Result<(Option<Output>, bool), CliError> {
     let seconds = |wait: &args::WaitArgs| Duration::from_secs(wait.seconds);
     let output = match command {
         ReadCommand::Streams(StreamsCommand::List(list)) => {
@@ -98,57 +108,67 @@ async fn read(
                 list.after.as_deref(),
                 list.limit,
             )
-            .await
+            .await?
         }
-        ReadCommand::Streams(StreamsCommand::Types) => streams::types(store).await,
+        ReadCommand::Streams(StreamsCommand::Types) => streams::types(store).await?,
         ReadCommand::Stream(show) => {
             let StreamCommand::Show {
                 stream_type,
                 id,
                 last,
             } = &show.command;
-            streams::show(store, stream_type, id, *last).await
+            streams::show(store, stream_type, id, *last).await?
         }
         ReadCommand::Events(events) => {
-            streams::by_correlation(store, events.correlation, events.limit).await
+            streams::by_correlation(store, events.correlation, events.limit).await?
         }
         ReadCommand::Subscriptions(SubscriptionsCommand::List) => {
-            subscriptions::list(store, report).await
+            subscriptions::list(store, report).await?
         }
         ReadCommand::Subscription(SubscriptionCommand::Show { subscription }) => {
-            subscriptions::show(store, subscription, report).await
+            subscriptions::show(store, subscription, report).await?
         }
         ReadCommand::Subscription(SubscriptionCommand::Rebuild {
             subscription,
             watch,
             wait,
-        }) => requests::rebuild(store, subscription, seconds(wait), *watch).await,
+        }) => requests::rebuild(store, subscription, seconds(wait), *watch).await?,
         ReadCommand::Subscription(SubscriptionCommand::Reset {
             subscription,
             to,
             wait,
-        }) => requests::reset(store, subscription, to, seconds(wait)).await,
+        }) => requests::reset(store, subscription, to, seconds(wait)).await?,
         ReadCommand::DeadLetters(DeadLettersCommand::Show {
             subscription,
             event_id,
-        }) => subscriptions::dead_letter(store, subscription, *event_id).await,
+        }) => subscriptions::dead_letter(store, subscription, *event_id).await?,
         ReadCommand::DeadLetters(DeadLettersCommand::Retry {
             subscription,
             event_id,
             wait,
-        }) => return requests::retry(store, subscription, *event_id, seconds(wait)).await,
+        }) => {
+            let (output, handled) =
+                requests::retry(store, subscription, *event_id, seconds(wait)).await?;
+            return Ok((Some(output), handled));
+        }
         ReadCommand::DeadLetters(DeadLettersCommand::RetryAll { subscription, wait }) => {
-            return requests::retry_all(store, subscription, seconds(wait)).await
+            let (output, handled) = requests::retry_all(store, subscription, seconds(wait)).await?;
+            return Ok((Some(output), handled));
         }
         ReadCommand::DeadLetters(DeadLettersCommand::List {
             subscription,
             discarded,
-        }) => subscriptions::dead_letters(store, subscription, *discarded).await,
+        }) => subscriptions::dead_letters(store, subscription, *discarded).await?,
         ReadCommand::DeadLetters(DeadLettersCommand::Discard {
             subscription,
             event_id,
             reason,
-        }) => subscriptions::discard(store, subscription, *event_id, reason).await,
+        }) => subscriptions::discard(store, subscription, *event_id, reason).await?,
+        ReadCommand::Tail(args) => {
+            tail::tail(store, args, json).await?;
+            return Ok((None, true));
+        }
+        ReadCommand::Export(args) => return Ok((export::export(store, args, json).await?, true)),
     };
-    Ok((output?, true))
+    Ok((Some(output), true))
 }

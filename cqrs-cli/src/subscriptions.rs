@@ -270,7 +270,11 @@ pub async fn show(store: &PgStore, given: &str, report: &HealthReport) -> Result
         vec!["events behind".to_owned(), status.behind_text()],
         vec![
             "horizon lag".to_owned(),
-            or_dash(report.horizon_lag.map(|lag| format!("{lag} events held back"))),
+            or_dash(
+                report
+                    .horizon_lag
+                    .map(|lag| format!("{lag} events held back")),
+            ),
         ],
         vec![
             "lease".to_owned(),

@@ -1,54 +1,13 @@
 //! The real `cqrs` binary against a PostgreSQL cluster of its own: its `--json`, its
 //! exit codes, its one-sentence errors.
 
-use std::process::Output;
+mod common;
 
+use common::{cqrs, fails, json, runtime};
 use cqrs_core::{CheckpointStore, ExpectedVersion, Metadata, NewEvent, StreamId, StreamStore};
 use cqrs_postgres::testing::TempCluster;
 use cqrs_postgres::PgStore;
 use serde_json::Value;
-
-fn cqrs(url: &str, args: &[&str]) -> Output {
-    std::process::Command::new(env!("CARGO_BIN_EXE_cqrs"))
-        .env_remove("DATABASE_URL")
-        .arg("--database-url")
-        .arg(url)
-        .args(args)
-        .output()
-        .expect("the cqrs binary runs")
-}
-
-/// The command's `--json` document, after checking that it exited with 0.
-fn json(url: &str, args: &[&str]) -> Value {
-    let out = cqrs(url, &[args, &["--json"]].concat());
-    assert!(
-        out.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("one JSON document")
-}
-
-/// The one line on stderr of a command that failed with `code`.
-fn fails(url: &str, args: &[&str], code: i32) -> String {
-    let out = cqrs(url, args);
-    assert_eq!(out.status.code(), Some(code), "{args:?}: {out:?}");
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert_eq!(
-        stderr.trim_end().lines().count(),
-        1,
-        "one sentence: {stderr}"
-    );
-    stderr
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime")
-}
 
 #[test]
 fn an_operator_migrates_lists_reads_and_discards() {
