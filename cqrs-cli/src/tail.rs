@@ -1,11 +1,10 @@
 //! `tail [--follow]`: the log's last events, then each new one as it is appended.
 
-use std::collections::VecDeque;
 use std::io::{self, Write};
 use std::sync::Arc;
 use std::time::Duration;
 
-use cqrs_core::{CheckpointStore, EventFilter, EventLog, Position, StoredEvent};
+use cqrs_core::{EventFilter, EventLog, Position, StoredEvent};
 use cqrs_postgres::PgStore;
 
 use crate::args::{FilterArgs, TailArgs};
@@ -82,87 +81,24 @@ async fn follow(
 
 /// Prints the last `last` matching events, oldest first. Returns where a follower goes
 /// on from, or `None` when the reader of stdout went away.
+///
+/// They are read backwards from the read horizon, taken first: every event at or before
+/// it is readable, so a follower that goes on after it leaves none behind (see
+/// `read_forward`).
 async fn print_last(
     store: &PgStore,
     filter: &EventFilter,
     last: usize,
     out: &mut Printer,
 ) -> Result<Option<Position>, CliError> {
-    // Taken before the reads, see `read_forward`.
     let horizon = store.read_horizon().await?;
-    let (events, end) = last_events(store, filter, last, horizon).await?;
-    for event in &events {
+    let events = store.read_all_backwards(horizon, last, filter).await?;
+    for event in events.iter().rev() {
         if !out.event(event)? {
             return Ok(None);
         }
     }
-    Ok(Some(end.max(horizon)))
-}
-
-/// The last `last` events that pass `filter`, oldest first, and the position the read
-/// ended at.
-///
-/// The log reads forwards only and its positions are opaque, so the read has to start at
-/// a position the store handed out. Those at hand near the log's end are its read horizon
-/// and the subscriptions' checkpoints, which mostly trail the end closely. `count_after`
-/// (counted in SQL, stopping after `last` rows, shipping no event) says whether at least
-/// `last` matching events follow a candidate; as that only turns from yes to no along the
-/// candidates in order, a binary search finds the latest candidate that has them, in a few
-/// counts. The read pages forward from it keeping the last `last` in a ring, so it reads
-/// about `last` events when a subscription is near the end; without such a candidate (no
-/// checkpoint, or all far behind) it starts at the log's start and reads the whole log.
-///
-/// `count_after` also counts events committed behind a transaction still open, which a
-/// read does not return yet; when the read from a candidate finds fewer than `last`, it
-/// starts again from the candidate before, down to the log's start.
-async fn last_events(
-    store: &PgStore,
-    filter: &EventFilter,
-    last: usize,
-    horizon: Position,
-) -> Result<(VecDeque<Arc<StoredEvent>>, Position), CliError> {
-    let mut candidates: Vec<Position> = store
-        .checkpoints()
-        .await?
-        .iter()
-        .map(|checkpoint| checkpoint.position)
-        .collect();
-    candidates.extend([horizon, Position::START]);
-    candidates.sort_unstable();
-    candidates.dedup();
-    let wanted = last as u64;
-    // `candidates[low]` has `wanted` events after it (the start is taken to: from there the
-    // read sees everything), `candidates[high]` has not or is past the end.
-    let (mut low, mut high) = (0, candidates.len());
-    while high - low > 1 {
-        let middle = low + (high - low) / 2;
-        if store
-            .count_after(candidates[middle], filter, wanted)
-            .await?
-            >= wanted
-        {
-            low = middle;
-        } else {
-            high = middle;
-        }
-    }
-    loop {
-        let mut ring = VecDeque::with_capacity(last.min(PAGE));
-        let end = read_forward(store, candidates[low], filter, |event| {
-            if last > 0 {
-                if ring.len() == last {
-                    ring.pop_front();
-                }
-                ring.push_back(Arc::clone(event));
-            }
-            Ok(true)
-        })
-        .await?;
-        if ring.len() == last || low == 0 {
-            return Ok((ring, end.unwrap_or(candidates[low])));
-        }
-        low -= 1;
-    }
+    Ok(Some(horizon))
 }
 
 /// Hands every readable event after `after` that passes `filter` to `visit`, in order,

@@ -84,6 +84,15 @@ impl<S: EventLog + ?Sized> EventLog for Arc<S> {
         (**self).count_after(after, filter, limit).await
     }
 
+    async fn read_all_backwards(
+        &self,
+        to: Position,
+        max_count: usize,
+        filter: &crate::EventFilter,
+    ) -> Result<Vec<Arc<StoredEvent>>, StoreError> {
+        (**self).read_all_backwards(to, max_count, filter).await
+    }
+
     async fn read_by_correlation(
         &self,
         correlation_id: uuid::Uuid,

@@ -35,6 +35,31 @@ impl EventLog for MemoryStore {
             .collect())
     }
 
+    async fn read_all_backwards(
+        &self,
+        to: Position,
+        max_count: usize,
+        filter: &EventFilter,
+    ) -> Result<Vec<Arc<StoredEvent>>, StoreError> {
+        let log = self.read_log();
+        // Event n (from 1) is at (n, n): at or before `to` when n <= its commit part, but
+        // for n equal to it only if its sequence part is at least n too.
+        let end = if to.sequence() >= to.commit() {
+            to.commit()
+        } else {
+            to.commit() - 1
+        };
+        Ok(log
+            .all
+            .iter()
+            .take(usize::try_from(end).unwrap_or(usize::MAX))
+            .rev()
+            .filter(|e| filter.accepts(e.stream.stream_type(), &e.event_type))
+            .take(max_count)
+            .cloned()
+            .collect())
+    }
+
     async fn read_horizon(&self) -> Result<Position, StoreError> {
         Ok(position_of(self.read_log().all.len()))
     }

@@ -50,6 +50,36 @@ impl EventLog for PgStore {
         .await
     }
 
+    async fn read_all_backwards(
+        &self,
+        to: Position,
+        max_count: usize,
+        filter: &EventFilter,
+    ) -> Result<Vec<Arc<StoredEvent>>, StoreError> {
+        if max_count == 0 {
+            return Ok(Vec::new());
+        }
+        let by_stream = !filter.stream_types().is_empty();
+        let by_event = !filter.event_types().is_empty();
+        let mut query =
+            sqlx::query(&self.sql.read_all_backwards[filter_index(by_stream, by_event)])
+                .bind(to.commit().to_string())
+                .bind(clamp_i64(to.sequence()))
+                .bind(clamp_i64(max_count as u64));
+        if by_stream {
+            query = query.bind(filter.stream_types());
+        }
+        if by_event {
+            query = query.bind(filter.event_types());
+        }
+        let conn = self.connection().await?;
+        let mut last = None;
+        fetch_events(conn, query, max_count, true, |row| {
+            row_to_event(row, row_stream(row, &mut last)?)
+        })
+        .await
+    }
+
     async fn read_horizon(&self) -> Result<Position, StoreError> {
         let xmin: String = self
             .connection()

@@ -51,6 +51,8 @@ pub(crate) struct Sql {
     pub read_stream: String,
     /// Indexed by `filter_index`.
     pub read_all: [String; 4],
+    /// Indexed by `filter_index`; `$1`, `$2`: the position at or before which to read.
+    pub read_all_backwards: [String; 4],
     /// Indexed by `filter_index`.
     pub count_after: [String; 4],
     pub read_by_command: String,
@@ -122,6 +124,15 @@ impl Sql {
                 "SELECT {EVENT_COLUMNS} FROM {s}.events \
                  WHERE {BELOW_HORIZON} AND (transaction_id, position) > ($1::text::xid8, $2){filter} \
                  ORDER BY {COMMIT_ORDER} LIMIT $3"
+            )
+        };
+        // The same order walked backwards: the index `events_commit_order` serves it too.
+        let read_all_backwards = |stream_types: bool, event_types: bool| {
+            let filter = filter(stream_types, event_types);
+            format!(
+                "SELECT {EVENT_COLUMNS} FROM {s}.events \
+                 WHERE {BELOW_HORIZON} AND (transaction_id, position) <= ($1::text::xid8, $2){filter} \
+                 ORDER BY events.transaction_id DESC, events.position DESC LIMIT $3"
             )
         };
         // The append, as one statement in the caller's (usually implicit) transaction:
@@ -215,6 +226,12 @@ impl Sql {
                 read_all(true, false),
                 read_all(false, true),
                 read_all(true, true),
+            ],
+            read_all_backwards: [
+                read_all_backwards(false, false),
+                read_all_backwards(true, false),
+                read_all_backwards(false, true),
+                read_all_backwards(true, true),
             ],
             count_after: [
                 count_after(false, false),

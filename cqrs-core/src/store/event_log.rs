@@ -36,6 +36,45 @@ pub trait EventLog: Send + Sync + 'static {
         filter: &EventFilter,
     ) -> Result<Vec<Arc<StoredEvent>>, StoreError>;
 
+    /// Reads up to `max_count` events at or before `to` that pass `filter`, newest
+    /// first: the end of the log as an operator's `tail` shows it (with `to` the
+    /// [`read_horizon`](Self::read_horizon)). Like [`read_all`](Self::read_all), it
+    /// returns only events readable now; an event of a transaction still open is not
+    /// among them, and comes after `to` once readable.
+    ///
+    /// The provided implementation reads the log forward from its start, keeping the last
+    /// `max_count`; a backend that can read its order backwards should override it.
+    async fn read_all_backwards(
+        &self,
+        to: Position,
+        max_count: usize,
+        filter: &EventFilter,
+    ) -> Result<Vec<Arc<StoredEvent>>, StoreError> {
+        const BATCH: usize = 1_000;
+        if max_count == 0 {
+            return Ok(Vec::new());
+        }
+        let mut last = std::collections::VecDeque::with_capacity(max_count.min(BATCH));
+        let mut after = Position::START;
+        loop {
+            let batch = self.read_all(after, BATCH, filter).await?;
+            let Some(end) = batch.last().map(|e| e.position) else {
+                break;
+            };
+            for event in batch.into_iter().take_while(|e| e.position <= to) {
+                if last.len() == max_count {
+                    last.pop_front();
+                }
+                last.push_back(event);
+            }
+            if end >= to {
+                break;
+            }
+            after = end;
+        }
+        Ok(last.into_iter().rev().collect())
+    }
+
     /// Waits until events after `after` may be readable, or `timeout` passes. Returns
     /// `true` when woken by new events, `false` on timeout. A spurious `true` is allowed:
     /// callers read again either way.

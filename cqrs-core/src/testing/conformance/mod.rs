@@ -62,7 +62,7 @@ pub use image::{
 pub use listener::listeners_read_only_the_stream_types_they_list;
 pub use operator::{
     a_stream_reads_backwards_from_its_end, events_are_found_by_correlation_id,
-    streams_are_listed_by_type_and_paged,
+    streams_are_listed_by_type_and_paged, the_log_reads_backwards_from_a_position,
 };
 pub use panic::{
     a_consumer_that_lets_a_panic_escape_has_the_right_event_parked,
@@ -196,6 +196,7 @@ macro_rules! conformance_tests {
             dead_letters_keep_events_this_store_never_stored,
             events_are_found_by_command_id,
             a_stream_reads_backwards_from_its_end,
+            the_log_reads_backwards_from_a_position,
             events_are_found_by_correlation_id,
             streams_are_listed_by_type_and_paged,
             counts_after_a_position_with_filter_and_limit,

@@ -2,9 +2,102 @@
 //! the streams a store holds.
 
 use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
 
 use super::{events, unique_stream, Store};
-use crate::{ExpectedVersion, Metadata, NewEvent, Position, StoreError, StoredEvent, StreamId};
+use crate::{
+    EventFilter, EventLog, ExpectedVersion, Metadata, NewEvent, Position, StoreError, StoredEvent,
+    StreamId,
+};
+
+/// A store's log seen through the trait's provided methods only, to check them against
+/// the store's own.
+struct Provided<S>(S);
+
+#[async_trait]
+impl<S: EventLog> EventLog for Provided<S> {
+    async fn read_all(
+        &self,
+        after: Position,
+        max_count: usize,
+        filter: &EventFilter,
+    ) -> Result<Vec<Arc<StoredEvent>>, StoreError> {
+        self.0.read_all(after, max_count, filter).await
+    }
+
+    async fn wait_for_events(
+        &self,
+        after: Position,
+        timeout: Duration,
+    ) -> Result<bool, StoreError> {
+        self.0.wait_for_events(after, timeout).await
+    }
+
+    async fn read_horizon(&self) -> Result<Position, StoreError> {
+        self.0.read_horizon().await
+    }
+}
+
+fn ids(events: &[Arc<StoredEvent>]) -> Vec<uuid::Uuid> {
+    events.iter().map(|e| e.event_id).collect()
+}
+
+/// `read_all_backwards` gives the log's newest events first, at or before a position,
+/// filtered like `read_all`; the trait's provided implementation agrees with the store's.
+pub async fn the_log_reads_backwards_from_a_position<S: Store>(store: S) {
+    let parcel = unique_stream("parcel");
+    let invoice = unique_stream("invoice");
+    let mut all = Vec::new();
+    for n in 0..4 {
+        for (stream, event_type) in [(&parcel, "Shipped"), (&invoice, "Billed")] {
+            let stored = store
+                .append(stream, ExpectedVersion::Any, events(event_type, n, 1))
+                .await
+                .expect("append");
+            all.extend(stored);
+        }
+    }
+    let newest_first: Vec<_> = ids(&all).into_iter().rev().collect();
+    let horizon = store.read_horizon().await.expect("horizon");
+    let parcels = EventFilter::all()
+        .with_stream_types(["parcel"])
+        .expect("valid");
+    let billed = EventFilter::all()
+        .with_event_types(["Billed"])
+        .expect("valid");
+    let provided = Provided(store.clone());
+    for log in [&store as &dyn EventLog, &provided] {
+        let back = |to, max, filter: &EventFilter| {
+            let filter = filter.clone();
+            async move {
+                ids(&log
+                    .read_all_backwards(to, max, &filter)
+                    .await
+                    .expect("read"))
+            }
+        };
+        let everything = EventFilter::all();
+        assert_eq!(back(horizon, 3, &everything).await, newest_first[..3]);
+        assert_eq!(back(horizon, usize::MAX, &everything).await, newest_first);
+        let expected: Vec<_> = newest_first.iter().step_by(2).copied().collect();
+        // `all` alternates parcel, invoice: newest first, the invoices come first.
+        assert_eq!(back(horizon, usize::MAX, &billed).await, expected);
+        let parcel_ids: Vec<_> = newest_first.iter().skip(1).step_by(2).copied().collect();
+        assert_eq!(back(horizon, 2, &parcels).await, parcel_ids[..2]);
+        assert_eq!(
+            back(all[4].position, 2, &everything).await,
+            [all[4].event_id, all[3].event_id],
+            "at or before the position"
+        );
+        assert!(back(Position::START, 5, &everything).await.is_empty());
+        assert!(
+            back(horizon, 0, &everything).await.is_empty(),
+            "max 0: none"
+        );
+    }
+}
 
 fn versions(events: &[Arc<StoredEvent>]) -> Vec<u64> {
     events.iter().map(|e| e.stream_version).collect()
