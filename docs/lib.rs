@@ -33,6 +33,11 @@ pub struct CommandsAndAggregates;
 #[cfg(doctest)]
 pub struct Engine;
 
+/// `docs/src/operations.md`.
+#[doc = include_str!("src/operations.md")]
+#[cfg(doctest)]
+pub struct Operations;
+
 /// `docs/src/bus.md`.
 #[doc = include_str!("src/bus.md")]
 #[cfg(doctest)]
