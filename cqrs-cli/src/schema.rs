@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use cqrs_core::{HealthReport, StoreHealth};
+use cqrs_core::{HealthReport, RecordedState, StoreHealth};
 use cqrs_postgres::PgStore;
 use serde_json::json;
 
@@ -48,6 +48,25 @@ pub async fn fit(store: &PgStore) -> Result<HealthReport, CliError> {
     }
 }
 
+/// The subscriptions a report says stopped on an error, as `--json` shows them.
+fn failed_json(report: &HealthReport) -> Vec<serde_json::Value> {
+    report
+        .failed
+        .iter()
+        .map(|record| {
+            let error = match &record.state {
+                RecordedState::Failed { error } => Some(error.as_str()),
+                _ => None,
+            };
+            json!({
+                "checkpoint": record.checkpoint.as_str(),
+                "error": error,
+                "at": record.recorded_at.to_rfc3339(),
+            })
+        })
+        .collect()
+}
+
 /// `cqrs health`: the report, and whether it is healthy (the exit code).
 pub async fn health(store: &PgStore) -> (Output, bool) {
     let report = store.health(HEALTH_WAIT).await;
@@ -65,6 +84,7 @@ pub async fn health(store: &PgStore) -> (Output, bool) {
         "expected_schema_version": report.expected_schema_version,
         "horizon_lag": report.horizon_lag,
         "parked": parked,
+        "failed": failed_json(&report),
         "problems": report.problems,
     });
     let show = |v: Option<i64>| v.map_or_else(|| "-".to_owned(), |v| v.to_string());
@@ -97,6 +117,16 @@ pub async fn health(store: &PgStore) -> (Output, bool) {
         rows.push(vec![
             "dead letters".to_owned(),
             format!("{}: {}", p.subscription, p.letters),
+        ]);
+    }
+    for record in &report.failed {
+        let error = match &record.state {
+            RecordedState::Failed { error } => error.as_str(),
+            _ => "",
+        };
+        rows.push(vec![
+            "stopped".to_owned(),
+            format!("{} on an error: {error}", record.checkpoint),
         ]);
     }
     for problem in &report.problems {

@@ -8,8 +8,8 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use cqrs_core::{
     CheckpointStore, DeadLetter, Discarded, Lease, LeaseHolder, ParkedCount, PendingRequest,
-    Position, SavedCheckpoint, StoreError, StoredEvent, SubscriptionName, SubscriptionRecord,
-    SubscriptionRequest,
+    Position, RecordedState, SavedCheckpoint, StoreError, StoredEvent, SubscriptionName,
+    SubscriptionRecord, SubscriptionRequest,
 };
 use uuid::Uuid;
 
@@ -247,6 +247,17 @@ impl MemoryStore {
             .collect();
         counts.sort_by(|a, b| a.subscription.cmp(&b.subscription));
         counts
+    }
+
+    /// The records of runners that stopped on an error, by checkpoint.
+    pub(crate) fn failed_records(&self) -> Vec<SubscriptionRecord> {
+        let mut failed: Vec<_> = lock(&self.inner.subscriptions.records)
+            .values()
+            .filter(|r| matches!(r.state, RecordedState::Failed { .. }))
+            .cloned()
+            .collect();
+        failed.sort_by(|a, b| a.checkpoint.cmp(&b.checkpoint));
+        failed
     }
 
     /// The dead letters of `name`, discarded or not.

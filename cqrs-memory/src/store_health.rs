@@ -1,5 +1,5 @@
 //! The memory store's health: always reachable, no schema, no horizon held back; its
-//! dead letters counted.
+//! dead letters counted, its subscriptions stopped on an error listed.
 
 use std::time::{Duration, Instant};
 
@@ -22,6 +22,7 @@ impl StoreHealth for MemoryStore {
         // Every event is readable once its append returned.
         report.horizon_lag = Some(0);
         report.parked = self.parked_counts();
+        report.failed = self.failed_records();
         report
     }
 }

@@ -1,10 +1,12 @@
 //! [`PgStore`]'s health: a round trip, the schema's migration against this build's, the
-//! horizon's lag, the dead letters per subscription.
+//! horizon's lag, the dead letters per subscription, the subscriptions stopped on an error.
 
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use cqrs_core::{HealthReport, ParkedCount, StoreError, StoreHealth};
+use cqrs_core::{
+    CheckpointStore, HealthReport, ParkedCount, RecordedState, StoreError, StoreHealth,
+};
 use sqlx::Row;
 
 use crate::error::{map_pool_error, map_sqlx};
@@ -80,6 +82,12 @@ impl PgStore {
                 Ok(ParkedCount::new(name, count as u64))
             })
             .collect::<Result<_, StoreError>>()?;
+        report.failed = self
+            .records()
+            .await?
+            .into_iter()
+            .filter(|r| matches!(r.state, RecordedState::Failed { .. }))
+            .collect();
         Ok(report)
     }
 }

@@ -60,6 +60,7 @@ pub async fn status(State(app): State<AppState>) -> (StatusCode, Json<Value>) {
             "expected_schema_version": store.expected_schema_version,
             "horizon_lag": store.horizon_lag,
             "parked": parked,
+            "failed": store.failed.iter().map(|r| r.checkpoint.as_str()).collect::<Vec<_>>(),
             "problems": store.problems,
         },
         "subscription": {

@@ -39,6 +39,10 @@ pub struct HealthReport {
     pub horizon_lag: Option<u64>,
     /// Subscriptions with dead letters that are not discarded, by name.
     pub parked: Vec<ParkedCount>,
+    /// Subscriptions whose runner recorded that it stopped on an error
+    /// ([`RecordedState::Failed`](super::RecordedState::Failed)), and that no runner has
+    /// started again since, by checkpoint.
+    pub failed: Vec<super::SubscriptionRecord>,
     /// Why the store cannot serve, one sentence each: empty when it can.
     pub problems: Vec<String>,
 }
@@ -53,6 +57,7 @@ impl HealthReport {
             expected_schema_version: None,
             horizon_lag: None,
             parked: Vec::new(),
+            failed: Vec::new(),
             problems: Vec::new(),
         }
     }
@@ -66,6 +71,7 @@ impl HealthReport {
             expected_schema_version: None,
             horizon_lag: None,
             parked: Vec::new(),
+            failed: Vec::new(),
             problems: vec![why.into()],
         }
     }
@@ -80,7 +86,7 @@ impl HealthReport {
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct ParkedCount {
-    /// The subscription's checkpoint name (`name@vVERSION` for listeners).
+    /// The subscription's name (the key of its dead letters, without a version).
     pub subscription: String,
     /// Its parked letters.
     pub letters: u64,
