@@ -257,6 +257,16 @@ impl Runner {
         self.pause(pause).await
     }
 
+    /// [`trouble`](Self::trouble), as the round's flow: the next round, or the exit when
+    /// asked to stop during the pause.
+    async fn retry_later(&mut self, what: &str, error: &(dyn std::fmt::Display + Sync)) -> Flow {
+        if self.trouble(what, error).await {
+            Flow::Next
+        } else {
+            Flow::Exit(Exit::Stopped)
+        }
+    }
+
     async fn run(&mut self) -> Result<(), SubscriptionError> {
         let name = self.sub.consumer.identity().name().clone();
         loop {
@@ -375,10 +385,7 @@ impl Runner {
         let pending = match consumer.checkpoints().requests(name).await {
             Ok(pending) => pending,
             Err(e) => {
-                if !self.trouble("reading operators' requests", &e).await {
-                    return Some(Flow::Exit(Exit::Stopped));
-                }
-                return Some(Flow::Next);
+                return Some(self.retry_later("reading operators' requests", &e).await);
             }
         };
         for pending in pending {
@@ -395,10 +402,10 @@ impl Runner {
                 // Applied but still stored: applying it again is harmless (a retried
                 // letter is gone, a reset lands where it is, a rebuild is redone).
                 at.requests_checked = None;
-                if !self.trouble("completing an operator's request", &e).await {
-                    return Some(Flow::Exit(Exit::Stopped));
-                }
-                return Some(Flow::Next);
+                return Some(
+                    self.retry_later("completing an operator's request", &e)
+                        .await,
+                );
             }
         }
         None
@@ -421,10 +428,7 @@ impl Runner {
                 let consumer = Arc::clone(&self.sub.consumer);
                 let key = consumer.identity().checkpoint();
                 if let Err(e) = consumer.checkpoints().save_checkpoint(key, position).await {
-                    if !self.trouble("moving the checkpoint", &e).await {
-                        return Some(Flow::Exit(Exit::Stopped));
-                    }
-                    return Some(Flow::Next);
+                    return Some(self.retry_later("moving the checkpoint", &e).await);
                 }
                 tracing::info!(position = %position, "checkpoint moved by an operator");
                 at.position = position;
@@ -451,10 +455,7 @@ impl Runner {
         let letters = match consumer.checkpoints().parked(name).await {
             Ok(letters) => letters,
             Err(e) => {
-                if !self.trouble("reading dead letters", &e).await {
-                    return Some(Flow::Exit(Exit::Stopped));
-                }
-                return Some(Flow::Next);
+                return Some(self.retry_later("reading dead letters", &e).await);
             }
         };
         let letters = letters
@@ -474,10 +475,7 @@ impl Runner {
                     return Some(Flow::Exit(Exit::LeaseLost));
                 }
                 Ok(Err(e)) => {
-                    if !self.trouble("retrying a dead letter", &e).await {
-                        return Some(Flow::Exit(Exit::Stopped));
-                    }
-                    return Some(Flow::Next);
+                    return Some(self.retry_later("retrying a dead letter", &e).await);
                 }
             };
             let settled = match &failure {
@@ -489,10 +487,7 @@ impl Runner {
                 Some(error) => consumer.checkpoints().park(name, event, error).await,
             };
             if let Err(e) = settled {
-                if !self.trouble("settling a retried dead letter", &e).await {
-                    return Some(Flow::Exit(Exit::Stopped));
-                }
-                return Some(Flow::Next);
+                return Some(self.retry_later("settling a retried dead letter", &e).await);
             }
             match failure {
                 None => tracing::info!(event_id = %event.event_id, "dead letter retried: handled"),
@@ -545,10 +540,7 @@ impl Runner {
         if let Err(e) = self.reset().await {
             // Still to do: the flag stays up.
             self.shared.rebuild.store(true, Ordering::SeqCst);
-            if !self.trouble("resetting", &e).await {
-                return Some(Flow::Exit(Exit::Stopped));
-            }
-            return Some(Flow::Next);
+            return Some(self.retry_later("resetting", &e).await);
         }
         let start = match self.start().await {
             Ok(start) => start,
@@ -556,10 +548,7 @@ impl Runner {
                 // The read model is empty and the checkpoint at the start: the reset is
                 // done again next round, then the start.
                 self.shared.rebuild.store(true, Ordering::SeqCst);
-                if !self.trouble("recording where to start", &e).await {
-                    return Some(Flow::Exit(Exit::Stopped));
-                }
-                return Some(Flow::Next);
+                return Some(self.retry_later("recording where to start", &e).await);
             }
         };
         at.reset = false;
@@ -602,10 +591,7 @@ impl Runner {
             Err(e) => match unreadable(e) {
                 Ok(failure) => return Ok(Read::Unreadable(failure)),
                 Err(e) => {
-                    if !self.trouble("reading events", &e).await {
-                        return Err(Flow::Exit(Exit::Stopped));
-                    }
-                    return Err(Flow::Next);
+                    return Err(self.retry_later("reading events", &e).await);
                 }
             },
         };
@@ -697,12 +683,7 @@ impl Runner {
                 e @ (DeliveryError::Store(_)
                 | DeliveryError::Reset(_)
                 | DeliveryError::Downstream(_)),
-            ) => {
-                if !self.trouble("delivering", &e).await {
-                    return Ok(Flow::Exit(Exit::Stopped));
-                }
-                Ok(Flow::Next)
-            }
+            ) => Ok(self.retry_later("delivering", &e).await),
         }
     }
 
