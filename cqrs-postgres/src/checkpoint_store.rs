@@ -74,11 +74,7 @@ impl CheckpointStore for PgStore {
         position: Position,
     ) -> Result<(), StoreError> {
         let query = self.save_checkpoint_query(name, position);
-        self.connection()
-            .await?
-            .execute(query)
-            .await
-            .map_err(map_sqlx)?;
+        self.run(query).await?;
         Ok(())
     }
 
@@ -129,11 +125,7 @@ impl CheckpointStore for PgStore {
             .bind(event.event_id)
             .bind(&error)
             .bind(document);
-        self.connection()
-            .await?
-            .execute(query)
-            .await
-            .map_err(map_sqlx)?;
+        self.run(query).await?;
         Ok(())
     }
 
@@ -153,13 +145,7 @@ impl CheckpointStore for PgStore {
             .bind(name.as_str())
             .bind(event_id)
             .bind(&reason);
-        let done = self
-            .connection()
-            .await?
-            .execute(query)
-            .await
-            .map_err(map_sqlx)?;
-        Ok(done.rows_affected() > 0)
+        Ok(self.run(query).await? > 0)
     }
 
     async fn discarded(&self, name: &SubscriptionName) -> Result<Vec<DeadLetter>, StoreError> {
@@ -170,8 +156,7 @@ impl CheckpointStore for PgStore {
         let query = sqlx::query(&self.sql.resolve)
             .bind(name.as_str())
             .bind(event_id);
-        let done = self.connection().await?.execute(query).await;
-        Ok(done.map_err(map_sqlx)?.rows_affected() > 0)
+        Ok(self.run(query).await? > 0)
     }
 
     async fn request(
@@ -210,11 +195,7 @@ impl CheckpointStore for PgStore {
         let query = sqlx::query(&self.sql.complete_request)
             .bind(name.as_str())
             .bind(id);
-        self.connection()
-            .await?
-            .execute(query)
-            .await
-            .map_err(map_sqlx)?;
+        self.run(query).await?;
         Ok(())
     }
 
@@ -231,11 +212,7 @@ impl CheckpointStore for PgStore {
             .bind(record.state.as_str())
             .bind(error)
             .bind(record.recorded_at);
-        self.connection()
-            .await?
-            .execute(query)
-            .await
-            .map_err(map_sqlx)?;
+        self.run(query).await?;
         Ok(())
     }
 

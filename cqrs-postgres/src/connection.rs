@@ -31,7 +31,7 @@ use sqlx::postgres::{PgDatabaseError, PgQueryResult, PgRow, PgSeverity};
 use sqlx::{Execute, Executor, PgConnection, PgPool, Postgres};
 use tokio::time::Instant;
 
-use crate::error::{is_unavailable, map_pool_error};
+use crate::error::{is_unavailable, map_pool_error, map_sqlx};
 use crate::PgStore;
 
 /// How long a kept connection may sit idle before it goes back to the pool.
@@ -241,6 +241,15 @@ impl PgStore {
             Ok(conn) => Ok(conn),
             Err(e) => Err(map_pool_error(&self.pool, e).await),
         }
+    }
+
+    /// Runs one statement on such a connection; the rows it changed.
+    pub(crate) async fn run<'q>(
+        &self,
+        query: impl Execute<'q, Postgres> + 'q,
+    ) -> Result<u64, StoreError> {
+        let done = self.connection().await?.execute(query).await;
+        Ok(done.map_err(map_sqlx)?.rows_affected())
     }
 }
 

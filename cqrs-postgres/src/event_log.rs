@@ -27,27 +27,8 @@ impl EventLog for PgStore {
         max_count: usize,
         filter: &EventFilter,
     ) -> Result<Vec<Arc<StoredEvent>>, StoreError> {
-        if max_count == 0 {
-            return Ok(Vec::new());
-        }
-        let by_stream = !filter.stream_types().is_empty();
-        let by_event = !filter.event_types().is_empty();
-        let mut query = sqlx::query(&self.sql.read_all[filter_index(by_stream, by_event)])
-            .bind(after.commit().to_string())
-            .bind(after.sequence() as i64)
-            .bind(clamp_i64(max_count as u64));
-        if by_stream {
-            query = query.bind(filter.stream_types());
-        }
-        if by_event {
-            query = query.bind(filter.event_types());
-        }
-        let conn = self.connection().await?;
-        let mut last = None;
-        fetch_events(conn, query, max_count, true, |row| {
-            row_to_event(row, row_stream(row, &mut last)?)
-        })
-        .await
+        self.read_ordered(&self.sql.read_all, after, max_count, filter)
+            .await
     }
 
     async fn read_all_backwards(
@@ -56,28 +37,8 @@ impl EventLog for PgStore {
         max_count: usize,
         filter: &EventFilter,
     ) -> Result<Vec<Arc<StoredEvent>>, StoreError> {
-        if max_count == 0 {
-            return Ok(Vec::new());
-        }
-        let by_stream = !filter.stream_types().is_empty();
-        let by_event = !filter.event_types().is_empty();
-        let mut query =
-            sqlx::query(&self.sql.read_all_backwards[filter_index(by_stream, by_event)])
-                .bind(to.commit().to_string())
-                .bind(clamp_i64(to.sequence()))
-                .bind(clamp_i64(max_count as u64));
-        if by_stream {
-            query = query.bind(filter.stream_types());
-        }
-        if by_event {
-            query = query.bind(filter.event_types());
-        }
-        let conn = self.connection().await?;
-        let mut last = None;
-        fetch_events(conn, query, max_count, true, |row| {
-            row_to_event(row, row_stream(row, &mut last)?)
-        })
-        .await
+        self.read_ordered(&self.sql.read_all_backwards, to, max_count, filter)
+            .await
     }
 
     async fn read_horizon(&self) -> Result<Position, StoreError> {
@@ -272,5 +233,39 @@ impl EventLog for PgStore {
                 Ok(StreamTypeSummary::new(name, streams as u64, events as u64))
             })
             .collect()
+    }
+}
+
+impl PgStore {
+    /// A read of the global order from `at` (one of `statements`, picked by the filter;
+    /// forwards after it, or backwards from it), of at most `max_count` events.
+    async fn read_ordered(
+        &self,
+        statements: &[String; 4],
+        at: Position,
+        max_count: usize,
+        filter: &EventFilter,
+    ) -> Result<Vec<Arc<StoredEvent>>, StoreError> {
+        if max_count == 0 {
+            return Ok(Vec::new());
+        }
+        let by_stream = !filter.stream_types().is_empty();
+        let by_event = !filter.event_types().is_empty();
+        let mut query = sqlx::query(&statements[filter_index(by_stream, by_event)])
+            .bind(at.commit().to_string())
+            .bind(clamp_i64(at.sequence()))
+            .bind(clamp_i64(max_count as u64));
+        if by_stream {
+            query = query.bind(filter.stream_types());
+        }
+        if by_event {
+            query = query.bind(filter.event_types());
+        }
+        let conn = self.connection().await?;
+        let mut last = None;
+        fetch_events(conn, query, max_count, true, |row| {
+            row_to_event(row, row_stream(row, &mut last)?)
+        })
+        .await
     }
 }

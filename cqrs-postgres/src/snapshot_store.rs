@@ -42,11 +42,7 @@ impl SnapshotStore for PgStore {
             // Bit for bit, like checkpoints: u32 -> i32 -> u32 is lossless.
             .bind(snapshot.schema_version as i32)
             .bind(&snapshot.state);
-        self.connection()
-            .await?
-            .execute(query)
-            .await
-            .map_err(map_sqlx)?;
+        self.run(query).await?;
         Ok(())
     }
 }
