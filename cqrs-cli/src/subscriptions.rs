@@ -1,10 +1,8 @@
 //! `subscriptions list`, `subscription show`, `dead-letters list|show|discard`: what the
 //! subscriptions keep here, and how each stands.
 
-use cqrs_core::{
-    CheckpointStore, DeadLetter, EventFilter, EventLog, HealthReport, LeaseHolder, Position,
-    RecordedState, SavedCheckpoint, SubscriptionName, SubscriptionRecord,
-};
+use cqrs_core::subscription::{overview, OverviewState, SubscriptionOverview};
+use cqrs_core::{CheckpointStore, DeadLetter, HealthReport, RecordedState, SubscriptionName};
 use cqrs_postgres::PgStore;
 use serde_json::{json, Value};
 
@@ -32,20 +30,20 @@ pub async fn target(store: &PgStore, given: &str) -> Result<Target, CliError> {
             "{e}: give the subscription's name, as `cqrs subscriptions list` shows it"
         ))
     })?;
-    let (base, version) = split(given.as_str());
-    let name = SubscriptionName::new(base)
-        .map_err(|e| CliError::Input(format!("{e}: give the subscription's name")))?;
-    let mut keys: Vec<SubscriptionName> = store
+    let (name, version) = given.unversioned();
+    let mut keys: Vec<(Option<u32>, SubscriptionName)> = store
         .checkpoints()
         .await?
         .into_iter()
         .map(|c| c.name)
         .chain(store.records().await?.into_iter().map(|r| r.checkpoint))
-        .filter(|key| split(key.as_str()).0 == base)
-        .filter(|key| version.is_none() || key == &given)
+        .filter_map(|key| {
+            let (base, v) = key.unversioned();
+            (base == name && (version.is_none() || key == given)).then_some((v, key))
+        })
         .collect();
-    keys.sort_by_key(|key| split(key.as_str()).1);
-    let checkpoint = keys.pop();
+    keys.sort();
+    let checkpoint = keys.pop().map(|(_, key)| key);
     let letters =
         !store.parked(&name).await?.is_empty() || !store.discarded(&name).await?.is_empty();
     if checkpoint.is_none() && !letters {
@@ -57,164 +55,66 @@ pub async fn target(store: &PgStore, given: &str) -> Result<Target, CliError> {
     Ok(Target { name, checkpoint })
 }
 
-/// A checkpoint key's name and version: `orders@v2` is (`orders`, 2); a key without a
-/// version (a relay's) is itself.
-pub fn split(key: &str) -> (&str, Option<u32>) {
-    key.rsplit_once("@v")
-        .and_then(|(name, version)| Some((name, Some(version.parse().ok()?))))
-        .unwrap_or((key, None))
-}
-
-/// How one subscription stands, from what the store keeps.
-struct Status {
-    checkpoint: SubscriptionName,
-    saved: Option<SavedCheckpoint>,
-    record: Option<SubscriptionRecord>,
-    holder: Option<LeaseHolder>,
-    behind: u64,
-    /// Counted with its recorded filter; without one, over the whole log.
-    filtered: bool,
-    parked: u64,
-    pending: usize,
-}
-
-impl Status {
-    /// What an operator reads first: whether it runs, and whether it keeps up.
-    fn state(&self) -> String {
-        if self.holder.is_some() {
-            return if self.behind == 0 {
-                "caught up".to_owned()
-            } else {
-                "running".to_owned()
-            };
-        }
-        match self.record.as_ref().map(|r| &r.state) {
-            Some(RecordedState::Failed { .. }) => "stopped with error".to_owned(),
-            Some(RecordedState::Stopped) => "stopped".to_owned(),
-            Some(RecordedState::Running) => "not running (its process ended)".to_owned(),
-            _ => "not running".to_owned(),
-        }
-    }
-
-    fn behind_text(&self) -> String {
-        let count = if self.behind >= COUNT_LIMIT {
-            format!("≥{}", self.behind)
-        } else {
-            self.behind.to_string()
-        };
-        if self.filtered {
-            count
-        } else {
-            format!("≤{count} (unfiltered)")
-        }
-    }
-
-    fn json(&self) -> Value {
-        let (name, version) = split(self.checkpoint.as_str());
-        let error = match self.record.as_ref().map(|r| &r.state) {
-            Some(RecordedState::Failed { error }) => Some(error.clone()),
-            _ => None,
-        };
-        json!({
-            "checkpoint": self.checkpoint.as_str(),
-            "name": name,
-            "version": version,
-            "position": self.saved.as_ref().map(|c| c.position.to_string()),
-            "saved_at": self.saved.as_ref().map(|c| c.saved_at.to_rfc3339()),
-            "state": self.state(),
-            "recorded_state": self.record.as_ref().map(|r| r.state.as_str()),
-            "recorded_at": self.record.as_ref().map(|r| r.recorded_at.to_rfc3339()),
-            "error": error,
-            "events_behind": self.behind,
-            "events_behind_capped": self.behind >= COUNT_LIMIT,
-            "events_behind_filtered": self.filtered,
-            "filter": self.record.as_ref().map(|r| filter_json(&r.filter)),
-            "lease_holder": self.holder.as_ref().map(|h| json!({
-                "holder": h.holder,
-                "since": h.since.map(|s| s.to_rfc3339()),
-            })),
-            "dead_letters": self.parked,
-            "pending_requests": self.pending,
-        })
+fn behind_text(sub: &SubscriptionOverview) -> String {
+    let count = if sub.behind.capped {
+        format!("≥{}", sub.behind.events)
+    } else {
+        sub.behind.events.to_string()
+    };
+    if sub.behind.filtered {
+        count
+    } else {
+        format!("≤{count} (unfiltered)")
     }
 }
 
-fn filter_json(filter: &EventFilter) -> Value {
-    json!({ "stream_types": filter.stream_types(), "event_types": filter.event_types() })
-}
-
-/// The status of checkpoint `key`.
-async fn status(
-    store: &PgStore,
-    key: &SubscriptionName,
-    saved: &[SavedCheckpoint],
-    records: &[SubscriptionRecord],
-    report: &HealthReport,
-) -> Result<Status, CliError> {
-    let saved = saved.iter().find(|c| &c.name == key).cloned();
-    let record = records.iter().find(|r| &r.checkpoint == key).cloned();
-    let (base, _) = split(key.as_str());
-    let name = SubscriptionName::new(base)
-        .map_err(|e| CliError::Input(format!("stored subscription {key}: {e}")))?;
-    let position = saved.as_ref().map_or(Position::START, |c| c.position);
-    let filter = record.as_ref().map(|r| r.filter.clone());
-    let behind = store
-        .count_after(
-            position,
-            filter.as_ref().unwrap_or(&EventFilter::all()),
-            COUNT_LIMIT,
-        )
-        .await?;
-    let parked = report
-        .parked
-        .iter()
-        .find(|p| p.subscription == base)
-        .map_or(0, |p| p.letters);
-    Ok(Status {
-        checkpoint: key.clone(),
-        holder: store.lease_holder(&name).await?,
-        pending: store.requests(&name).await?.len(),
-        saved,
-        record,
-        behind,
-        filtered: filter.is_some(),
-        parked,
+/// A subscription as `--json` shows it.
+fn overview_json(sub: &SubscriptionOverview) -> Value {
+    let error = match sub.state() {
+        OverviewState::Failed { error } => Some(error),
+        _ => None,
+    };
+    json!({
+        "checkpoint": sub.checkpoint.as_str(),
+        "name": sub.name.as_str(),
+        "version": sub.version,
+        "position": sub.saved.as_ref().map(|c| c.position.to_string()),
+        "saved_at": sub.saved.as_ref().map(|c| c.saved_at.to_rfc3339()),
+        "state": sub.state().as_str(),
+        "recorded_state": sub.record.as_ref().map(|r| r.state.as_str()),
+        "recorded_at": sub.record.as_ref().map(|r| r.recorded_at.to_rfc3339()),
+        "error": error,
+        "events_behind": sub.behind.events,
+        "events_behind_capped": sub.behind.capped,
+        "events_behind_filtered": sub.behind.filtered,
+        "filter": sub.record.as_ref().map(|r| json!({
+            "stream_types": r.filter.stream_types(),
+            "event_types": r.filter.event_types(),
+        })),
+        "lease_holder": sub.lease_holder.as_ref().map(|h| json!({
+            "holder": h.holder,
+            "since": h.since.map(|s| s.to_rfc3339()),
+        })),
+        "dead_letters": sub.dead_letters,
+        "pending_requests": sub.pending_requests,
     })
-}
-
-/// Every checkpoint key the store knows: saved, or recorded by a runner that has not
-/// saved one yet.
-fn keys(saved: &[SavedCheckpoint], records: &[SubscriptionRecord]) -> Vec<SubscriptionName> {
-    let mut keys: Vec<_> = saved
-        .iter()
-        .map(|c| c.name.clone())
-        .chain(records.iter().map(|r| r.checkpoint.clone()))
-        .collect();
-    keys.sort();
-    keys.dedup();
-    keys
 }
 
 /// `cqrs subscriptions list`.
 pub async fn list(store: &PgStore, report: &HealthReport) -> Result<Output, CliError> {
-    let saved = store.checkpoints().await?;
-    let records = store.records().await?;
-    let mut statuses = Vec::new();
-    for key in keys(&saved, &records) {
-        statuses.push(status(store, &key, &saved, &records, report).await?);
-    }
-    let rows = statuses
+    let subs = overview(store, COUNT_LIMIT).await?;
+    let rows = subs
         .iter()
         .map(|s| {
             vec![
                 s.checkpoint.to_string(),
-                s.state(),
+                s.state().as_str().to_owned(),
                 s.saved
                     .as_ref()
                     .map_or_else(|| "-".to_owned(), |c| c.position.to_string()),
-                s.behind_text(),
-                s.parked.to_string(),
-                s.holder
+                behind_text(s),
+                s.dead_letters.to_string(),
+                s.lease_holder
                     .as_ref()
                     .map_or_else(|| "-".to_owned(), |h| h.holder.clone()),
             ]
@@ -222,7 +122,7 @@ pub async fn list(store: &PgStore, report: &HealthReport) -> Result<Output, CliE
         .collect();
     Ok(Output {
         json: json!({
-            "subscriptions": statuses.iter().map(Status::json).collect::<Vec<_>>(),
+            "subscriptions": subs.iter().map(overview_json).collect::<Vec<_>>(),
             "horizon_lag": report.horizon_lag,
         }),
         headers: vec![
@@ -234,7 +134,7 @@ pub async fn list(store: &PgStore, report: &HealthReport) -> Result<Output, CliE
             "LEASE",
         ],
         rows,
-        footer: statuses
+        footer: subs
             .is_empty()
             .then(|| "no subscription has run against this store".to_owned()),
     })
@@ -249,25 +149,28 @@ pub async fn show(store: &PgStore, given: &str, report: &HealthReport) -> Result
             target.name, target.name
         )));
     };
-    let saved = store.checkpoints().await?;
-    let records = store.records().await?;
-    let status = status(store, key, &saved, &records, report).await?;
-    let mut json = status.json();
+    let sub = overview(store, COUNT_LIMIT)
+        .await?
+        .into_iter()
+        .find(|s| &s.checkpoint == key)
+        .ok_or_else(|| {
+            CliError::NotFound(format!("{key} is gone: see `cqrs subscriptions list`"))
+        })?;
+    let mut json = overview_json(&sub);
     json["horizon_lag"] = json!(report.horizon_lag);
     let or_dash = |value: Option<String>| value.unwrap_or_else(|| "-".to_owned());
     let mut rows = vec![
         vec!["checkpoint".to_owned(), key.to_string()],
-        vec!["state".to_owned(), status.state()],
+        vec!["state".to_owned(), sub.state().as_str().to_owned()],
         vec![
             "position".to_owned(),
             or_dash(
-                status
-                    .saved
+                sub.saved
                     .as_ref()
                     .map(|c| format!("{} (saved {})", c.position, c.saved_at.to_rfc3339())),
             ),
         ],
-        vec!["events behind".to_owned(), status.behind_text()],
+        vec!["events behind".to_owned(), behind_text(&sub)],
         vec![
             "horizon lag".to_owned(),
             or_dash(
@@ -278,15 +181,18 @@ pub async fn show(store: &PgStore, given: &str, report: &HealthReport) -> Result
         ],
         vec![
             "lease".to_owned(),
-            or_dash(status.holder.as_ref().map(|h| match h.since {
+            or_dash(sub.lease_holder.as_ref().map(|h| match h.since {
                 Some(since) => format!("{} since {}", h.holder, since.to_rfc3339()),
                 None => h.holder.clone(),
             })),
         ],
-        vec!["dead letters".to_owned(), status.parked.to_string()],
-        vec!["pending requests".to_owned(), status.pending.to_string()],
+        vec!["dead letters".to_owned(), sub.dead_letters.to_string()],
+        vec![
+            "pending requests".to_owned(),
+            sub.pending_requests.to_string(),
+        ],
     ];
-    if let Some(record) = &status.record {
+    if let Some(record) = &sub.record {
         let filter = |names: &[String]| {
             if names.is_empty() {
                 "all".to_owned()

@@ -162,6 +162,29 @@ impl SubscriptionName {
         Self::new(format!("{self}@v{version}"))
     }
 
+    /// The name and version of a checkpoint key made by [`versioned`](Self::versioned):
+    /// `orders@v2` is (`orders`, `Some(2)`). A name without a version (a relay's
+    /// checkpoint, a subscription's own name) is itself, with `None`.
+    ///
+    /// ```
+    /// use cqrs_core::SubscriptionName;
+    /// let key = SubscriptionName::new("orders")?.versioned(2)?;
+    /// let (name, version) = key.unversioned();
+    /// assert_eq!((name.as_str(), version), ("orders", Some(2)));
+    /// assert_eq!(name.unversioned(), (name.clone(), None));
+    /// # Ok::<(), cqrs_core::ident::IdentifierError>(())
+    /// ```
+    pub fn unversioned(&self) -> (Self, Option<u32>) {
+        let split = self.0.rsplit_once("@v").and_then(|(name, version)| {
+            let version = version.parse().ok()?;
+            Some((Self::new(name).ok()?, version))
+        });
+        match split {
+            Some((name, version)) => (name, Some(version)),
+            None => (self.clone(), None),
+        }
+    }
+
     /// The name as text.
     pub fn as_str(&self) -> &str {
         &self.0

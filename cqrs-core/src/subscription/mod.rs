@@ -53,6 +53,7 @@ mod error;
 mod feed;
 mod handle;
 mod identity;
+mod overview;
 mod process;
 mod runner;
 mod status;
@@ -65,6 +66,7 @@ pub use error::SubscriptionError;
 pub use feed::{decode, AsProcessManager, AsProjection, Feed, Kind, Project, React};
 pub use handle::SubscriptionHandle;
 pub use identity::Identity;
+pub use overview::{overview, Behind, OverviewState, SubscriptionOverview};
 pub use process::ProcessManager;
 pub use status::{SubscriptionState, SubscriptionStatus};
 

@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use super::subscription::{add, assert_exactly_once, fill, quick, View, WAIT};
 use super::{named, unique_name, unique_stream, Store};
-use crate::subscription::{FailurePolicy, Project, Subscription, SubscriptionHandle};
+use crate::subscription::{
+    overview, FailurePolicy, OverviewState, Project, Subscription, SubscriptionHandle,
+};
 use crate::{EventFilter, Position, RecordedState, SubscriptionRecord, SubscriptionRequest};
 
 /// Waits until `check` holds (a runner applies requests between batches, on its own
@@ -274,6 +276,17 @@ pub async fn a_subscription_is_reset_or_rebuilt_on_request<S: Store>(store: S) {
             .into_iter()
             .find(|r| r.checkpoint == named("view@v1"))
     };
+    let seen = |store: S| async move {
+        let all = overview(&store, 1_000).await.expect("overview");
+        all.into_iter()
+            .find(|o| o.checkpoint == named("view@v1"))
+            .expect("listed")
+    };
+    let live = seen(store.clone()).await;
+    assert_eq!(live.state(), OverviewState::CaughtUp, "{live:?}");
+    assert!(live.lease_holder.is_some());
+    assert_eq!((live.name.as_str(), live.version), ("view", Some(1)));
+    assert!(live.behind.filtered && live.behind.events == 0);
     let recorded = record(store.clone()).await.expect("recorded");
     assert_eq!(recorded.state, RecordedState::Running);
     let expected_filter = EventFilter::all()
@@ -288,6 +301,13 @@ pub async fn a_subscription_is_reset_or_rebuilt_on_request<S: Store>(store: S) {
     );
 
     let skipped = fill(&store, 10).await;
+    eventually("the lease is released", || async {
+        seen(store.clone()).await.lease_holder.is_none()
+    })
+    .await;
+    let stopped = seen(store.clone()).await;
+    assert_eq!(stopped.state(), OverviewState::Stopped);
+    assert_eq!(stopped.behind.events, 10, "counted with its filter");
     let head = skipped.last().map(|e| e.position).expect("events");
     let name = named("view");
     store
