@@ -6,8 +6,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use super::StoreError;
-use super::{LeaseHolder, PendingRequest, SubscriptionRecord, SubscriptionRequest};
+use super::{LeaseHolder, PendingRequest, StoreError, SubscriptionRecord, SubscriptionRequest};
 use crate::{Position, StoredEvent, SubscriptionName};
 
 /// Keeps what a subscription needs to survive restarts and to run once across processes:

@@ -34,7 +34,13 @@
 //!   ([`StoreError::Corrupt`](crate::StoreError::Corrupt) with the event);
 //! - **no silent death**: if the runner's task ends any other way (a panic outside the
 //!   handlers, or cancelled), the status says `Failed` with the reason at once, and
-//!   [`SubscriptionHandle::caught_up`] returns that instead of waiting.
+//!   [`SubscriptionHandle::caught_up`] returns that instead of waiting;
+//! - **seen and steered from outside**: the active runner records its filter and how its
+//!   run stands ([`CheckpointStore::record`](crate::CheckpointStore::record)), and
+//!   applies operators' stored requests between two batches (retry a dead letter, move
+//!   the checkpoint, rebuild: [`SubscriptionRequest`](crate::SubscriptionRequest)), so
+//!   that another process (the `cqrs` command line) can see it with [`overview`] and
+//!   change it without racing its deliveries.
 //!
 //! ```
 //! # use cqrs_core::{Projection, EventStore, CheckpointStore};
