@@ -22,8 +22,14 @@ use crate::error::CliError;
 use crate::output::Output;
 use crate::subscriptions::{find_letter, target, Target};
 
-/// How often the command looks whether its request was applied, or how far a rebuild got.
+/// How often the command looks whether its request was applied.
 const POLL: Duration = Duration::from_millis(200);
+
+/// How often `rebuild --watch` looks how far the replay got.
+const REPLAY_POLL: Duration = Duration::from_secs(1);
+
+/// Counting what a replay still has to go stops here.
+const BEHIND_LIMIT: u64 = 1_000_000;
 
 /// What became of a stored request.
 enum Asked {
@@ -45,7 +51,9 @@ async fn ask(
         // Only the subscription runner serves requests: a bus consumer parks into the same
         // dead letters, but it takes none, and a request would wait for ever.
         return Err(CliError::NotFound(format!(
-            "{name} has dead letters but no subscription of that name runs against this store              (a bus consumer parked them, and bus consumers take no requests): see them with              `cqrs dead-letters list {name}`, and discard them once handled"
+            "{name} has dead letters but no subscription of that name runs against this store \
+             (a bus consumer parked them, and bus consumers take no requests): see them with \
+             `cqrs dead-letters list {name}`, and discard them once handled"
         )));
     }
     let running = store.lease_holder(name).await?;
@@ -141,6 +149,11 @@ pub async fn rebuild(
 
 /// Follows a replay until no event that the subscription reads is after its checkpoint:
 /// a bar with rate and ETA on a terminal's stderr, nothing anywhere else.
+///
+/// The whole replay is counted once; then, every [`REPLAY_POLL`], what is still behind is
+/// counted up to [`BEHIND_LIMIT`] only, so that watching a long rebuild does not make the
+/// database count the log again and again (the bar stands still until the replay is
+/// within that many events of the end).
 async fn replay(store: &PgStore, target: &Target) -> Result<(), CliError> {
     let Some(key) = &target.checkpoint else {
         return Ok(());
@@ -150,16 +163,20 @@ async fn replay(store: &PgStore, target: &Target) -> Result<(), CliError> {
         .into_iter()
         .find(|r| &r.checkpoint == key)
         .map_or_else(EventFilter::all, |r| r.filter);
-    let total = store
-        .count_after(Position::START, &filter, u64::MAX)
-        .await?;
     let bar = if std::io::stderr().is_terminal() {
+        let total = store
+            .count_after(Position::START, &filter, u64::MAX)
+            .await?;
         let bar = ProgressBar::new(total);
+        // A constant template: it parses, or the default bar does.
         let style = ProgressStyle::with_template(
             "{msg} [{bar:40}] {pos}/{len} events, {per_sec}, ETA {eta}",
         )
-        .map_err(|e| CliError::Input(format!("progress bar: {e}")))?;
-        bar.set_style(style.progress_chars("=> "));
+        .map_or_else(
+            |_| ProgressStyle::default_bar(),
+            |s| s.progress_chars("=> "),
+        );
+        bar.set_style(style);
         bar.set_message(key.to_string());
         bar
     } else {
@@ -167,13 +184,15 @@ async fn replay(store: &PgStore, target: &Target) -> Result<(), CliError> {
     };
     loop {
         let position = store.load_checkpoint(key).await?.unwrap_or(Position::START);
-        let behind = store.count_after(position, &filter, u64::MAX).await?;
-        bar.set_position(total.saturating_sub(behind));
+        let behind = store.count_after(position, &filter, BEHIND_LIMIT).await?;
+        if let Some(total) = bar.length() {
+            bar.set_position(total.saturating_sub(behind));
+        }
         if behind == 0 {
             bar.finish_and_clear();
             return Ok(());
         }
-        tokio::time::sleep(POLL).await;
+        tokio::time::sleep(REPLAY_POLL).await;
     }
 }
 
