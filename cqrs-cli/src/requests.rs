@@ -94,12 +94,20 @@ pub async fn reset(
     wait: Duration,
 ) -> Result<Output, CliError> {
     let target = target(store, given).await?;
+    let head = store.read_horizon().await?;
     let position = match to {
-        "now" => store.read_horizon().await?,
+        "now" => head,
         text => text
             .parse::<Position>()
             .map_err(|e| CliError::Input(format!("--to {e}, or `now`")))?,
     };
+    // Past the head, the subscription would skip events not yet written, unseen.
+    if position > head {
+        return Err(CliError::Input(format!(
+            "--to {position} is after the head of the log ({head}): give a position from a \
+             listing, or `now`"
+        )));
+    }
     let asked = ask(store, &target, SubscriptionRequest::ResetTo(position), wait).await?;
     let name = &target.name;
     let (applied, line) = match asked {

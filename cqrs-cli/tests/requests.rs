@@ -371,6 +371,20 @@ fn unknown_subscriptions_and_letters_are_refused_and_change_nothing() {
         1,
     );
     assert!(said.contains("not a position"), "{said}");
+    let said = fails(
+        &url,
+        &[
+            "--schema",
+            "shop",
+            "subscription",
+            "reset",
+            "mailer",
+            "--to",
+            "999999999.0",
+        ],
+        1,
+    );
+    assert!(said.contains("after the head of the log"), "{said}");
     // Dead letters a bus consumer parked (no checkpoint here): no runner would take a
     // request, so none is stored.
     let parked = rt.block_on(async {

@@ -24,7 +24,8 @@ pub enum SubscriptionRequest {
     RetryDeadLetters,
     /// Move the checkpoint to this position without touching the read model: forward
     /// skips the events in between, backward delivers them again (the read model must
-    /// then be idempotent).
+    /// then be idempotent). A position past the head of the log skips events not yet
+    /// written: take it from a listing, or from [`read_horizon`](crate::EventLog::read_horizon).
     ResetTo(Position),
     /// Empty the read model and replay the log (from where the subscription's
     /// [`StartFrom`](crate::StartFrom) says).
