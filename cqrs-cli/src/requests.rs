@@ -6,13 +6,15 @@
 //! empty it), and only the lease holder may move the checkpoint without racing its own
 //! deliveries. So a request is stored, the lease holder applies it between two batches,
 //! and the command waits for that; a subscription that is not running applies it when it
-//! next starts.
+//! next starts. Dead letters that a bus consumer parked (no subscription of that name
+//! here) are retried the same way: the bus consumers of the name claim the request.
 
 use std::io::IsTerminal;
 use std::time::Duration;
 
 use cqrs_core::{
-    CheckpointStore, EventFilter, EventLog, PendingRequest, Position, SubscriptionRequest,
+    CheckpointStore, DeadLetter, EventFilter, EventLog, PendingRequest, Position,
+    SubscriptionRequest,
 };
 use cqrs_postgres::PgStore;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -33,13 +35,16 @@ const BEHIND_LIMIT: u64 = 1_000_000;
 
 /// What became of a stored request.
 enum Asked {
-    /// The running subscription applied it.
-    Applied,
+    /// The running subscription (or a bus consumer) took it; the command waits for its
+    /// effect up to the same deadline.
+    Taken(PendingRequest, tokio::time::Instant),
     /// No process holds the subscription's lease: it is applied when one starts.
     Queued,
 }
 
-/// Stores `request` for `target` and waits up to `wait` for its runner to apply it.
+/// Stores `request` for `target` and waits up to `wait` for the process that serves it
+/// to take it: the subscription's lease holder, or, for a name with dead letters but no
+/// subscription here, a bus consumer (which claims retries; it takes nothing else).
 async fn ask(
     store: &PgStore,
     target: &Target,
@@ -47,34 +52,47 @@ async fn ask(
     wait: Duration,
 ) -> Result<Asked, CliError> {
     let name = &target.name;
-    if target.checkpoint.is_none() {
-        // Only the subscription runner serves requests: a bus consumer parks into the same
-        // dead letters, but it takes none, and a request would wait for ever.
+    let bus = target.checkpoint.is_none();
+    let retry = matches!(
+        request,
+        SubscriptionRequest::RetryDeadLetter(_) | SubscriptionRequest::RetryDeadLetters
+    );
+    if bus && !retry {
         return Err(CliError::NotFound(format!(
             "{name} has dead letters but no subscription of that name runs against this store \
-             (a bus consumer parked them, and bus consumers take no requests): see them with \
-             `cqrs dead-letters list {name}`, and discard them once handled"
+             (a bus consumer parked them, and its position is the broker's): only its dead \
+             letters can be retried"
         )));
     }
-    let running = store.lease_holder(name).await?;
+    // A bus consumer holds no lease: whether one runs shows only by its taking the request.
+    let running = bus || store.lease_holder(name).await?.is_some();
     let pending = store.request(name, request).await?;
-    if running.is_none() {
+    if !running {
         return Ok(Asked::Queued);
     }
     let deadline = tokio::time::Instant::now() + wait;
     while is_pending(store, target, &pending).await? {
         if tokio::time::Instant::now() >= deadline {
+            let who = if bus {
+                format!(
+                    "no bus consumer of {name} took the {} request",
+                    request.kind()
+                )
+            } else {
+                format!(
+                    "{name} runs but did not apply the {} request (it applies requests between \
+                     batches; a long batch or a stuck handler delays it)",
+                    request.kind()
+                )
+            };
             return Err(CliError::Timeout(format!(
-                "{name} runs but did not apply the {} request within {} s (it applies requests \
-                 between batches; a long batch or a stuck handler delays it); the request stays \
-                 queued: see `cqrs subscription show {name}`",
-                request.kind(),
+                "{who} within {} s; the request stays queued: see `cqrs subscription show {name}`",
                 wait.as_secs()
             )));
         }
         tokio::time::sleep(POLL).await;
     }
-    Ok(Asked::Applied)
+    Ok(Asked::Taken(pending, deadline))
 }
 
 async fn is_pending(
@@ -84,6 +102,32 @@ async fn is_pending(
 ) -> Result<bool, CliError> {
     let left = store.requests(&target.name).await?;
     Ok(left.iter().any(|p| p.id == pending.id))
+}
+
+/// The letters among `events` still parked once each was retried for `pending`: gone,
+/// or parked again after it was asked for. A subscription completes a request after
+/// retrying; a bus consumer claims it first, so its retry may still be under way.
+async fn settled(
+    store: &PgStore,
+    target: &Target,
+    pending: &PendingRequest,
+    events: &[uuid::Uuid],
+    deadline: tokio::time::Instant,
+) -> Result<Vec<DeadLetter>, CliError> {
+    loop {
+        let still: Vec<_> = store
+            .parked(&target.name)
+            .await?
+            .into_iter()
+            .filter(|l| events.contains(&l.event.event_id))
+            .collect();
+        if still.iter().all(|l| l.parked_at >= pending.requested_at)
+            || tokio::time::Instant::now() >= deadline
+        {
+            return Ok(still);
+        }
+        tokio::time::sleep(POLL).await;
+    }
 }
 
 /// `cqrs subscription reset SUBSCRIPTION --to POSITION|now`.
@@ -111,7 +155,7 @@ pub async fn reset(
     let asked = ask(store, &target, SubscriptionRequest::ResetTo(position), wait).await?;
     let name = &target.name;
     let (applied, line) = match asked {
-        Asked::Applied => (true, format!("{name} moved its checkpoint to {position}")),
+        Asked::Taken(..) => (true, format!("{name} moved its checkpoint to {position}")),
         Asked::Queued => (
             false,
             format!(
@@ -222,7 +266,7 @@ pub async fn retry(
         wait,
     )
     .await?;
-    if let Asked::Queued = asked {
+    let Asked::Taken(pending, deadline) = asked else {
         return Ok((
             Output::message(
                 json!({ "subscription": name.as_str(), "event_id": event_id, "applied": false, "handled": null }),
@@ -230,12 +274,10 @@ pub async fn retry(
             ),
             true,
         ));
-    }
-    let still = store
-        .parked(name)
+    };
+    let still = settled(store, &target, &pending, &[event_id], deadline)
         .await?
-        .into_iter()
-        .find(|l| l.event.event_id == event_id);
+        .pop();
     let handled = still.is_none();
     let json = json!({
         "subscription": name.as_str(), "event_id": event_id, "applied": true,
@@ -275,7 +317,7 @@ pub async fn retry_all(
         ));
     }
     let asked = ask(store, &target, SubscriptionRequest::RetryDeadLetters, wait).await?;
-    if let Asked::Queued = asked {
+    let Asked::Taken(pending, deadline) = asked else {
         return Ok((
             Output::message(
                 json!({ "subscription": name.as_str(), "applied": false, "handled": null, "failed": null }),
@@ -283,13 +325,8 @@ pub async fn retry_all(
             ),
             true,
         ));
-    }
-    let failed: Vec<_> = store
-        .parked(name)
-        .await?
-        .into_iter()
-        .filter(|l| before.contains(&l.event.event_id))
-        .collect();
+    };
+    let failed = settled(store, &target, &pending, &before, deadline).await?;
     let handled = before.len() - failed.len();
     let json = json!({
         "subscription": name.as_str(), "applied": true, "handled": handled,

@@ -210,7 +210,7 @@ impl<S: CheckpointStore + ?Sized> CheckpointStore for Arc<S> {
         &self,
         name: &SubscriptionName,
         id: uuid::Uuid,
-    ) -> Result<(), StoreError> {
+    ) -> Result<bool, StoreError> {
         (**self).complete_request(name, id).await
     }
 

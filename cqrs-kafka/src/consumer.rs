@@ -3,7 +3,9 @@
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use cqrs_core::bus::{HeaderNames, Receive, ReceivePolicy, ReceiveStatus, Received};
+use cqrs_core::bus::{
+    serve_requests, HeaderNames, Receive, ReceivePolicy, ReceiveStatus, Received,
+};
 use cqrs_core::RetryPolicy;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
@@ -17,6 +19,9 @@ use crate::{ConsumerError, EventTopic};
 /// How long a request of the consumer's own (offsets, watermarks, a seek) may take.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// How often a consumer looks for operators' requests to retry its dead letters.
+const REQUEST_INTERVAL: Duration = Duration::from_secs(1);
+
 /// Feeds a listener from an [`EventTopic`] as a member of a Kafka consumer group: the
 /// bus side of the same [`Project`](cqrs_core::subscription::Project) or
 /// [`React`](cqrs_core::subscription::React) that a subscription would run, on a host
@@ -28,6 +33,8 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// in order ([`Receive::receive`]: decode, handle, retry in place, park what still fails
 /// or is not an event), then its offset is committed. A failure of the consumer's own
 /// store commits nothing and seeks back to the message, which comes again after a pause.
+/// Its dead letters are handed to the listener again when an operator asks (`cqrs
+/// dead-letters retry`; see [`serve_requests`](cqrs_core::bus::serve_requests)).
 ///
 /// **Order.** A stream's events are in one partition (the key is the stream), and a
 /// partition is handled by one member at a time, message after message. When the group
@@ -127,9 +134,15 @@ impl KafkaConsumer {
             }
             .run(stopped),
         );
+        let requests = tokio::spawn(serve_requests(
+            Arc::clone(&self.receiver),
+            REQUEST_INTERVAL,
+            stop.subscribe(),
+        ));
         Ok(KafkaConsumerHandle {
             stop,
             task,
+            requests,
             consumer,
             topic: self.topic,
             status,
@@ -170,6 +183,8 @@ async fn committed(
 pub struct KafkaConsumerHandle {
     stop: watch::Sender<bool>,
     task: JoinHandle<()>,
+    /// Serves operators' requests to retry dead letters.
+    requests: JoinHandle<()>,
     consumer: Arc<StreamConsumer>,
     topic: EventTopic,
     status: Arc<Mutex<ReceiveStatus>>,
@@ -223,6 +238,9 @@ impl KafkaConsumerHandle {
     pub async fn shutdown(self) -> Result<(), ConsumerError> {
         let _ = self.stop.send(true);
         self.task
+            .await
+            .map_err(|e| ConsumerError::Task(e.to_string()))?;
+        self.requests
             .await
             .map_err(|e| ConsumerError::Task(e.to_string()))?;
         let consumer = Arc::clone(&self.consumer);

@@ -137,7 +137,8 @@ fn the_relay_reports_a_long_outage_and_keeps_its_checkpoint() {
 }
 
 #[test]
-fn a_poison_event_and_foreign_messages_are_parked_and_the_rest_flows() {
+fn a_poison_event_and_foreign_messages_are_parked_the_rest_flows_and_a_retry_applies_the_fixed_one_once(
+) {
     runtime().block_on(async {
         let broker = KafkaBroker::start().await.expect("broker");
         let store = MemoryStore::new();
@@ -176,6 +177,13 @@ fn a_poison_event_and_foreign_messages_are_parked_and_the_rest_flows() {
         let mut rest = ids.clone();
         rest.remove(12);
         view.assert_exactly_once(&rest);
+        retried_after_the_fix(&dead, &view, ids[12]).await;
+        let foreign = dead.parked(&view_name()).await.expect("parked");
+        assert_eq!(
+            foreign.len(),
+            1,
+            "the foreign message failed again: {foreign:?}"
+        );
         relay.shutdown().await.expect("relay");
         consuming.shutdown().await.expect("consumer");
     });

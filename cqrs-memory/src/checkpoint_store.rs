@@ -196,11 +196,18 @@ impl CheckpointStore for MemoryStore {
             .unwrap_or_default())
     }
 
-    async fn complete_request(&self, name: &SubscriptionName, id: Uuid) -> Result<(), StoreError> {
-        if let Some(pending) = lock(&self.inner.subscriptions.requests).get_mut(name) {
-            pending.retain(|p| p.id != id);
-        }
-        Ok(())
+    async fn complete_request(
+        &self,
+        name: &SubscriptionName,
+        id: Uuid,
+    ) -> Result<bool, StoreError> {
+        let mut requests = lock(&self.inner.subscriptions.requests);
+        let Some(pending) = requests.get_mut(name) else {
+            return Ok(false);
+        };
+        let before = pending.len();
+        pending.retain(|p| p.id != id);
+        Ok(pending.len() < before)
     }
 
     async fn record(&self, record: &SubscriptionRecord) -> Result<(), StoreError> {

@@ -7,7 +7,9 @@ use async_nats::jetstream::consumer::pull::Config as PullConfig;
 use async_nats::jetstream::consumer::{AckPolicy, DeliverPolicy, PullConsumer};
 use async_nats::jetstream::context::Context;
 use async_nats::jetstream::AckKind;
-use cqrs_core::bus::{HeaderNames, Receive, ReceivePolicy, ReceiveStatus, Received};
+use cqrs_core::bus::{
+    serve_requests, HeaderNames, Receive, ReceivePolicy, ReceiveStatus, Received,
+};
 use cqrs_core::RetryPolicy;
 use futures::StreamExt;
 use tokio::sync::watch;
@@ -15,6 +17,9 @@ use tokio::task::JoinSet;
 
 use crate::stream::token;
 use crate::{ConsumerError, EventStream};
+
+/// How often a consumer looks for operators' requests to retry its dead letters.
+const REQUEST_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Feeds a listener from an [`EventStream`]: the bus side of the same
 /// [`Project`](cqrs_core::subscription::Project) or
@@ -26,7 +31,9 @@ use crate::{ConsumerError, EventStream};
 /// A task per partition fetches a batch, hands each message to the listener in order
 /// ([`Receive::receive`]: decode, handle, retry in place, park what still fails or is not
 /// an event), and acknowledges the batch (its last message, with JetStream's "ack all"
-/// policy) once every message of it took effect or was parked. A process that dies
+/// policy) once every message of it took effect or was parked. Its dead letters are
+/// handed to the listener again when an operator asks (`cqrs dead-letters retry`; see
+/// [`serve_requests`](cqrs_core::bus::serve_requests)). A process that dies
 /// mid-batch leaves the whole batch unacknowledged, and JetStream delivers it again (to
 /// this process when it restarts, or to another, after the ack wait): at least once, so
 /// a listener sees again what it handled before the crash (a transactional projection
@@ -173,6 +180,11 @@ impl JetStreamConsumer {
         let (stop, stopped) = watch::channel(false);
         let counts = Arc::new(Mutex::new(ReceiveStatus::default()));
         let mut tasks = JoinSet::new();
+        tasks.spawn(serve_requests(
+            Arc::clone(&self.receiver),
+            REQUEST_INTERVAL,
+            stopped.clone(),
+        ));
         for consumer in &consumers {
             tasks.spawn(
                 Partition {

@@ -191,7 +191,8 @@ fn the_relay_waits_out_a_broker_outage_and_loses_nothing() {
 }
 
 #[test]
-fn a_poison_event_is_parked_after_its_attempts_and_the_rest_flows() {
+fn a_poison_event_is_parked_after_its_attempts_the_rest_flows_and_a_retry_after_the_fix_applies_it_once(
+) {
     runtime().block_on(async {
         let server = NatsServer::start().await.expect("nats-server");
         let js = jetstream(&server.url()).await;
@@ -219,6 +220,7 @@ fn a_poison_event_is_parked_after_its_attempts_and_the_rest_flows() {
         rest.remove(12);
         view.assert_exactly_once(&rest);
         assert_eq!(consuming.status().parked, 1);
+        retried_after_the_fix(&dead, &view, ids[12]).await;
         relay.shutdown().await.expect("relay");
         consuming.shutdown().await.expect("consumer");
     });

@@ -191,12 +191,15 @@ impl CheckpointStore for PgStore {
             .collect()
     }
 
-    async fn complete_request(&self, name: &SubscriptionName, id: Uuid) -> Result<(), StoreError> {
+    async fn complete_request(
+        &self,
+        name: &SubscriptionName,
+        id: Uuid,
+    ) -> Result<bool, StoreError> {
         let query = sqlx::query(&self.sql.complete_request)
             .bind(name.as_str())
             .bind(id);
-        self.run(query).await?;
-        Ok(())
+        Ok(self.run(query).await? > 0)
     }
 
     async fn record(&self, record: &SubscriptionRecord) -> Result<(), StoreError> {

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use cqrs_core::bus::{receive_with, Receive, ReceivePolicy, Received, Settled};
 use cqrs_core::subscription::{Consumer, DeliveryError, Identity};
-use cqrs_core::{StoreError, StoredEvent};
+use cqrs_core::{CheckpointStore, StoreError, StoredEvent};
 
 use crate::error::map_sqlx;
 use crate::projection::{PgProjection, Transactional};
@@ -51,6 +51,20 @@ impl<P: PgProjection> Receive for Transactional<P> {
             .execute(&mut *tx)
             .await
             .map_err(map_sqlx)?;
+        tx.commit().await.map_err(map_sqlx)?;
+        Ok(())
+    }
+
+    fn dead_letters(&self) -> &dyn CheckpointStore {
+        self.store()
+    }
+
+    /// In a transaction of its own, without the `bus_applied` check: the stream's later
+    /// versions were applied after it was parked, so the check would take it for
+    /// applied; its record is left as it is (never lowered).
+    async fn redeliver(&self, event: &Arc<StoredEvent>) -> Result<(), DeliveryError> {
+        let tx = self.store().begin().await?;
+        let tx = self.apply(tx, event).await?;
         tx.commit().await.map_err(map_sqlx)?;
         Ok(())
     }

@@ -4,7 +4,7 @@
 
 mod common;
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -30,6 +30,9 @@ struct Deposits {
     /// Events handled so far; the handler stalls for ever once it reaches `stall_at`.
     handled: Arc<AtomicUsize>,
     stall_at: usize,
+    /// Events of this amount fail until `cured`.
+    poison: Option<u64>,
+    cured: Arc<AtomicBool>,
 }
 
 impl Deposits {
@@ -42,6 +45,9 @@ impl Deposits {
             std::future::pending::<()>().await;
         }
         let Bank::Deposited { amount } = event.data;
+        if self.poison == Some(amount) && !self.cured.load(Ordering::SeqCst) {
+            return Err(sqlx::Error::Protocol(format!("amount {amount} is poison")));
+        }
         sqlx::query(&format!(
             "INSERT INTO {}.deposits (event_id, account, amount) VALUES ($1, $2, $3)",
             self.schema
@@ -138,11 +144,16 @@ fn a_transactional_projection_fed_from_a_bus_applies_each_event_once() {
             schema: view.schema().to_string(),
             handled: Arc::new(AtomicUsize::new(0)),
             stall_at: 15,
+            poison: None,
+            cured: Arc::default(),
         };
-        let (url, first_store, first_view) = (server.url(), view.clone(), stalled.clone());
+        // A process of its own: its own pool and connections, which die with it.
+        let (url, schema, first_view) = (server.url(), view.schema().to_string(), stalled.clone());
         std::thread::spawn(move || {
             let first = runtime();
             first.block_on(async {
+                let first_store =
+                    PgStore::with_pool_and_schema(common::pool().await, &schema).expect("schema");
                 let js = jetstream(&url).await;
                 let _running = consumer(js, &first_store, first_view.clone())
                     .start()
@@ -164,6 +175,8 @@ fn a_transactional_projection_fed_from_a_bus_applies_each_event_once() {
             schema: view.schema().to_string(),
             handled: Arc::new(AtomicUsize::new(0)),
             stall_at: usize::MAX,
+            poison: None,
+            cured: Arc::default(),
         };
         let running = consumer(js.clone(), &view, healthy.clone())
             .start()
@@ -195,6 +208,78 @@ fn a_transactional_projection_fed_from_a_bus_applies_each_event_once() {
         assert_eq!(parked.len(), 1);
         assert_eq!(parked[0].event.event_type, "foreign");
         assert_eq!(parked[0].event.data["body"], "not an event");
+        running.shutdown().await.expect("shutdown");
+        relay.shutdown().await.expect("relay");
+    });
+}
+
+/// A parked event retried at an operator's request after its fix takes effect once, in
+/// the read model's transaction, although later versions of its stream were applied
+/// after it was parked (the bus's per-stream check would take it for applied).
+#[test]
+fn a_parked_event_retried_after_its_fix_is_applied_once() {
+    runtime().block_on(async {
+        let server = NatsServer::start().await.expect("nats-server");
+        let js = jetstream(&server.url()).await;
+        let events = fresh_pg_store().await;
+        let stream = StreamId::new("account", "a-1").expect("valid");
+        let batch = (1..=5)
+            .map(|amount| codec::encode(&Bank::Deposited { amount }, Metadata::default()))
+            .collect::<Result<Vec<_>, _>>()
+            .expect("encode");
+        let stored = events
+            .append(&stream, ExpectedVersion::NoStream, batch)
+            .await
+            .expect("append");
+        let publisher =
+            JetStreamPublisher::new(js.clone(), EventStream::new("BANK", "bank").expect("valid"));
+        let relay = Subscription::new(
+            events.clone(),
+            Relay::new("bank_outbox", publisher, events.clone()).expect("valid"),
+        )
+        .start();
+        relay.caught_up(WAIT).await.expect("relay caught up");
+
+        let view = read_model().await;
+        let deposits = Deposits {
+            schema: view.schema().to_string(),
+            handled: Arc::new(AtomicUsize::new(0)),
+            stall_at: usize::MAX,
+            poison: Some(3),
+            cured: Arc::default(),
+        };
+        let running = consumer(js.clone(), &view, deposits.clone())
+            .retry(cqrs_core::RetryPolicy {
+                max_attempts: 2,
+                base_delay: Duration::from_millis(1),
+            })
+            .start()
+            .await
+            .expect("start");
+        running.caught_up(WAIT).await.expect("caught up");
+        let name = SubscriptionName::new("deposits").expect("valid");
+        let parked = view.parked(&name).await.expect("parked");
+        assert_eq!(parked.len(), 1);
+        assert_eq!(parked[0].event.event_id, stored[2].event_id);
+        assert_eq!(
+            rows(&view).await,
+            (4, 4, 12),
+            "versions 4 and 5 applied after it"
+        );
+
+        deposits.cured.store(true, Ordering::SeqCst);
+        view.request(
+            &name,
+            cqrs_core::SubscriptionRequest::RetryDeadLetter(stored[2].event_id),
+        )
+        .await
+        .expect("request");
+        let deadline = tokio::time::Instant::now() + WAIT;
+        while !view.parked(&name).await.expect("parked").is_empty() {
+            assert!(tokio::time::Instant::now() < deadline, "not retried");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(rows(&view).await, (5, 5, 15), "applied once");
         running.shutdown().await.expect("shutdown");
         relay.shutdown().await.expect("relay");
     });

@@ -30,7 +30,9 @@
 mod message;
 mod receive;
 mod relay;
+mod requests;
 
 pub use message::{decode, BusMessage, ContentMode, HeaderNames};
 pub use receive::{receive_with, Receive, ReceivePolicy, ReceiveStatus, Received, Settled};
 pub use relay::{Acknowledgement, PublishError, Publisher, Relay};
+pub use requests::serve_requests;

@@ -129,6 +129,14 @@ pub trait Receive: Send + Sync + 'static {
     /// Empties the listener's read model, before the bus replays it from the start (a
     /// new consumer, a new version).
     async fn reset(&self) -> Result<(), DeliveryError>;
+
+    /// Where its dead letters are kept, and the operators' requests to retry them.
+    fn dead_letters(&self) -> &dyn CheckpointStore;
+
+    /// Hands a parked event to the listener again, once, at an operator's request (see
+    /// [`serve_requests`](super::serve_requests)): no retries in place, and no check that
+    /// it was applied before, since it was parked instead.
+    async fn redeliver(&self, event: &Arc<StoredEvent>) -> Result<(), DeliveryError>;
 }
 
 #[async_trait]
@@ -155,6 +163,14 @@ impl<L: Listener, K: Kind<L>> Receive for Feed<L, K> {
 
     async fn reset(&self) -> Result<(), DeliveryError> {
         self.reset_listener().await
+    }
+
+    fn dead_letters(&self) -> &dyn CheckpointStore {
+        crate::subscription::Consumer::checkpoints(self)
+    }
+
+    async fn redeliver(&self, event: &Arc<StoredEvent>) -> Result<(), DeliveryError> {
+        self.handle(event).await
     }
 }
 

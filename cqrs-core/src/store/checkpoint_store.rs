@@ -96,9 +96,11 @@ pub trait CheckpointStore: Send + Sync + 'static {
     /// The requests of subscription `name` not yet applied, oldest first.
     async fn requests(&self, name: &SubscriptionName) -> Result<Vec<PendingRequest>, StoreError>;
 
-    /// Removes request `id` of subscription `name`, once applied. Completing one that is
-    /// gone already changes nothing.
-    async fn complete_request(&self, name: &SubscriptionName, id: Uuid) -> Result<(), StoreError>;
+    /// Removes request `id` of subscription `name`, once applied; returns whether it was
+    /// still there (`false`: gone already, nothing changed). Several processes that may
+    /// apply the same request (bus consumers) claim it with this before applying it.
+    async fn complete_request(&self, name: &SubscriptionName, id: Uuid)
+        -> Result<bool, StoreError>;
 
     /// Keeps `record` (replacing the previous one of its checkpoint): what a
     /// subscription's runner says about itself for operators.

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -37,18 +38,20 @@ pub struct Seen {
 #[error("amount {0} is poison")]
 pub struct Poison(pub u64);
 
-/// A view of the ledger that fails for ever on its `poison` amount.
+/// A view of the ledger that fails on its `poison` amount until `cured`.
 #[derive(Clone, Default, cqrs_core::Projection)]
 #[projection(event = Ledger, error = Poison, name = "ledger_view")]
 pub struct LedgerView {
     pub seen: Arc<Mutex<Seen>>,
     pub poison: Option<u64>,
+    /// Set when the fix is deployed: the poison amount is handled from then on.
+    pub cured: Arc<AtomicBool>,
 }
 
 impl LedgerView {
     async fn handle(&self, event: &Envelope<Ledger>) -> Result<(), Poison> {
         let Ledger::Booked { amount } = event.data;
-        if self.poison == Some(amount) {
+        if self.poison == Some(amount) && !self.cured.load(Ordering::SeqCst) {
             return Err(Poison(amount));
         }
         let mut seen = self.seen.lock().expect("lock");
@@ -177,4 +180,60 @@ pub async fn consumer(
     .start()
     .await
     .expect("consumer starts")
+}
+
+/// The operator's retry of a bus consumer's dead letter `poisoned`, through the store
+/// the consumer keeps them in, as `cqrs dead-letters retry` does: while `view` still
+/// fails it stays parked with its error renewed; after the fix it takes effect once and
+/// leaves the dead letters (a retry of all of them is asked, so any other letter is
+/// tried too, and stays parked if it fails again).
+pub async fn retried_after_the_fix(dead: &MemoryStore, view: &LedgerView, poisoned: uuid::Uuid) {
+    use cqrs_core::{CheckpointStore, SubscriptionRequest};
+    let name = cqrs_core::SubscriptionName::new("ledger_view").expect("valid");
+    let before = letter_until(dead, poisoned, "parked", |l| l.is_some())
+        .await
+        .expect("parked");
+    dead.request(&name, SubscriptionRequest::RetryDeadLetter(poisoned))
+        .await
+        .expect("request");
+    let again = letter_until(dead, poisoned, "parked again", |l| {
+        l.is_some_and(|l| l.parked_at > before.parked_at)
+    })
+    .await
+    .expect("still parked");
+    assert!(again.error.contains("is poison"), "{}", again.error);
+    assert_eq!(view.seen(|s| s.applied.get(&poisoned).copied()), None);
+
+    view.cured.store(true, Ordering::SeqCst);
+    dead.request(&name, SubscriptionRequest::RetryDeadLetters)
+        .await
+        .expect("request");
+    letter_until(dead, poisoned, "handled: it left the dead letters", |l| {
+        l.is_none()
+    })
+    .await;
+    assert_eq!(view.seen(|s| s.applied.get(&poisoned).copied()), Some(1));
+    assert!(dead.requests(&name).await.expect("requests").is_empty());
+}
+
+/// The dead letter of `event` once `done` says so; panics after [`WAIT`]. A consumer
+/// claims a request, then retries: the test waits for the retry's effect.
+async fn letter_until(
+    dead: &MemoryStore,
+    event: uuid::Uuid,
+    what: &str,
+    done: impl Fn(Option<&cqrs_core::DeadLetter>) -> bool,
+) -> Option<cqrs_core::DeadLetter> {
+    use cqrs_core::CheckpointStore;
+    let name = cqrs_core::SubscriptionName::new("ledger_view").expect("valid");
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let parked = dead.parked(&name).await.expect("parked");
+        let letter = parked.iter().find(|l| l.event.event_id == event);
+        if done(letter) {
+            return letter.cloned();
+        }
+        assert!(tokio::time::Instant::now() < deadline, "timed out: {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }

@@ -302,7 +302,7 @@ impl<S: CheckpointStore> CheckpointStore for Probe<S> {
         &self,
         name: &SubscriptionName,
         id: uuid::Uuid,
-    ) -> Result<(), StoreError> {
+    ) -> Result<bool, StoreError> {
         self.inner.complete_request(name, id).await
     }
 

@@ -66,14 +66,17 @@ pub async fn operators_requests_and_runners_records_are_kept<S: Store>(store: S)
     let kept: Vec<_> = pending.iter().map(|p| (p.id, p.request)).collect();
     let expected: Vec<_> = ids.iter().copied().zip(asked).collect();
     assert_eq!(kept, expected, "in the order asked, per subscription");
-    store
+    assert!(store
         .complete_request(&name, ids[1])
         .await
-        .expect("complete");
-    store
-        .complete_request(&name, ids[1])
-        .await
-        .expect("completing twice changes nothing");
+        .expect("complete"));
+    assert!(
+        !store
+            .complete_request(&name, ids[1])
+            .await
+            .expect("complete"),
+        "completing twice changes nothing, and says so"
+    );
     let left: Vec<_> = store
         .requests(&name)
         .await
