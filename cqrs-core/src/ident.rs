@@ -43,6 +43,16 @@ pub enum IdentifierError {
         /// Byte offset of the first NUL.
         at: usize,
     },
+    /// The name starts with `$`, which the stores keep for their own events (the
+    /// tombstone of a deleted stream, [`TOMBSTONE_EVENT_TYPE`](crate::TOMBSTONE_EVENT_TYPE)):
+    /// an application's event must not pass for one.
+    #[error("{what} {value:?} starts with `$`, which is reserved for the store's own events")]
+    Reserved {
+        /// Which identifier.
+        what: &'static str,
+        /// The name given.
+        value: String,
+    },
 }
 
 /// Checks one identifier against the rules of this module.

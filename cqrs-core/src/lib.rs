@@ -56,7 +56,9 @@ pub use domain::{
     Aggregate, Command, DomainEvent, EventTypeInfo, Listener, PayloadError, Projection, Upcaster,
 };
 pub use engine::{Committed, Engine, EngineError, Loaded, RetryPolicy, SnapshotPolicy};
-pub use envelope::{Envelope, Metadata, NewEvent, Position, PositionParseError, StoredEvent};
+pub use envelope::{
+    Envelope, Metadata, NewEvent, Position, PositionParseError, StoredEvent, TOMBSTONE_EVENT_TYPE,
+};
 pub use ident::{StreamId, SubscriptionName};
 pub use store::{
     CheckpointStore, DeadLetter, Discarded, EventFilter, EventLog, EventStore, ExpectedVersion,

@@ -23,6 +23,15 @@ impl<S: StreamStore + ?Sized> StreamStore for Arc<S> {
         (**self).append(stream, expected, events).await
     }
 
+    async fn delete_stream(
+        &self,
+        stream: &StreamId,
+        expected: crate::ExpectedVersion,
+        metadata: crate::Metadata,
+    ) -> Result<Arc<StoredEvent>, StoreError> {
+        (**self).delete_stream(stream, expected, metadata).await
+    }
+
     async fn read_stream(
         &self,
         stream: &StreamId,

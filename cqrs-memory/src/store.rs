@@ -41,6 +41,8 @@ pub(crate) struct Log {
     pub(crate) streams: HashMap<StreamId, Vec<Arc<StoredEvent>>>,
     /// Stored event ids, to refuse duplicates as the database's unique index does.
     pub(crate) event_ids: HashSet<uuid::Uuid>,
+    /// Deleted streams: their last event is their tombstone.
+    pub(crate) deleted: HashSet<StreamId>,
 }
 
 impl MemoryStore {

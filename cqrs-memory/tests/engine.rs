@@ -225,6 +225,15 @@ impl StreamStore for LosesVersionTwo {
         self.0.append(stream, expected, events).await
     }
 
+    async fn delete_stream(
+        &self,
+        stream: &cqrs_core::StreamId,
+        expected: cqrs_core::ExpectedVersion,
+        metadata: cqrs_core::Metadata,
+    ) -> Result<Arc<cqrs_core::StoredEvent>, cqrs_core::StoreError> {
+        self.0.delete_stream(stream, expected, metadata).await
+    }
+
     async fn read_stream(
         &self,
         stream: &cqrs_core::StreamId,

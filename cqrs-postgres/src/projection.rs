@@ -296,6 +296,10 @@ impl<P: PgProjection> Transactional<P> {
         mut tx: Transaction<'static, Postgres>,
         stored: &Arc<StoredEvent>,
     ) -> Result<Transaction<'static, Postgres>, DeliveryError> {
+        // A stream's deletion notice is no event of the projection's type.
+        if stored.is_tombstone() {
+            return Ok(tx);
+        }
         // A panic (in an upcaster or in the handler) fails the event like an error, and
         // the transaction is rolled back explicitly as for one: the handler may have left
         // it anywhere, and the connection goes back to the pool.

@@ -1,6 +1,8 @@
 //! The statements of a store, built once per schema with the schema as a quoted
 //! identifier. Every value is a bind parameter.
 
+use cqrs_core::TOMBSTONE_EVENT_TYPE;
+
 use crate::schema::SchemaName;
 
 /// The columns every read returns, in the order `row_to_event` expects.
@@ -47,7 +49,10 @@ pub(crate) fn append_index(mode: AppendMode, single: bool) -> usize {
 pub(crate) struct Sql {
     /// Indexed by `append_index`.
     pub append: [String; 6],
+    /// The stream's version, and whether it was deleted.
     pub stream_version: String,
+    /// Closes a stream, in the transaction that wrote its tombstone.
+    pub close_stream: String,
     pub read_stream: String,
     /// Indexed by `filter_index`.
     pub read_all: [String; 4],
@@ -114,7 +119,10 @@ impl Sql {
                 next += 1;
             }
             if event_types {
-                filter.push_str(&format!(" AND event_type = ANY(${next})"));
+                // A stream's deletion notice reaches whoever reads its stream type.
+                filter.push_str(&format!(
+                    " AND (event_type = ANY(${next}) OR event_type = '{TOMBSTONE_EVENT_TYPE}')"
+                ));
             }
             filter
         };
@@ -158,7 +166,7 @@ impl Sql {
                 AppendMode::Exact => format!(
                     "UPDATE {s}.streams SET version = version + {n}, writer = pg_current_xact_id() \
                      WHERE stream_type = $1 AND stream_id = $2 AND version = $8 \
-                     AND writer <= pg_current_xact_id() RETURNING version"
+                     AND writer <= pg_current_xact_id() AND deleted_at IS NULL RETURNING version"
                 ),
                 AppendMode::NoStream => format!(
                     "INSERT INTO {s}.streams (stream_type, stream_id, version, writer) \
@@ -170,7 +178,8 @@ impl Sql {
                      VALUES ($1, $2, {n}, pg_current_xact_id()) \
                      ON CONFLICT (stream_type, stream_id) DO UPDATE \
                      SET version = st.version + {n}, writer = excluded.writer \
-                     WHERE st.writer <= excluded.writer RETURNING st.version"
+                     WHERE st.writer <= excluded.writer AND st.deleted_at IS NULL \
+                     RETURNING st.version"
                 ),
             };
             let rows = if single {
@@ -214,7 +223,12 @@ impl Sql {
                 append(AppendMode::Any, true),
             ],
             stream_version: format!(
-                "SELECT version FROM {s}.streams WHERE stream_type = $1 AND stream_id = $2"
+                "SELECT version, deleted_at IS NOT NULL FROM {s}.streams \
+                 WHERE stream_type = $1 AND stream_id = $2"
+            ),
+            close_stream: format!(
+                "UPDATE {s}.streams SET deleted_at = now() \
+                 WHERE stream_type = $1 AND stream_id = $2"
             ),
             read_stream: format!(
                 "SELECT {EVENT_COLUMNS} FROM {s}.events \

@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use cqrs_core::store::check_append;
 use cqrs_core::{
-    ExpectedVersion, NewEvent, Position, StoreError, StoredEvent, StreamId, StreamStore,
+    ExpectedVersion, Metadata, NewEvent, Position, StoreError, StoredEvent, StreamId, StreamStore,
 };
 use sqlx::{Connection as _, PgConnection, Postgres, Row, Transaction};
 use uuid::Uuid;
@@ -230,7 +230,12 @@ impl PgStore {
             // stale. (Inferred, not asked: an implicit transaction has ended by the time
             // of this read, which runs in a new one.)
             return match self.current_version(&mut *conn, stream).await {
-                Ok(actual) => {
+                // A closed row does not move, whatever was expected.
+                Ok((version, true)) => Err(Failure::Store(StoreError::StreamDeleted {
+                    stream: stream.clone(),
+                    version,
+                })),
+                Ok((actual, false)) => {
                     let at_expected = match expected {
                         ExpectedVersion::Any => true,
                         // Only an existing row stops its insert.
@@ -321,7 +326,7 @@ impl PgStore {
                     Ok(mut conn) => {
                         let actual = self.current_version(&mut conn, stream).await;
                         conn.keep_after(&actual);
-                        actual.map_err(map_sqlx)
+                        actual.map(|(version, _)| version).map_err(map_sqlx)
                     }
                     Err(e) => Err(e),
                 };
@@ -343,13 +348,13 @@ impl PgStore {
         &self,
         conn: &mut PgConnection,
         stream: &StreamId,
-    ) -> Result<u64, sqlx::Error> {
-        let version: Option<i64> = sqlx::query_scalar(&self.sql.stream_version)
+    ) -> Result<(u64, bool), sqlx::Error> {
+        let row: Option<(i64, bool)> = sqlx::query_as(&self.sql.stream_version)
             .bind(stream.stream_type())
             .bind(stream.id())
             .fetch_optional(conn)
             .await?;
-        Ok(version.unwrap_or(0) as u64)
+        Ok(row.map_or((0, false), |(version, deleted)| (version as u64, deleted)))
     }
 
     /// [`StreamStore::append`] once, in a transaction of its own. The error is a
@@ -418,6 +423,42 @@ impl StreamStore for PgStore {
                     events = back;
                 }
                 result => return result.map_err(Failure::into_error),
+            }
+        }
+    }
+
+    /// The tombstone is appended with the append statement, and the row closed, in one
+    /// transaction of its own (tried again in a new one when it is refused as stale, as an
+    /// append is).
+    async fn delete_stream(
+        &self,
+        stream: &StreamId,
+        expected: ExpectedVersion,
+        metadata: Metadata,
+    ) -> Result<Arc<StoredEvent>, StoreError> {
+        let mut attempt = 1;
+        loop {
+            let mut tx = self.begin().await?;
+            let tombstone = vec![NewEvent::tombstone(metadata.clone())];
+            match self.append_on(&mut tx, stream, expected, tombstone).await {
+                Ok(mut stored) => {
+                    sqlx::query(&self.sql.close_stream)
+                        .bind(stream.stream_type())
+                        .bind(stream.id())
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(map_sqlx)?;
+                    tx.commit().await.map_err(map_sqlx)?;
+                    return stored
+                        .pop()
+                        .ok_or_else(|| backend(format!("deleting {stream} stored no tombstone")));
+                }
+                Err(Failure::Stale(..)) if attempt < STALE_ATTEMPTS => attempt += 1,
+                Err(Failure::Sql(e, ids)) => {
+                    drop(tx);
+                    return Err(self.append_error(e, stream, expected, &ids).await);
+                }
+                Err(other) => return Err(other.into_error()),
             }
         }
     }

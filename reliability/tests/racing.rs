@@ -127,6 +127,15 @@ impl<S: StreamStore> StreamStore for Counted<S> {
         appended
     }
 
+    async fn delete_stream(
+        &self,
+        stream: &StreamId,
+        expected: ExpectedVersion,
+        metadata: cqrs_core::Metadata,
+    ) -> Result<Arc<StoredEvent>, StoreError> {
+        self.inner.delete_stream(stream, expected, metadata).await
+    }
+
     async fn read_stream(
         &self,
         stream: &StreamId,

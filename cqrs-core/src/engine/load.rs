@@ -64,6 +64,13 @@ impl<A: Aggregate> Engine<A> {
                     }
                     .into());
                 }
+                if stored.is_tombstone() {
+                    return Err(StoreError::StreamDeleted {
+                        stream: stream.clone(),
+                        version: stored.stream_version,
+                    }
+                    .into());
+                }
                 let event = codec::decode_data::<A::Event>(stored)?;
                 let state = &mut loaded.state;
                 if let Err(panic) = unwind::catch_sync(|| state.apply(&event)) {

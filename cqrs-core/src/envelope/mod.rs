@@ -51,6 +51,12 @@ pub struct Envelope<D> {
 pub type StoredEvent = Envelope<serde_json::Value>;
 
 impl<D> Envelope<D> {
+    /// Whether this is the tombstone of a deleted stream ([`TOMBSTONE_EVENT_TYPE`]): its
+    /// last event, which a subscription receives as the stream's deletion notice.
+    pub fn is_tombstone(&self) -> bool {
+        self.event_type == TOMBSTONE_EVENT_TYPE
+    }
+
     /// The same envelope around other data: how a stored event becomes a typed one.
     pub fn with_data<T>(&self, data: T) -> Envelope<T> {
         Envelope {
@@ -85,6 +91,13 @@ impl<D> Envelope<D> {
     }
 }
 
+/// The event type of a tombstone: the last event of a deleted stream, written by the store
+/// ([`StreamStore::delete_stream`](crate::StreamStore::delete_stream)). Subscriptions
+/// receive it as the stream's deletion notice, whatever their event-type filter; typed
+/// listeners are not handed it (it is no event of theirs). The `$` prefix is refused for
+/// an application's event types ([`IdentifierError::Reserved`]).
+pub const TOMBSTONE_EVENT_TYPE: &str = "$deleted";
+
 /// An event about to be appended: everything but what the store assigns (stream,
 /// version, position and time).
 #[derive(Debug, Clone, PartialEq)]
@@ -116,6 +129,12 @@ impl NewEvent {
     ) -> Result<Self, IdentifierError> {
         let event_type = event_type.into();
         ident::validate("event type", &event_type)?;
+        if event_type.starts_with('$') {
+            return Err(IdentifierError::Reserved {
+                what: "event type",
+                value: event_type,
+            });
+        }
         Ok(Self {
             event_id: id::now_v7(),
             event_type,
@@ -123,6 +142,20 @@ impl NewEvent {
             data,
             metadata,
         })
+    }
+
+    /// The tombstone that closes a deleted stream
+    /// ([`StreamStore::delete_stream`](crate::StreamStore::delete_stream)): event type
+    /// [`TOMBSTONE_EVENT_TYPE`], version 1, empty data. For stores: an application
+    /// deletes a stream through its store, and cannot append this itself.
+    pub fn tombstone(metadata: Metadata) -> Self {
+        Self {
+            event_id: id::now_v7(),
+            event_type: TOMBSTONE_EVENT_TYPE.to_owned(),
+            event_version: 1,
+            data: serde_json::Value::Object(serde_json::Map::new()),
+            metadata,
+        }
     }
 
     /// Replaces the generated event id (to make an append idempotent by id, or in tests).

@@ -43,6 +43,18 @@ pub enum StoreError {
         /// The stream's current version, written by the younger transaction.
         version: u64,
     },
+    /// The stream was deleted ([`StreamStore::delete_stream`](super::StreamStore::delete_stream)):
+    /// its last event, at `version`, is its tombstone, and it takes no more events.
+    /// Nothing was written. Loading it through the engine fails the same way.
+    #[error(
+        "stream {stream} was deleted (its tombstone is version {version}): it takes no more events"
+    )]
+    StreamDeleted {
+        /// The stream.
+        stream: StreamId,
+        /// The tombstone's version.
+        version: u64,
+    },
     /// An identifier was refused before any I/O.
     #[error(transparent)]
     InvalidIdentifier(#[from] IdentifierError),

@@ -64,10 +64,15 @@ impl EventFilter {
         &self.event_types
     }
 
-    /// Whether an event of this stream type and event type passes the filter.
+    /// Whether an event of this stream type and event type passes the filter. A
+    /// tombstone ([`TOMBSTONE_EVENT_TYPE`](crate::TOMBSTONE_EVENT_TYPE)) passes whatever
+    /// the event types: a subscription to a stream type hears of its streams' deletion.
     pub fn accepts(&self, stream_type: &str, event_type: &str) -> bool {
         (self.stream_types.is_empty() || self.stream_types.iter().any(|t| t == stream_type))
-            && (self.event_types.is_empty() || self.event_types.iter().any(|t| t == event_type))
+            && (self.event_types.is_empty()
+                || self.event_types.iter().any(|t| t == event_type)
+                // A stream's deletion notice reaches whoever reads its stream type.
+                || event_type == crate::TOMBSTONE_EVENT_TYPE)
     }
 }
 

@@ -76,6 +76,24 @@ pub trait StreamStore: Send + Sync + 'static {
         events: Vec<NewEvent>,
     ) -> Result<Vec<Arc<StoredEvent>>, StoreError>;
 
+    /// Deletes `stream` if it is at `expected`: appends its tombstone (a last event of
+    /// type [`TOMBSTONE_EVENT_TYPE`](crate::TOMBSTONE_EVENT_TYPE), with `metadata`, at
+    /// the next version) and closes it, atomically. From then on an append to it is
+    /// [`StoreError::StreamDeleted`], and loading it through the engine fails the same
+    /// way; its events stay where they are (readable, in the global order), and
+    /// subscriptions receive the tombstone as the stream's deletion notice. A stream with
+    /// no events can be deleted too: its id can then never be used. Deleting it again is
+    /// [`StoreError::StreamDeleted`]; a version mismatch [`StoreError::Conflict`].
+    ///
+    /// Returns the tombstone. Inline projections are not run for it: a projection learns
+    /// of the deletion from its subscription.
+    async fn delete_stream(
+        &self,
+        stream: &StreamId,
+        expected: ExpectedVersion,
+        metadata: crate::Metadata,
+    ) -> Result<Arc<StoredEvent>, StoreError>;
+
     /// Reads up to `max_count` events of `stream` with version `>= from_version`, in
     /// version order. A stream with no events reads as empty.
     async fn read_stream(

@@ -131,6 +131,10 @@ impl<L: Listener, K: Kind<L>> Feed<L, K> {
     /// a decode failure, a handler's error and a handler's panic (caught; so is an
     /// upcaster's) are all the event's failure ([`DeliveryError::Event`]).
     pub(crate) async fn handle(&self, stored: &Arc<StoredEvent>) -> Result<(), DeliveryError> {
+        // A stream's deletion notice is no event of the listener's type.
+        if stored.is_tombstone() {
+            return Ok(());
+        }
         let handled = unwind::catch(async {
             let event = decode::<L::Event>(stored)?;
             K::handle(&self.listener, &event)

@@ -23,6 +23,7 @@ mod engine;
 mod health;
 mod ident;
 mod image;
+mod lifecycle;
 mod listener;
 mod operator;
 mod panic;
@@ -58,6 +59,10 @@ pub use health::a_store_reports_its_health;
 pub use ident::{identifiers_are_stored_faithfully, invalid_identifiers_are_refused};
 pub use image::{
     a_stale_image_is_caught_and_decided_again, caching_engines_interleaving_lose_nothing,
+};
+pub use lifecycle::{
+    a_delete_racing_appends_loses_nothing_acknowledged,
+    a_deleted_stream_takes_no_more_events_and_its_subscribers_hear_of_it,
 };
 pub use listener::listeners_read_only_the_stream_types_they_list;
 pub use operator::{
@@ -197,6 +202,8 @@ macro_rules! conformance_tests {
             events_are_found_by_command_id,
             a_stream_reads_backwards_from_its_end,
             the_log_reads_backwards_from_a_position,
+            a_deleted_stream_takes_no_more_events_and_its_subscribers_hear_of_it,
+            a_delete_racing_appends_loses_nothing_acknowledged,
             events_are_found_by_correlation_id,
             streams_are_listed_by_type_and_paged,
             counts_after_a_position_with_filter_and_limit,

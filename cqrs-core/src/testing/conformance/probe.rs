@@ -113,6 +113,15 @@ impl<S: StreamStore> StreamStore for Probe<S> {
         self.inner.append(stream, expected, events).await
     }
 
+    async fn delete_stream(
+        &self,
+        stream: &StreamId,
+        expected: crate::ExpectedVersion,
+        metadata: crate::Metadata,
+    ) -> Result<Arc<StoredEvent>, StoreError> {
+        self.inner.delete_stream(stream, expected, metadata).await
+    }
+
     async fn read_stream(
         &self,
         stream: &StreamId,

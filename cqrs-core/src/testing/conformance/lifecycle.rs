@@ -1,0 +1,212 @@
+//! A stream's life: deleted with a tombstone, after which it takes no more events, loads
+//! as deleted, and its subscribers hear of it once.
+
+use std::time::Duration;
+
+use super::domain::{Add, Counter};
+use super::subscription::{add, View, WAIT};
+use super::{unique_stream, Store};
+use crate::ident::IdentifierError;
+use crate::subscription::{Project, Subscription};
+use crate::{
+    Engine, EngineError, EventFilter, EventLog, ExpectedVersion, Metadata, NewEvent, Position,
+    StoreError,
+};
+
+/// Deleting appends the tombstone at the next version, atomically with closing the
+/// stream: a version mismatch is a conflict, appends and a second delete are refused
+/// (`StreamDeleted` with the tombstone's version), the events stay readable, the engine
+/// loads the stream as deleted, a filtered read and a subscription get the tombstone as
+/// the notice, typed listeners are not handed it; an empty stream can be deleted too;
+/// an application cannot forge a tombstone.
+pub async fn a_deleted_stream_takes_no_more_events_and_its_subscribers_hear_of_it<S: Store>(
+    store: S,
+) {
+    let engine = Engine::<Counter>::new(store.clone(), ());
+    let id = uuid::Uuid::now_v7().to_string();
+    for n in 1..=3 {
+        engine.execute(&id, Add(n)).await.expect("execute");
+    }
+    let stream = crate::StreamId::new("counter", &id).expect("valid");
+    let mismatch = store
+        .delete_stream(&stream, ExpectedVersion::Exact(2), Metadata::default())
+        .await;
+    assert!(
+        matches!(mismatch, Err(StoreError::Conflict { actual: 3, .. })),
+        "{mismatch:?}"
+    );
+    let tombstone = store
+        .delete_stream(&stream, ExpectedVersion::Exact(3), Metadata::default())
+        .await
+        .expect("delete");
+    assert!(tombstone.is_tombstone());
+    assert_eq!(tombstone.stream_version, 4);
+
+    let deleted = |result: Result<_, StoreError>| {
+        matches!(result, Err(StoreError::StreamDeleted { version: 4, .. }))
+    };
+    let more = store
+        .append(
+            &stream,
+            ExpectedVersion::Any,
+            vec![super::event("Added", 9)],
+        )
+        .await;
+    assert!(deleted(more.map(drop)), "an append to a deleted stream");
+    let exact = store
+        .append(
+            &stream,
+            ExpectedVersion::Exact(4),
+            vec![super::event("Added", 9)],
+        )
+        .await;
+    assert!(deleted(exact.map(drop)), "even at its version");
+    let created = store
+        .append(
+            &stream,
+            ExpectedVersion::NoStream,
+            vec![super::event("Added", 9)],
+        )
+        .await;
+    assert!(deleted(created.map(drop)), "its id cannot be taken again");
+    let again = store
+        .delete_stream(&stream, ExpectedVersion::Any, Metadata::default())
+        .await;
+    assert!(deleted(again.map(drop)), "deleted twice");
+
+    let kept = store.read_stream(&stream, 1, 10).await.expect("read");
+    assert_eq!(kept.len(), 4, "its events stay");
+    assert_eq!(kept[3].event_id, tombstone.event_id);
+    match engine.load(&id).await {
+        Err(EngineError::Store(StoreError::StreamDeleted {
+            stream: s,
+            version: 4,
+        })) => {
+            assert_eq!(s, stream);
+        }
+        other => panic!("expected the stream to load as deleted, got {other:?}"),
+    }
+    let refused = engine.execute(&id, Add(1)).await;
+    assert!(
+        matches!(
+            refused,
+            Err(EngineError::Store(StoreError::StreamDeleted { .. }))
+        ),
+        "{refused:?}"
+    );
+
+    // Whoever reads the stream type hears of the deletion, whatever its event types.
+    let filter = EventFilter::all()
+        .with_stream_types(["counter"])
+        .and_then(|f| f.with_event_types(["SomethingElse"]))
+        .expect("valid");
+    let notices = store
+        .read_all(Position::START, 100, &filter)
+        .await
+        .expect("read all");
+    assert_eq!(
+        notices.iter().map(|e| e.event_id).collect::<Vec<_>>(),
+        [tombstone.event_id]
+    );
+
+    // A typed listener is fed past it, never handed it.
+    let other = unique_stream("counter");
+    let after = add(&store, &other, &[5]).await;
+    let view = View::<1>::default();
+    let running = Subscription::new(
+        store.clone(),
+        Project::new(view.clone(), store.clone()).expect("valid"),
+    )
+    .idle_wait(Duration::from_millis(100))
+    .start();
+    running
+        .caught_up(WAIT)
+        .await
+        .expect("caught up past the tombstone");
+    view.seen(|s| {
+        assert_eq!(s.applied.len(), 4, "the three events and the later one");
+        assert!(!s.applied.contains_key(&tombstone.event_id));
+        assert!(s.applied.contains_key(&after[0].event_id));
+    });
+    running.shutdown().await.expect("clean stop");
+
+    let empty = unique_stream("counter");
+    let closed = store
+        .delete_stream(&empty, ExpectedVersion::NoStream, Metadata::default())
+        .await
+        .expect("an empty stream deletes");
+    assert_eq!(closed.stream_version, 1);
+    let reused = store
+        .append(&empty, ExpectedVersion::Any, vec![super::event("Added", 1)])
+        .await;
+    assert!(
+        matches!(reused, Err(StoreError::StreamDeleted { version: 1, .. })),
+        "{reused:?}"
+    );
+
+    let forged = NewEvent::new(
+        crate::TOMBSTONE_EVENT_TYPE,
+        1,
+        serde_json::json!({}),
+        Metadata::default(),
+    );
+    assert!(
+        matches!(forged, Err(IdentifierError::Reserved { .. })),
+        "{forged:?}"
+    );
+}
+
+/// A delete racing appends loses nothing that was acknowledged: every append that
+/// returned its events is in the stream before the tombstone, every other one was
+/// refused (`StreamDeleted`, or a conflict), and the tombstone is the last version.
+pub async fn a_delete_racing_appends_loses_nothing_acknowledged<S: Store>(store: S) {
+    let stream = unique_stream("parcel");
+    let writers: Vec<_> = (0..4)
+        .map(|w| {
+            let (store, stream) = (store.clone(), stream.clone());
+            tokio::spawn(async move {
+                let mut acknowledged = Vec::new();
+                for n in 0..50 {
+                    let event = super::event("Scanned", w * 100 + n);
+                    match store
+                        .append(&stream, ExpectedVersion::Any, vec![event])
+                        .await
+                    {
+                        Ok(stored) => acknowledged.extend(stored.iter().map(|e| e.event_id)),
+                        Err(StoreError::StreamDeleted { .. }) => break,
+                        Err(StoreError::StaleTransaction { .. }) => {}
+                        Err(other) => panic!("append: {other}"),
+                    }
+                }
+                acknowledged
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let tombstone = loop {
+        match store
+            .delete_stream(&stream, ExpectedVersion::Any, Metadata::default())
+            .await
+        {
+            Ok(tombstone) => break tombstone,
+            Err(StoreError::StaleTransaction { .. }) => {}
+            Err(other) => panic!("delete: {other}"),
+        }
+    };
+    let mut acknowledged = Vec::new();
+    for writer in writers {
+        acknowledged.extend(writer.await.expect("writer"));
+    }
+    let kept = store
+        .read_stream(&stream, 1, usize::MAX)
+        .await
+        .expect("read");
+    let (last, before) = kept.split_last().expect("the tombstone at least");
+    assert_eq!(last.event_id, tombstone.event_id, "the tombstone is last");
+    let versions: Vec<u64> = kept.iter().map(|e| e.stream_version).collect();
+    assert_eq!(versions, (1..=kept.len() as u64).collect::<Vec<_>>());
+    let mut stored: Vec<_> = before.iter().map(|e| e.event_id).collect();
+    stored.sort();
+    acknowledged.sort();
+    assert_eq!(stored, acknowledged, "exactly the acknowledged appends");
+}
