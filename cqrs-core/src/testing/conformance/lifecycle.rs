@@ -9,8 +9,7 @@ use super::{unique_stream, Store};
 use crate::ident::IdentifierError;
 use crate::subscription::{Project, Subscription};
 use crate::{
-    Engine, EngineError, EventFilter, EventLog, ExpectedVersion, Metadata, NewEvent, Position,
-    StoreError,
+    Engine, EngineError, EventFilter, ExpectedVersion, Metadata, NewEvent, Position, StoreError,
 };
 
 /// Deleting appends the tombstone at the next version, atomically with closing the
