@@ -134,3 +134,77 @@ async fn services_reach_the_handler() {
         TrafficLight::Green
     ));
 }
+
+/// `on_delete`: a deleted stream reaches the inherent `stream_deleted`.
+#[derive(Default, Projection)]
+#[projection(event = ClockEvent, on_delete)]
+pub struct Clocks {
+    forgotten: std::sync::Mutex<Vec<String>>,
+}
+
+impl Clocks {
+    async fn handle(&self, _: &Envelope<ClockEvent>) -> Result<(), std::convert::Infallible> {
+        Ok(())
+    }
+
+    async fn reset(&self) -> Result<(), std::convert::Infallible> {
+        Ok(())
+    }
+
+    async fn stream_deleted(
+        &self,
+        stream: &cqrs_core::StreamId,
+    ) -> Result<(), std::convert::Infallible> {
+        if let Ok(mut forgotten) = self.forgotten.lock() {
+            forgotten.push(stream.to_string());
+        }
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn a_deleted_stream_reaches_the_projection_with_on_delete() {
+    let clocks = Clocks::default();
+    let stream = cqrs_core::StreamId::new("wall-clock", "c1").unwrap();
+    Projection::stream_deleted(&clocks, &stream).await.unwrap();
+    assert_eq!(*clocks.forgotten.lock().unwrap(), ["wall-clock/c1"]);
+    // Without it, the trait's default keeps everything and calls nothing.
+    let log = TickLog::default();
+    Projection::stream_deleted(&log, &stream).await.unwrap();
+}
+
+/// `on_delete` on a PostgreSQL projection: the inherent `stream_deleted` takes the
+/// transaction first, like `handle` and `reset`.
+#[derive(cqrs_postgres::PgProjection)]
+#[pg_projection(event = ClockEvent, on_delete)]
+pub struct ClockRows;
+
+impl ClockRows {
+    async fn handle(
+        &self,
+        _: &mut cqrs_postgres::sqlx::PgConnection,
+        _: &Envelope<ClockEvent>,
+    ) -> Result<(), std::convert::Infallible> {
+        Ok(())
+    }
+
+    async fn reset(
+        &self,
+        _: &mut cqrs_postgres::sqlx::PgConnection,
+    ) -> Result<(), std::convert::Infallible> {
+        Ok(())
+    }
+
+    async fn stream_deleted(
+        &self,
+        _: &mut cqrs_postgres::sqlx::PgConnection,
+        _: &cqrs_core::StreamId,
+    ) -> Result<(), std::convert::Infallible> {
+        Ok(())
+    }
+}
+
+#[test]
+fn a_pg_projection_takes_on_delete() {
+    assert_eq!(<ClockRows as Listener>::NAME, "clock_rows");
+}

@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use cqrs_core::ident::IdentifierError;
 use cqrs_core::subscription::{decode, Consumer, DeliveryError, Identity};
 use cqrs_core::{
-    unwind, CheckpointStore, Envelope, Listener, Position, StoreError, StoredEvent,
+    unwind, CheckpointStore, Envelope, Listener, Position, StoreError, StoredEvent, StreamId,
     SubscriptionName,
 };
 use sqlx::postgres::Postgres;
@@ -93,6 +93,19 @@ pub trait PgProjection: Listener {
     /// Empties the read model, on `tx`, before it is built again from the first event. It
     /// commits together with the checkpoint's move back to the start.
     fn reset(&self, tx: &mut PgConnection) -> impl Future<Output = Result<(), Self::Error>> + Send;
+
+    /// Stream `stream`, of a type the read model reads, was deleted: drop what the read
+    /// model keeps of it, on `tx` (which commits with the checkpoint past the stream's
+    /// tombstone). By default the rows stay (the derive's `#[pg_projection(on_delete)]`
+    /// forwards to an inherent `async fn stream_deleted(&self, tx, stream)`).
+    fn stream_deleted(
+        &self,
+        tx: &mut PgConnection,
+        stream: &StreamId,
+    ) -> impl Future<Output = Result<(), Self::Error>> + Send {
+        let _ = (tx, stream);
+        std::future::ready(Ok(()))
+    }
 }
 
 /// Whether `error` (or one of its sources) is a driver error that means the connection
@@ -296,9 +309,16 @@ impl<P: PgProjection> Transactional<P> {
         mut tx: Transaction<'static, Postgres>,
         stored: &Arc<StoredEvent>,
     ) -> Result<Transaction<'static, Postgres>, DeliveryError> {
-        // A stream's deletion notice is no event of the projection's type.
+        // A stream's deletion notice is no event of the projection's type: it has a call
+        // of its own.
         if stored.is_tombstone() {
-            return Ok(tx);
+            return match unwind::catch(self.projection.stream_deleted(&mut tx, &stored.stream))
+                .await
+            {
+                Ok(Ok(())) => Ok(tx),
+                Ok(Err(e)) => Err(failed(tx, Some(stored), e).await),
+                Err(panic) => Err(failed(tx, Some(stored), panic).await),
+            };
         }
         // A panic (in an upcaster or in the handler) fails the event like an error, and
         // the transaction is rolled back explicitly as for one: the handler may have left

@@ -3,7 +3,7 @@
 use std::future::Future;
 
 use super::Listener;
-use crate::Envelope;
+use crate::{Envelope, StreamId};
 
 /// A read model: a view of events shaped for queries.
 ///
@@ -32,4 +32,18 @@ pub trait Projection: Listener {
 
     /// Empties the view, before it is built again from the first event.
     fn reset(&self) -> impl Future<Output = Result<(), Self::Error>> + Send;
+
+    /// Stream `stream`, of a type the view reads, was deleted
+    /// ([`StreamStore::delete_stream`](crate::StreamStore::delete_stream)): the view may
+    /// drop what it keeps of it. Called once, when the subscription reaches the stream's
+    /// tombstone, in the global order with the events. By default the view keeps what it
+    /// has (the derive's `#[projection(on_delete)]` forwards to an inherent
+    /// `async fn stream_deleted`).
+    fn stream_deleted(
+        &self,
+        stream: &StreamId,
+    ) -> impl Future<Output = Result<(), Self::Error>> + Send {
+        let _ = stream;
+        std::future::ready(Ok(()))
+    }
 }

@@ -14,7 +14,7 @@ use crate::ident::IdentifierError;
 use crate::store::BoxError;
 use crate::{
     codec, unwind, CheckpointStore, DomainEvent, Envelope, Listener, Position, Projection,
-    StoredEvent,
+    StoredEvent, StreamId,
 };
 
 /// What differs between the listeners a [`Feed`] feeds: the version of their logic, how
@@ -32,6 +32,12 @@ pub trait Kind<L: Listener>: Send + Sync + 'static {
 
     /// Empties what `listener` keeps, before a rebuild.
     fn reset(listener: &L) -> impl Future<Output = Result<(), L::Error>> + Send + '_;
+
+    /// Tells `listener` that `stream` was deleted (its tombstone was reached).
+    fn deleted<'a>(
+        listener: &'a L,
+        stream: &'a StreamId,
+    ) -> impl Future<Output = Result<(), L::Error>> + Send + 'a;
 }
 
 /// A [`Projection`]: its own version, its handler, its reset.
@@ -53,6 +59,13 @@ impl<P: Projection> Kind<P> for AsProjection {
     fn reset(listener: &P) -> impl Future<Output = Result<(), P::Error>> + Send + '_ {
         listener.reset()
     }
+
+    fn deleted<'a>(
+        listener: &'a P,
+        stream: &'a StreamId,
+    ) -> impl Future<Output = Result<(), P::Error>> + Send + 'a {
+        listener.stream_deleted(stream)
+    }
 }
 
 /// A [`ProcessManager`]: version 1, and nothing to empty: a "rebuild" only moves its
@@ -73,6 +86,14 @@ impl<M: ProcessManager> Kind<M> for AsProcessManager {
     }
 
     fn reset(_: &M) -> impl Future<Output = Result<(), M::Error>> + Send + '_ {
+        std::future::ready(Ok(()))
+    }
+
+    /// A process manager keeps no view of a stream: nothing to drop.
+    fn deleted<'a>(
+        _: &'a M,
+        _: &'a StreamId,
+    ) -> impl Future<Output = Result<(), M::Error>> + Send + 'a {
         std::future::ready(Ok(()))
     }
 }
@@ -131,11 +152,14 @@ impl<L: Listener, K: Kind<L>> Feed<L, K> {
     /// a decode failure, a handler's error and a handler's panic (caught; so is an
     /// upcaster's) are all the event's failure ([`DeliveryError::Event`]).
     pub(crate) async fn handle(&self, stored: &Arc<StoredEvent>) -> Result<(), DeliveryError> {
-        // A stream's deletion notice is no event of the listener's type.
-        if stored.is_tombstone() {
-            return Ok(());
-        }
         let handled = unwind::catch(async {
+            // A stream's deletion notice is no event of the listener's type: it has a
+            // call of its own.
+            if stored.is_tombstone() {
+                return K::deleted(&self.listener, &stored.stream)
+                    .await
+                    .map_err(|e| failed(stored, Box::new(e)));
+            }
             let event = decode::<L::Event>(stored)?;
             K::handle(&self.listener, &event)
                 .await

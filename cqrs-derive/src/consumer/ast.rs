@@ -1,6 +1,7 @@
 //! Parsing `#[projection(...)]`, `#[process_manager(...)]` and `#[pg_projection(...)]`.
 
 use proc_macro2::Span;
+use syn::spanned::Spanned;
 use syn::{Data, DeriveInput, Ident, LitStr, Path, Type};
 
 use crate::attr::{self, Errors};
@@ -41,7 +42,8 @@ impl Kind {
     fn keys(self) -> &'static str {
         match self {
             Kind::Projection | Kind::PgProjection => {
-                "`event`, `error`, `name`, `version`, `events(...)`, `streams(...)`, `crate`"
+                "`event`, `error`, `name`, `version`, `events(...)`, `streams(...)`, `on_delete`, \
+                 `crate`"
             }
             Kind::ProcessManager => {
                 "`event`, `error`, `name`, `events(...)`, `streams(...)`, `crate`"
@@ -64,6 +66,9 @@ pub struct Input<'a> {
     pub events: Option<Vec<Ident>>,
     /// `streams("account", ...)`: the stream (aggregate) types consumed.
     pub streams: Option<Vec<LitStr>>,
+    /// `on_delete`: projections only; a deleted stream is passed to the inherent
+    /// `async fn stream_deleted`.
+    pub on_delete: Option<Span>,
 }
 
 pub fn parse(input: &DeriveInput, kind: Kind) -> syn::Result<Input<'_>> {
@@ -85,6 +90,7 @@ pub fn parse(input: &DeriveInput, kind: Kind) -> syn::Result<Input<'_>> {
         error: None,
         events: None,
         streams: None,
+        on_delete: None,
     };
     let attr_name = format!("#[{}(...)]", kind.attr());
     for at in input
@@ -104,6 +110,13 @@ pub fn parse(input: &DeriveInput, kind: Kind) -> syn::Result<Input<'_>> {
                 Err(m.error(
                     "a process manager has no `version`: it keeps no view that a new \
                      version would rebuild; remove it",
+                ))
+            } else if m.path.is_ident("on_delete") && kind.has_version() {
+                attr::set_once(&mut a.on_delete, m.path.span(), m)
+            } else if m.path.is_ident("on_delete") {
+                Err(m.error(
+                    "a process manager has no `on_delete`: it keeps no view of a stream to \
+                     drop when the stream is deleted; remove it",
                 ))
             } else if m.path.is_ident("event") {
                 attr::set_once(&mut a.event, attr::parse_type(m)?, m)

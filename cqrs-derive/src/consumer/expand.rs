@@ -86,18 +86,41 @@ pub fn expand(derive_input: &DeriveInput, input: &Input<'_>) -> TokenStream {
     let (extra, guard, methods): (_, _, &[&str]) = if input.kind.has_version() {
         let version = input.version.map_or(1, |(v, _)| v);
         let reset_call = quote_spanned!(span=> Self::reset(self, #tx_arg));
-        (
-            quote! {
-                const VERSION: u32 = #version;
+        let view = quote! {
+            const VERSION: u32 = #version;
 
-                // Forwards to the inherent `async fn reset`.
-                fn reset(&self, #tx_param) -> #future {
-                    #reset_call
-                }
-            },
-            "write_inherent_async_fns_handle_and_reset_for",
-            &["handle", "reset"],
-        )
+            // Forwards to the inherent `async fn reset`.
+            fn reset(&self, #tx_param) -> #future {
+                #reset_call
+            }
+        };
+        match input.on_delete {
+            None => (
+                view,
+                "write_inherent_async_fns_handle_and_reset_for",
+                &["handle", "reset"][..],
+            ),
+            Some(_) => {
+                let deleted_call =
+                    quote_spanned!(span=> Self::stream_deleted(self, #tx_arg stream));
+                (
+                    quote! {
+                        #view
+
+                        // Forwards to the inherent `async fn stream_deleted`.
+                        fn stream_deleted(
+                            &self,
+                            #tx_param
+                            stream: &#core::StreamId,
+                        ) -> #future {
+                            #deleted_call
+                        }
+                    },
+                    "write_inherent_async_fns_handle_reset_and_stream_deleted_for",
+                    &["handle", "reset", "stream_deleted"][..],
+                )
+            }
+        }
     } else {
         (quote!(), "write_inherent_async_fn_handle_for", &["handle"])
     };

@@ -16,7 +16,7 @@ use crate::{
 /// stream: a version mismatch is a conflict, appends and a second delete are refused
 /// (`StreamDeleted` with the tombstone's version), the events stay readable, the engine
 /// loads the stream as deleted, a filtered read and a subscription get the tombstone as
-/// the notice, typed listeners are not handed it; an empty stream can be deleted too;
+/// the notice (a projection's `stream_deleted`, once), never as an event of its type; an empty stream can be deleted too;
 /// an application cannot forge a tombstone.
 pub async fn a_deleted_stream_takes_no_more_events_and_its_subscribers_hear_of_it<S: Store>(
     store: S,
@@ -126,6 +126,7 @@ pub async fn a_deleted_stream_takes_no_more_events_and_its_subscribers_hear_of_i
         assert_eq!(s.applied.len(), 4, "the three events and the later one");
         assert!(!s.applied.contains_key(&tombstone.event_id));
         assert!(s.applied.contains_key(&after[0].event_id));
+        assert_eq!(s.deleted, [stream.clone()], "told once of the deletion");
     });
     running.shutdown().await.expect("clean stop");
 

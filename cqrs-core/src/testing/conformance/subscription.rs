@@ -26,6 +26,8 @@ pub(super) struct Seen {
     pub(super) applied: HashMap<uuid::Uuid, u32>,
     pub(super) order: Vec<Position>,
     pub(super) resets: u32,
+    /// The streams it was told were deleted, in order.
+    pub(super) deleted: Vec<StreamId>,
 }
 
 /// A view of counter events, version `V`, that fails on the amount `poison` (until
@@ -89,6 +91,15 @@ impl<const V: u32> Projection for View<V> {
         Ok(())
     }
 
+    async fn stream_deleted(&self, stream: &StreamId) -> Result<(), Poisoned> {
+        self.seen
+            .lock()
+            .expect("view lock")
+            .deleted
+            .push(stream.clone());
+        Ok(())
+    }
+
     async fn reset(&self) -> Result<(), Poisoned> {
         if let Some(gate) = &self.reset_gate {
             gate.notified().await;
@@ -96,6 +107,7 @@ impl<const V: u32> Projection for View<V> {
         let mut seen = self.seen.lock().expect("view lock");
         seen.applied.clear();
         seen.order.clear();
+        seen.deleted.clear();
         seen.resets += 1;
         Ok(())
     }
