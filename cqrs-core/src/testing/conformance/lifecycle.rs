@@ -126,7 +126,11 @@ pub async fn a_deleted_stream_takes_no_more_events_and_its_subscribers_hear_of_i
         assert_eq!(s.applied.len(), 4, "the three events and the later one");
         assert!(!s.applied.contains_key(&tombstone.event_id));
         assert!(s.applied.contains_key(&after[0].event_id));
-        assert_eq!(s.deleted, [stream.clone()], "told once of the deletion");
+        assert_eq!(
+            s.deleted,
+            std::slice::from_ref(&stream),
+            "told once of the deletion"
+        );
     });
     running.shutdown().await.expect("clean stop");
 
