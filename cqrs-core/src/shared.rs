@@ -32,6 +32,10 @@ impl<S: StreamStore + ?Sized> StreamStore for Arc<S> {
         (**self).delete_stream(stream, expected, metadata).await
     }
 
+    async fn purge_stream(&self, stream: &StreamId) -> Result<u64, StoreError> {
+        (**self).purge_stream(stream).await
+    }
+
     async fn read_stream(
         &self,
         stream: &StreamId,

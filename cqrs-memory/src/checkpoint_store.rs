@@ -256,6 +256,14 @@ impl MemoryStore {
         counts
     }
 
+    /// Drops every subscription's dead letters of these events (purged events leave no
+    /// copy behind).
+    pub(crate) fn forget_dead_letters(&self, events: &std::collections::HashSet<Uuid>) {
+        for letters in lock(&self.inner.subscriptions.dead_letters).values_mut() {
+            letters.retain(|l| !events.contains(&l.event.event_id));
+        }
+    }
+
     /// The records of runners that stopped on an error, by checkpoint.
     pub(crate) fn failed_records(&self) -> Vec<SubscriptionRecord> {
         let mut failed: Vec<_> = lock(&self.inner.subscriptions.records)

@@ -29,6 +29,7 @@ impl EventLog for MemoryStore {
             .all
             .iter()
             .skip(start)
+            .flatten()
             .filter(|e| filter.accepts(e.stream.stream_type(), &e.event_type))
             .take(max_count)
             .cloned()
@@ -54,6 +55,7 @@ impl EventLog for MemoryStore {
             .iter()
             .take(usize::try_from(end).unwrap_or(usize::MAX))
             .rev()
+            .flatten()
             .filter(|e| filter.accepts(e.stream.stream_type(), &e.event_type))
             .take(max_count)
             .cloned()

@@ -35,3 +35,14 @@ impl SnapshotStore for MemoryStore {
         Ok(())
     }
 }
+
+impl MemoryStore {
+    /// Drops the snapshot of `stream` (a purged stream's state is not kept either).
+    pub(crate) fn forget_snapshot(&self, stream: &StreamId) {
+        self.inner
+            .snapshots
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(stream);
+    }
+}

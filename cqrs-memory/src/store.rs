@@ -35,9 +35,11 @@ pub(crate) struct Inner {
 
 #[derive(Default)]
 pub(crate) struct Log {
-    /// Every event in commit order; the event at index `i` has sequence `i + 1`.
-    pub(crate) all: Vec<Arc<StoredEvent>>,
-    /// Each stream's events in version order; the event at index `i` has version `i + 1`.
+    /// Every event in commit order; the event at index `i` has sequence `i + 1`, `None`
+    /// once purged (`purge_stream`), so that the others keep their places.
+    pub(crate) all: Vec<Option<Arc<StoredEvent>>>,
+    /// Each stream's events in version order (from 1 without gaps, but for a purged
+    /// stream, which keeps only its tombstone).
     pub(crate) streams: HashMap<StreamId, Vec<Arc<StoredEvent>>>,
     /// Stored event ids, to refuse duplicates as the database's unique index does.
     pub(crate) event_ids: HashSet<uuid::Uuid>,

@@ -61,6 +61,35 @@ impl StreamStore for MemoryStore {
         tombstone.ok_or_else(|| StoreError::Backend("the tombstone was not stored".into()))
     }
 
+    async fn purge_stream(&self, stream: &StreamId) -> Result<u64, StoreError> {
+        let removed: Vec<Arc<StoredEvent>> = {
+            let mut log = self.write_log();
+            if !log.deleted.contains(stream) {
+                return Err(StoreError::NotDeleted {
+                    stream: stream.clone(),
+                });
+            }
+            let Some(events) = log.streams.get_mut(stream) else {
+                return Ok(0);
+            };
+            let tombstone = events.pop();
+            let removed = std::mem::replace(events, tombstone.into_iter().collect());
+            for event in &removed {
+                let index = usize::try_from(event.position.sequence()).unwrap_or(usize::MAX);
+                if let Some(slot) = index.checked_sub(1).and_then(|i| log.all.get_mut(i)) {
+                    *slot = None;
+                }
+                // The database's unique index forgets a removed row's id too.
+                log.event_ids.remove(&event.event_id);
+            }
+            removed
+        };
+        self.forget_snapshot(stream);
+        let ids: HashSet<uuid::Uuid> = removed.iter().map(|e| e.event_id).collect();
+        self.forget_dead_letters(&ids);
+        Ok(removed.len() as u64)
+    }
+
     async fn read_stream(
         &self,
         stream: &StreamId,
@@ -71,8 +100,9 @@ impl StreamStore for MemoryStore {
         let Some(events) = log.streams.get(stream) else {
             return Ok(Vec::new());
         };
-        let start = usize::try_from(from_version.saturating_sub(1)).unwrap_or(usize::MAX);
-        Ok(events.iter().skip(start).take(max_count).cloned().collect())
+        // By version, not by index: a purged stream keeps only its tombstone.
+        let start = events.partition_point(|e| e.stream_version < from_version);
+        Ok(events[start..].iter().take(max_count).cloned().collect())
     }
 
     async fn read_stream_backwards(
@@ -85,7 +115,7 @@ impl StreamStore for MemoryStore {
         let Some(events) = log.streams.get(stream) else {
             return Ok(Vec::new());
         };
-        let end = usize::try_from(to_version).map_or(events.len(), |v| v.min(events.len()));
+        let end = events.partition_point(|e| e.stream_version <= to_version);
         Ok(events[..end]
             .iter()
             .rev()
@@ -103,7 +133,7 @@ impl MemoryStore {
             return stored;
         };
         log.event_ids.extend(stored.iter().map(|e| e.event_id));
-        log.all.extend(stored.iter().cloned());
+        log.all.extend(stored.iter().cloned().map(Some));
         log.streams
             .entry(first.stream.clone())
             .or_default()
@@ -122,7 +152,11 @@ fn prepare(
     expected: ExpectedVersion,
     events: Vec<NewEvent>,
 ) -> Result<Vec<Arc<StoredEvent>>, StoreError> {
-    let actual = log.streams.get(stream).map_or(0, Vec::len) as u64;
+    let actual = log
+        .streams
+        .get(stream)
+        .and_then(|events| events.last())
+        .map_or(0, |e| e.stream_version);
     if log.deleted.contains(stream) {
         return Err(StoreError::StreamDeleted {
             stream: stream.clone(),

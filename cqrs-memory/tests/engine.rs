@@ -234,6 +234,13 @@ impl StreamStore for LosesVersionTwo {
         self.0.delete_stream(stream, expected, metadata).await
     }
 
+    async fn purge_stream(
+        &self,
+        stream: &cqrs_core::StreamId,
+    ) -> Result<u64, cqrs_core::StoreError> {
+        self.0.purge_stream(stream).await
+    }
+
     async fn read_stream(
         &self,
         stream: &cqrs_core::StreamId,

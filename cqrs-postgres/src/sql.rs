@@ -53,6 +53,14 @@ pub(crate) struct Sql {
     pub stream_version: String,
     /// Closes a stream, in the transaction that wrote its tombstone.
     pub close_stream: String,
+    /// Whether a stream is deleted, locking its row for a purge.
+    pub lock_deleted: String,
+    /// The dead letters of a deleted stream's events (but its tombstone's).
+    pub purge_letters: String,
+    /// A deleted stream's events but its tombstone.
+    pub purge_events: String,
+    /// A stream's snapshot.
+    pub purge_snapshot: String,
     pub read_stream: String,
     /// Indexed by `filter_index`.
     pub read_all: [String; 4],
@@ -229,6 +237,22 @@ impl Sql {
             close_stream: format!(
                 "UPDATE {s}.streams SET deleted_at = now() \
                  WHERE stream_type = $1 AND stream_id = $2"
+            ),
+            lock_deleted: format!(
+                "SELECT deleted_at IS NOT NULL FROM {s}.streams \
+                 WHERE stream_type = $1 AND stream_id = $2 FOR UPDATE"
+            ),
+            purge_letters: format!(
+                "DELETE FROM {s}.dead_letters WHERE event_id IN (SELECT event_id \
+                 FROM {s}.events WHERE stream_type = $1 AND stream_id = $2 \
+                 AND event_type <> '{TOMBSTONE_EVENT_TYPE}')"
+            ),
+            purge_events: format!(
+                "DELETE FROM {s}.events WHERE stream_type = $1 AND stream_id = $2 \
+                 AND event_type <> '{TOMBSTONE_EVENT_TYPE}'"
+            ),
+            purge_snapshot: format!(
+                "DELETE FROM {s}.snapshots WHERE stream_type = $1 AND stream_id = $2"
             ),
             read_stream: format!(
                 "SELECT {EVENT_COLUMNS} FROM {s}.events \

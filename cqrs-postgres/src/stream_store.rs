@@ -442,12 +442,7 @@ impl StreamStore for PgStore {
             let tombstone = vec![NewEvent::tombstone(metadata.clone())];
             match self.append_on(&mut tx, stream, expected, tombstone).await {
                 Ok(mut stored) => {
-                    sqlx::query(&self.sql.close_stream)
-                        .bind(stream.stream_type())
-                        .bind(stream.id())
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(map_sqlx)?;
+                    on_stream(&mut tx, &self.sql.close_stream, stream).await?;
                     tx.commit().await.map_err(map_sqlx)?;
                     return stored
                         .pop()
@@ -461,6 +456,28 @@ impl StreamStore for PgStore {
                 Err(other) => return Err(other.into_error()),
             }
         }
+    }
+
+    /// In one transaction that locks the stream's row: the dead letters of its events,
+    /// the events but the tombstone, the snapshot.
+    async fn purge_stream(&self, stream: &StreamId) -> Result<u64, StoreError> {
+        let mut tx = self.begin().await?;
+        let deleted: Option<bool> = sqlx::query_scalar(&self.sql.lock_deleted)
+            .bind(stream.stream_type())
+            .bind(stream.id())
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(map_sqlx)?;
+        if deleted != Some(true) {
+            return Err(StoreError::NotDeleted {
+                stream: stream.clone(),
+            });
+        }
+        on_stream(&mut tx, &self.sql.purge_letters, stream).await?;
+        let removed = on_stream(&mut tx, &self.sql.purge_events, stream).await?;
+        on_stream(&mut tx, &self.sql.purge_snapshot, stream).await?;
+        tx.commit().await.map_err(map_sqlx)?;
+        Ok(removed)
     }
 
     async fn read_stream(
@@ -523,4 +540,19 @@ impl StreamStore for PgStore {
         })
         .await
     }
+}
+
+/// Runs `statement` with `stream` as `$1`, `$2` on `conn`; the rows it changed.
+async fn on_stream(
+    conn: &mut PgConnection,
+    statement: &str,
+    stream: &StreamId,
+) -> Result<u64, StoreError> {
+    let done = sqlx::query(statement)
+        .bind(stream.stream_type())
+        .bind(stream.id())
+        .execute(conn)
+        .await
+        .map_err(map_sqlx)?;
+    Ok(done.rows_affected())
 }

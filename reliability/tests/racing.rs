@@ -136,6 +136,10 @@ impl<S: StreamStore> StreamStore for Counted<S> {
         self.inner.delete_stream(stream, expected, metadata).await
     }
 
+    async fn purge_stream(&self, stream: &StreamId) -> Result<u64, StoreError> {
+        self.inner.purge_stream(stream).await
+    }
+
     async fn read_stream(
         &self,
         stream: &StreamId,

@@ -54,6 +54,14 @@ impl<A: Aggregate> Engine<A> {
                 .read_stream(stream, loaded.version + 1, max_count)
                 .await?;
             for stored in &events {
+                // First: a purged stream keeps only its tombstone, after a gap.
+                if stored.is_tombstone() {
+                    return Err(StoreError::StreamDeleted {
+                        stream: stream.clone(),
+                        version: stored.stream_version,
+                    }
+                    .into());
+                }
                 if stored.stream_version != loaded.version + 1 {
                     // A store that breaks contiguity must not silently yield a wrong state.
                     return Err(StoreError::Corrupt {
@@ -61,13 +69,6 @@ impl<A: Aggregate> Engine<A> {
                         stream_version: stored.stream_version,
                         reason: format!("expected version {}", loaded.version + 1),
                         event: None,
-                    }
-                    .into());
-                }
-                if stored.is_tombstone() {
-                    return Err(StoreError::StreamDeleted {
-                        stream: stream.clone(),
-                        version: stored.stream_version,
                     }
                     .into());
                 }

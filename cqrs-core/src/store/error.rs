@@ -55,6 +55,13 @@ pub enum StoreError {
         /// The tombstone's version.
         version: u64,
     },
+    /// [`purge_stream`](super::StreamStore::purge_stream) was asked of a stream that is not
+    /// deleted: only a deleted stream's events can be removed. Nothing changed.
+    #[error("stream {stream} is not deleted: delete it first, then purge it")]
+    NotDeleted {
+        /// The stream.
+        stream: StreamId,
+    },
     /// An identifier was refused before any I/O.
     #[error(transparent)]
     InvalidIdentifier(#[from] IdentifierError),

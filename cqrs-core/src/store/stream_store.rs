@@ -94,6 +94,19 @@ pub trait StreamStore: Send + Sync + 'static {
         metadata: crate::Metadata,
     ) -> Result<Arc<StoredEvent>, StoreError>;
 
+    /// Removes the events of deleted stream `stream` for good (a hard delete): every
+    /// event but its tombstone, its snapshot, and the dead letters of those events in
+    /// every subscription. Returns how many events were removed (0 when purged already).
+    /// A stream that is not deleted is [`StoreError::NotDeleted`].
+    ///
+    /// What it does to the rest, plainly: the global order keeps its other events and
+    /// their positions (a reader sees a gap where the removed ones were); the tombstone
+    /// stays, so the stream's id stays closed and subscriptions still receive the
+    /// deletion notice; read models keep whatever they derived from the removed events
+    /// until they drop it (their `stream_deleted`) or are rebuilt, and a rebuild no
+    /// longer sees them. Copies elsewhere (a bus, an export, a backup) are not touched.
+    async fn purge_stream(&self, stream: &StreamId) -> Result<u64, StoreError>;
+
     /// Reads up to `max_count` events of `stream` with version `>= from_version`, in
     /// version order. A stream with no events reads as empty.
     async fn read_stream(

@@ -214,3 +214,113 @@ pub async fn a_delete_racing_appends_loses_nothing_acknowledged<S: Store>(store:
     acknowledged.sort();
     assert_eq!(stored, acknowledged, "exactly the acknowledged appends");
 }
+
+/// Purging a deleted stream removes its events but the tombstone, its snapshot and their
+/// dead letters; the rest of the log keeps its events and positions; the stream stays
+/// closed and still loads as deleted; a stream that is not deleted is refused, and a
+/// second purge removes nothing.
+pub async fn a_purged_stream_keeps_only_its_tombstone<S: Store>(store: S) {
+    let doomed = unique_stream("counter");
+    let kept = unique_stream("counter");
+    let mut events = add(&store, &doomed, &[1, 2]).await;
+    let neighbour = add(&store, &kept, &[7]).await;
+    events.extend(add(&store, &doomed, &[3]).await);
+    let snapshot = crate::Snapshot {
+        stream_version: 2,
+        schema_version: 1,
+        state: serde_json::json!({ "value": 3 }),
+    };
+    store
+        .save_snapshot(&doomed, snapshot.clone())
+        .await
+        .expect("snapshot");
+    store
+        .save_snapshot(&kept, snapshot)
+        .await
+        .expect("snapshot");
+    let letters = super::named("audit");
+    store
+        .park(&letters, &events[1], "failed")
+        .await
+        .expect("park");
+    store
+        .park(&letters, &neighbour[0], "failed")
+        .await
+        .expect("park");
+
+    let open = store.purge_stream(&doomed).await;
+    assert!(
+        matches!(open, Err(StoreError::NotDeleted { .. })),
+        "{open:?}"
+    );
+    assert_eq!(
+        store.read_stream(&doomed, 1, 10).await.expect("read").len(),
+        3
+    );
+
+    let tombstone = store
+        .delete_stream(&doomed, ExpectedVersion::Exact(3), Metadata::default())
+        .await
+        .expect("delete");
+    assert_eq!(store.purge_stream(&doomed).await.expect("purge"), 3);
+    assert_eq!(store.purge_stream(&doomed).await.expect("purge again"), 0);
+
+    let left = store.read_stream(&doomed, 1, 10).await.expect("read");
+    assert_eq!(left.len(), 1);
+    assert_eq!(left[0].event_id, tombstone.event_id);
+    let back = store
+        .read_stream_backwards(&doomed, u64::MAX, 10)
+        .await
+        .expect("read backwards");
+    assert_eq!(back.len(), 1);
+    let log: Vec<_> = store
+        .read_all(Position::START, 100, &EventFilter::all())
+        .await
+        .expect("read all")
+        .iter()
+        .map(|e| e.event_id)
+        .collect();
+    assert_eq!(
+        log,
+        [neighbour[0].event_id, tombstone.event_id],
+        "only the gap changed"
+    );
+    assert!(store.load_snapshot(&doomed).await.expect("load").is_none());
+    assert!(store.load_snapshot(&kept).await.expect("load").is_some());
+    let parked: Vec<_> = store
+        .parked(&letters)
+        .await
+        .expect("parked")
+        .iter()
+        .map(|l| l.event.event_id)
+        .collect();
+    assert_eq!(
+        parked,
+        [neighbour[0].event_id],
+        "the purged event's letter went too"
+    );
+
+    let appended = store
+        .append(
+            &doomed,
+            ExpectedVersion::Any,
+            vec![super::event("Added", 1)],
+        )
+        .await;
+    assert!(
+        matches!(appended, Err(StoreError::StreamDeleted { version: 4, .. })),
+        "{appended:?}"
+    );
+    let engine = Engine::<Counter>::new(store.clone(), ());
+    let loaded = engine.load(doomed.id()).await;
+    assert!(
+        matches!(
+            loaded,
+            Err(EngineError::Store(StoreError::StreamDeleted {
+                version: 4,
+                ..
+            }))
+        ),
+        "{loaded:?}"
+    );
+}

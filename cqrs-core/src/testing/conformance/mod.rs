@@ -63,6 +63,7 @@ pub use image::{
 pub use lifecycle::{
     a_delete_racing_appends_loses_nothing_acknowledged,
     a_deleted_stream_takes_no_more_events_and_its_subscribers_hear_of_it,
+    a_purged_stream_keeps_only_its_tombstone,
 };
 pub use listener::listeners_read_only_the_stream_types_they_list;
 pub use operator::{
@@ -204,6 +205,7 @@ macro_rules! conformance_tests {
             the_log_reads_backwards_from_a_position,
             a_deleted_stream_takes_no_more_events_and_its_subscribers_hear_of_it,
             a_delete_racing_appends_loses_nothing_acknowledged,
+            a_purged_stream_keeps_only_its_tombstone,
             events_are_found_by_correlation_id,
             streams_are_listed_by_type_and_paged,
             counts_after_a_position_with_filter_and_limit,

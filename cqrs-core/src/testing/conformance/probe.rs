@@ -122,6 +122,10 @@ impl<S: StreamStore> StreamStore for Probe<S> {
         self.inner.delete_stream(stream, expected, metadata).await
     }
 
+    async fn purge_stream(&self, stream: &StreamId) -> Result<u64, StoreError> {
+        self.inner.purge_stream(stream).await
+    }
+
     async fn read_stream(
         &self,
         stream: &StreamId,
