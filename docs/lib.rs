@@ -33,6 +33,11 @@ pub struct CommandsAndAggregates;
 #[cfg(doctest)]
 pub struct Engine;
 
+/// `docs/src/lifecycle.md`.
+#[doc = include_str!("src/lifecycle.md")]
+#[cfg(doctest)]
+pub struct Lifecycle;
+
 /// `docs/src/operations.md`.
 #[doc = include_str!("src/operations.md")]
 #[cfg(doctest)]

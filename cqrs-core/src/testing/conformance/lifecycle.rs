@@ -6,6 +6,7 @@ use std::time::Duration;
 use super::domain::{Add, Counter};
 use super::subscription::{add, View, WAIT};
 use super::{unique_stream, Store};
+use crate::bus::{BusMessage, ContentMode, HeaderNames, Receive, ReceivePolicy, Received, Settled};
 use crate::ident::IdentifierError;
 use crate::subscription::{Project, Subscription};
 use crate::{
@@ -133,6 +134,30 @@ pub async fn a_deleted_stream_takes_no_more_events_and_its_subscribers_hear_of_i
         );
     });
     running.shutdown().await.expect("clean stop");
+
+    // From a bus, the same notice: the tombstone as a message, received by the same kind
+    // of consumer a bus consumer runs.
+    let from_bus = View::<2>::default();
+    let receiver = Project::new(from_bus.clone(), store.clone()).expect("valid");
+    for mode in [ContentMode::Binary, ContentMode::Structured] {
+        let message = BusMessage::encode(&tombstone, mode, HeaderNames::NATS);
+        let headers: Vec<(String, String)> = message
+            .headers
+            .iter()
+            .map(|(name, value)| (name.to_string(), value.clone()))
+            .collect();
+        let received = Received {
+            origin: "counter.0",
+            headers: &headers,
+            payload: &message.payload,
+            delivered: 1,
+        };
+        let settled = Receive::receive(&receiver, received, &ReceivePolicy::new(HeaderNames::NATS))
+            .await
+            .expect("received");
+        assert_eq!(settled, Settled::Handled, "{mode:?}");
+    }
+    from_bus.seen(|s| assert_eq!(s.deleted, [stream.clone(), stream.clone()]));
 
     let empty = unique_stream("counter");
     let closed = store
