@@ -36,6 +36,10 @@ impl<S: StreamStore + ?Sized> StreamStore for Arc<S> {
         (**self).purge_stream(stream).await
     }
 
+    async fn truncate_stream(&self, stream: &StreamId, before: u64) -> Result<u64, StoreError> {
+        (**self).truncate_stream(stream, before).await
+    }
+
     async fn read_stream(
         &self,
         stream: &StreamId,

@@ -37,6 +37,16 @@ impl SnapshotStore for MemoryStore {
 }
 
 impl MemoryStore {
+    /// The version of the snapshot of `stream`, if it has one.
+    pub(crate) fn snapshot_version(&self, stream: &StreamId) -> Option<u64> {
+        self.inner
+            .snapshots
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(stream)
+            .map(|s| s.stream_version)
+    }
+
     /// Drops the snapshot of `stream` (a purged stream's state is not kept either).
     pub(crate) fn forget_snapshot(&self, stream: &StreamId) {
         self.inner

@@ -45,6 +45,8 @@ pub(crate) struct Log {
     pub(crate) event_ids: HashSet<uuid::Uuid>,
     /// Deleted streams: their last event is their tombstone.
     pub(crate) deleted: HashSet<StreamId>,
+    /// Truncated streams, with the first version they keep.
+    pub(crate) truncated: HashMap<StreamId, u64>,
 }
 
 impl MemoryStore {

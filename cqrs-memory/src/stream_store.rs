@@ -74,19 +74,41 @@ impl StreamStore for MemoryStore {
             };
             let tombstone = events.pop();
             let removed = std::mem::replace(events, tombstone.into_iter().collect());
-            for event in &removed {
-                let index = usize::try_from(event.position.sequence()).unwrap_or(usize::MAX);
-                if let Some(slot) = index.checked_sub(1).and_then(|i| log.all.get_mut(i)) {
-                    *slot = None;
-                }
-                // The database's unique index forgets a removed row's id too.
-                log.event_ids.remove(&event.event_id);
-            }
+            log.remove(&removed);
             removed
         };
         self.forget_snapshot(stream);
-        let ids: HashSet<uuid::Uuid> = removed.iter().map(|e| e.event_id).collect();
-        self.forget_dead_letters(&ids);
+        self.forget_dead_letters(&removed.iter().map(|e| e.event_id).collect());
+        Ok(removed.len() as u64)
+    }
+
+    async fn truncate_stream(&self, stream: &StreamId, before: u64) -> Result<u64, StoreError> {
+        let snapshot = self.snapshot_version(stream);
+        if snapshot.is_none_or(|v| v.saturating_add(1) < before) {
+            return Err(StoreError::NotCovered {
+                stream: stream.clone(),
+                before,
+                snapshot,
+            });
+        }
+        let removed: Vec<Arc<StoredEvent>> = {
+            let mut log = self.write_log();
+            let Some(events) = log.streams.get_mut(stream) else {
+                return Ok(0);
+            };
+            // The last event always stays: a stream that has events keeps one.
+            let cut = events
+                .partition_point(|e| e.stream_version < before)
+                .min(events.len().saturating_sub(1));
+            let removed: Vec<_> = events.drain(..cut).collect();
+            if let Some(first) = events.first().map(|e| e.stream_version) {
+                let kept = log.truncated.entry(stream.clone()).or_insert(first);
+                *kept = (*kept).max(first);
+            }
+            log.remove(&removed);
+            removed
+        };
+        self.forget_dead_letters(&removed.iter().map(|e| e.event_id).collect());
         Ok(removed.len() as u64)
     }
 
@@ -100,7 +122,15 @@ impl StreamStore for MemoryStore {
         let Some(events) = log.streams.get(stream) else {
             return Ok(Vec::new());
         };
-        // By version, not by index: a purged stream keeps only its tombstone.
+        if let Some(&before) = log.truncated.get(stream) {
+            if from_version < before {
+                return Err(StoreError::Truncated {
+                    stream: stream.clone(),
+                    before,
+                });
+            }
+        }
+        // By version, not by index: a purged or truncated stream has lost its first ones.
         let start = events.partition_point(|e| e.stream_version < from_version);
         Ok(events[start..].iter().take(max_count).cloned().collect())
     }
@@ -122,6 +152,21 @@ impl StreamStore for MemoryStore {
             .take(max_count)
             .cloned()
             .collect())
+    }
+}
+
+impl Log {
+    /// Takes `removed` out of the log: their slots emptied (the others keep their
+    /// positions) and their ids forgotten, as the database's unique index forgets a
+    /// removed row's id.
+    fn remove(&mut self, removed: &[Arc<StoredEvent>]) {
+        for event in removed {
+            let index = usize::try_from(event.position.sequence()).unwrap_or(usize::MAX);
+            if let Some(slot) = index.checked_sub(1).and_then(|i| self.all.get_mut(i)) {
+                *slot = None;
+            }
+            self.event_ids.remove(&event.event_id);
+        }
     }
 }
 

@@ -241,6 +241,14 @@ impl StreamStore for LosesVersionTwo {
         self.0.purge_stream(stream).await
     }
 
+    async fn truncate_stream(
+        &self,
+        stream: &cqrs_core::StreamId,
+        before: u64,
+    ) -> Result<u64, cqrs_core::StoreError> {
+        self.0.truncate_stream(stream, before).await
+    }
+
     async fn read_stream(
         &self,
         stream: &cqrs_core::StreamId,

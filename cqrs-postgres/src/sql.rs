@@ -61,6 +61,16 @@ pub(crate) struct Sql {
     pub purge_events: String,
     /// A stream's snapshot.
     pub purge_snapshot: String,
+    /// The version of a stream's snapshot.
+    pub snapshot_version: String,
+    /// The dead letters of a stream's events before `$3` (but its last one's).
+    pub truncate_letters: String,
+    /// A stream's events before `$3`, but its last one.
+    pub truncate_events: String,
+    /// Records a truncation: the first version kept, `$3`.
+    pub truncated: String,
+    /// The first version a truncated stream keeps.
+    pub truncated_before: String,
     pub read_stream: String,
     /// Indexed by `filter_index`.
     pub read_all: [String; 4],
@@ -253,6 +263,25 @@ impl Sql {
             ),
             purge_snapshot: format!(
                 "DELETE FROM {s}.snapshots WHERE stream_type = $1 AND stream_id = $2"
+            ),
+            snapshot_version: format!(
+                "SELECT stream_version FROM {s}.snapshots WHERE stream_type = $1 AND stream_id = $2"
+            ),
+            truncate_letters: format!(
+                "DELETE FROM {s}.dead_letters WHERE event_id IN (SELECT event_id \
+                 FROM {s}.events WHERE stream_type = $1 AND stream_id = $2 \
+                 AND stream_version < $3)"
+            ),
+            truncate_events: format!(
+                "DELETE FROM {s}.events WHERE stream_type = $1 AND stream_id = $2 \
+                 AND stream_version < $3"
+            ),
+            truncated: format!(
+                "UPDATE {s}.streams SET truncated_before = greatest(coalesce(truncated_before, 0), $3) \
+                 WHERE stream_type = $1 AND stream_id = $2"
+            ),
+            truncated_before: format!(
+                "SELECT truncated_before FROM {s}.streams WHERE stream_type = $1 AND stream_id = $2"
             ),
             read_stream: format!(
                 "SELECT {EVENT_COLUMNS} FROM {s}.events \

@@ -495,10 +495,84 @@ impl StreamStore for PgStore {
             .bind(stream.id())
             .bind(clamp_i64(from_version))
             .bind(clamp_i64(max_count as u64));
-        fetch_events(conn, query, max_count, false, |row| {
+        let events = fetch_events(conn, query, max_count, false, |row| {
             row_to_event(row, stream.clone())
         })
-        .await
+        .await?;
+        // Only a read whose first event is not the one asked for looks for a cut: a
+        // truncated stream keeps its last event, so it never reads as empty.
+        if events
+            .first()
+            .is_some_and(|e| e.stream_version > from_version.max(1))
+        {
+            let mut conn = self.connection().await?;
+            let before: Result<Option<Option<i64>>, _> =
+                sqlx::query_scalar(&self.sql.truncated_before)
+                    .bind(stream.stream_type())
+                    .bind(stream.id())
+                    .fetch_optional(&mut *conn)
+                    .await;
+            conn.keep_after(&before);
+            if let Some(Some(before)) = before.map_err(map_sqlx)? {
+                if from_version < before as u64 {
+                    return Err(StoreError::Truncated {
+                        stream: stream.clone(),
+                        before: before as u64,
+                    });
+                }
+            }
+        }
+        Ok(events)
+    }
+
+    /// In one transaction: the snapshot's version checked, then the dead letters of the
+    /// removed events, the events, and the cut recorded.
+    async fn truncate_stream(&self, stream: &StreamId, before: u64) -> Result<u64, StoreError> {
+        let mut tx = self.begin().await?;
+        let snapshot: Option<i64> = sqlx::query_scalar(&self.sql.snapshot_version)
+            .bind(stream.stream_type())
+            .bind(stream.id())
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(map_sqlx)?;
+        let snapshot = snapshot.map(|v| v as u64);
+        if snapshot.is_none_or(|v| v.saturating_add(1) < before) {
+            return Err(StoreError::NotCovered {
+                stream: stream.clone(),
+                before,
+                snapshot,
+            });
+        }
+        let (version, _) = self
+            .current_version(&mut tx, stream)
+            .await
+            .map_err(map_sqlx)?;
+        // The last event always stays.
+        let cut = clamp_i64(before.min(version));
+        if version == 0 {
+            return Ok(0);
+        }
+        let run = |statement| {
+            sqlx::query(statement)
+                .bind(stream.stream_type())
+                .bind(stream.id())
+                .bind(cut)
+        };
+        run(&self.sql.truncate_letters)
+            .execute(&mut *tx)
+            .await
+            .map_err(map_sqlx)?;
+        let removed = run(&self.sql.truncate_events)
+            .execute(&mut *tx)
+            .await
+            .map_err(map_sqlx)?
+            .rows_affected();
+        run(&self.sql.truncated)
+            .execute(&mut *tx)
+            .await
+            .map_err(map_sqlx)?;
+        tx.commit().await.map_err(map_sqlx)?;
+        Ok(removed)
     }
 
     /// One indexed query (`events_command`, partial on `command_id IS NOT NULL`).

@@ -62,6 +62,34 @@ pub enum StoreError {
         /// The stream.
         stream: StreamId,
     },
+    /// The events asked for were truncated away
+    /// ([`truncate_stream`](super::StreamStore::truncate_stream)): the stream keeps its
+    /// events from version `before` on, and a snapshot stands for the rest. A temporal
+    /// read before the cut cannot be answered.
+    #[error("stream {stream} was truncated: its events before version {before} are gone")]
+    Truncated {
+        /// The stream.
+        stream: StreamId,
+        /// Its first version kept.
+        before: u64,
+    },
+    /// A truncation was asked that no snapshot of the stream covers: the aggregate could
+    /// not be loaded afterwards. Nothing changed. Save a snapshot at `before - 1` or later
+    /// first (the engine's snapshot policy does).
+    #[error(
+        "cannot truncate {stream} before version {before}: its snapshot ({}) does not cover \
+         version {}",
+        snapshot.map_or_else(|| "none".to_owned(), |v| format!("at version {v}")),
+        before.saturating_sub(1)
+    )]
+    NotCovered {
+        /// The stream.
+        stream: StreamId,
+        /// The first version that would have been kept.
+        before: u64,
+        /// The version of the stream's snapshot, if it has one.
+        snapshot: Option<u64>,
+    },
     /// An identifier was refused before any I/O.
     #[error(transparent)]
     InvalidIdentifier(#[from] IdentifierError),

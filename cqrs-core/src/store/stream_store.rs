@@ -107,8 +107,27 @@ pub trait StreamStore: Send + Sync + 'static {
     /// longer sees them. Copies elsewhere (a bus, an export, a backup) are not touched.
     async fn purge_stream(&self, stream: &StreamId) -> Result<u64, StoreError>;
 
+    /// Removes the events of `stream` before version `before`, for a long-lived stream
+    /// whose snapshot stands for its past: refused with [`StoreError::NotCovered`] unless
+    /// the store holds a snapshot of the stream at version `before - 1` or later. Its
+    /// last event always stays. Returns how many events were removed (0 when they were
+    /// already).
+    ///
+    /// Afterwards the aggregate loads from the snapshot and the events after it (by an
+    /// engine that reads snapshots, [`Engine::with_snapshots`](crate::Engine::with_snapshots);
+    /// one that does not is told [`StoreError::Truncated`]); a read of
+    /// the stream from a version before the cut is [`StoreError::Truncated`], so a
+    /// temporal load of the past says it cannot answer. The removed events' dead letters
+    /// go too; the global order keeps the other events at their positions (a gap where
+    /// the removed ones were). Take care: the snapshot is now the only record of the
+    /// past, so an aggregate whose snapshot no longer reads (a new
+    /// [`SNAPSHOT_VERSION`](crate::Aggregate::SNAPSHOT_VERSION)) cannot be loaded, and a
+    /// command repeated from before the cut is no longer recognised as done.
+    async fn truncate_stream(&self, stream: &StreamId, before: u64) -> Result<u64, StoreError>;
+
     /// Reads up to `max_count` events of `stream` with version `>= from_version`, in
-    /// version order. A stream with no events reads as empty.
+    /// version order. A stream with no events reads as empty. From a version that was
+    /// truncated away, [`StoreError::Truncated`].
     async fn read_stream(
         &self,
         stream: &StreamId,
@@ -132,7 +151,14 @@ pub trait StreamStore: Send + Sync + 'static {
         let mut found = Vec::new();
         let mut from = 1;
         loop {
-            let batch = self.read_stream(stream, from, BATCH).await?;
+            let batch = match self.read_stream(stream, from, BATCH).await {
+                // What was truncated away is not there to look at.
+                Err(StoreError::Truncated { before, .. }) if before > from => {
+                    from = before;
+                    continue;
+                }
+                read => read?,
+            };
             let Some(last) = batch.last() else {
                 return Ok(found);
             };
@@ -168,7 +194,14 @@ pub trait StreamStore: Send + Sync + 'static {
         let mut last = VecDeque::with_capacity(max_count.min(BATCH));
         let mut from = 1;
         while from <= to_version {
-            let batch = self.read_stream(stream, from, BATCH).await?;
+            let batch = match self.read_stream(stream, from, BATCH).await {
+                // What was truncated away is not there to read.
+                Err(StoreError::Truncated { before, .. }) if before > from => {
+                    from = before;
+                    continue;
+                }
+                read => read?,
+            };
             let done = batch.len() < BATCH;
             for event in batch {
                 if event.stream_version > to_version {

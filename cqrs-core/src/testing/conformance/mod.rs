@@ -63,7 +63,7 @@ pub use image::{
 pub use lifecycle::{
     a_delete_racing_appends_loses_nothing_acknowledged,
     a_deleted_stream_takes_no_more_events_and_its_subscribers_hear_of_it,
-    a_purged_stream_keeps_only_its_tombstone,
+    a_purged_stream_keeps_only_its_tombstone, a_stream_truncated_under_its_snapshot_still_loads,
 };
 pub use listener::listeners_read_only_the_stream_types_they_list;
 pub use operator::{
@@ -206,6 +206,7 @@ macro_rules! conformance_tests {
             a_deleted_stream_takes_no_more_events_and_its_subscribers_hear_of_it,
             a_delete_racing_appends_loses_nothing_acknowledged,
             a_purged_stream_keeps_only_its_tombstone,
+            a_stream_truncated_under_its_snapshot_still_loads,
             events_are_found_by_correlation_id,
             streams_are_listed_by_type_and_paged,
             counts_after_a_position_with_filter_and_limit,

@@ -126,6 +126,10 @@ impl<S: StreamStore> StreamStore for Probe<S> {
         self.inner.purge_stream(stream).await
     }
 
+    async fn truncate_stream(&self, stream: &StreamId, before: u64) -> Result<u64, StoreError> {
+        self.inner.truncate_stream(stream, before).await
+    }
+
     async fn read_stream(
         &self,
         stream: &StreamId,
