@@ -266,6 +266,11 @@ impl<A: Aggregate> Engine<A> {
                     tokio::time::sleep(self.retry.pause(attempt)).await;
                     attempt += 1;
                 }
+                Err(deleted @ StoreError::StreamDeleted { .. }) => {
+                    // Deleted since the image was kept: no state of it is current.
+                    self.forget_image(&stream);
+                    return Err(deleted.into());
+                }
                 Err(e) => return Err(e.into()),
             }
         }

@@ -22,7 +22,9 @@ use crate::{
 pub async fn a_deleted_stream_takes_no_more_events_and_its_subscribers_hear_of_it<S: Store>(
     store: S,
 ) {
-    let engine = Engine::<Counter>::new(store.clone(), ());
+    // With an image cache: the image of the stream, warm from the commands, must not let
+    // a command through after the delete.
+    let engine = Engine::<Counter>::new(store.clone(), ()).with_image_cache(16);
     let id = uuid::Uuid::now_v7().to_string();
     for n in 1..=3 {
         engine.execute(&id, Add(n)).await.expect("execute");
@@ -93,6 +95,14 @@ pub async fn a_deleted_stream_takes_no_more_events_and_its_subscribers_hear_of_i
             Err(EngineError::Store(StoreError::StreamDeleted { .. }))
         ),
         "{refused:?}"
+    );
+    let again = engine.execute(&id, Add(1)).await;
+    assert!(
+        matches!(
+            again,
+            Err(EngineError::Store(StoreError::StreamDeleted { .. }))
+        ),
+        "{again:?}"
     );
 
     // Whoever reads the stream type hears of the deletion, whatever its event types.
