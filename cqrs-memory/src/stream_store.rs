@@ -41,6 +41,7 @@ impl StreamStore for MemoryStore {
         self.inner.inline.run(stream, &stored).await?;
         Ok(self.commit(&mut self.write_log(), stored))
     }
+
     async fn delete_stream(
         &self,
         stream: &StreamId,
@@ -101,7 +102,11 @@ impl StreamStore for MemoryStore {
                 .partition_point(|e| e.stream_version < before)
                 .min(events.len().saturating_sub(1));
             let removed: Vec<_> = events.drain(..cut).collect();
-            if let Some(first) = events.first().map(|e| e.stream_version) {
+            if let Some(first) = events
+                .first()
+                .map(|e| e.stream_version)
+                .filter(|_| !removed.is_empty())
+            {
                 let kept = log.truncated.entry(stream.clone()).or_insert(first);
                 *kept = (*kept).max(first);
             }

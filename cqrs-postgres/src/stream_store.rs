@@ -547,11 +547,11 @@ impl StreamStore for PgStore {
             .current_version(&mut tx, stream)
             .await
             .map_err(map_sqlx)?;
-        // The last event always stays.
-        let cut = clamp_i64(before.min(version));
         if version == 0 {
             return Ok(0);
         }
+        // The last event always stays.
+        let cut = clamp_i64(before.min(version));
         let run = |statement| {
             sqlx::query(statement)
                 .bind(stream.stream_type())
@@ -567,10 +567,12 @@ impl StreamStore for PgStore {
             .await
             .map_err(map_sqlx)?
             .rows_affected();
-        run(&self.sql.truncated)
-            .execute(&mut *tx)
-            .await
-            .map_err(map_sqlx)?;
+        if removed > 0 {
+            run(&self.sql.truncated)
+                .execute(&mut *tx)
+                .await
+                .map_err(map_sqlx)?;
+        }
         tx.commit().await.map_err(map_sqlx)?;
         Ok(removed)
     }

@@ -46,7 +46,8 @@ pub struct StreamTypeSummary {
     pub stream_type: String,
     /// How many streams of this type hold at least one event.
     pub streams: u64,
-    /// How many events they hold together.
+    /// How many events were written to them together: their last versions summed
+    /// (events removed by a purge or a truncation still count).
     pub events: u64,
 }
 
