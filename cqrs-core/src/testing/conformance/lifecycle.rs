@@ -382,16 +382,7 @@ pub async fn a_stream_truncated_under_its_snapshot_still_loads<S: Store>(store: 
         ),
         "{uncovered:?}"
     );
-    let at_three = engine.load_at(&id, 3).await.expect("load at 3");
-    let snapshot = crate::Snapshot {
-        stream_version: 3,
-        schema_version: <Counter as crate::Aggregate>::SNAPSHOT_VERSION,
-        state: serde_json::to_value(&at_three.state).expect("state"),
-    };
-    store
-        .save_snapshot(&stream, snapshot)
-        .await
-        .expect("snapshot");
+    snapshot_at(&engine, &store, &id, 3).await;
     let too_far = store.truncate_stream(&stream, 5).await;
     assert!(
         matches!(
@@ -443,16 +434,7 @@ pub async fn a_stream_truncated_under_its_snapshot_still_loads<S: Store>(store: 
     assert_eq!(engine.load(&id).await.expect("load").state.value, 21);
 
     // However far it is asked, the last event stays.
-    let last = engine.load_at(&id, 6).await.expect("load at 6");
-    let snapshot = crate::Snapshot {
-        stream_version: 6,
-        schema_version: <Counter as crate::Aggregate>::SNAPSHOT_VERSION,
-        state: serde_json::to_value(&last.state).expect("state"),
-    };
-    store
-        .save_snapshot(&stream, snapshot)
-        .await
-        .expect("snapshot");
+    snapshot_at(&engine, &store, &id, 6).await;
     assert_eq!(
         store.truncate_stream(&stream, 7).await.expect("truncate"),
         2
@@ -460,4 +442,19 @@ pub async fn a_stream_truncated_under_its_snapshot_still_loads<S: Store>(store: 
     let left = store.read_stream(&stream, 6, 10).await.expect("read");
     assert_eq!(left.len(), 1);
     assert_eq!(engine.load(&id).await.expect("load").version, 6);
+}
+
+/// Saves the snapshot of counter `id` at `version`, as a snapshot policy would have.
+async fn snapshot_at<S: Store>(engine: &Engine<Counter>, store: &S, id: &str, version: u64) {
+    let loaded = engine.load_at(id, version).await.expect("load");
+    let snapshot = crate::Snapshot {
+        stream_version: version,
+        schema_version: <Counter as crate::Aggregate>::SNAPSHOT_VERSION,
+        state: serde_json::to_value(&loaded.state).expect("state"),
+    };
+    let stream = crate::StreamId::new("counter", id).expect("valid");
+    store
+        .save_snapshot(&stream, snapshot)
+        .await
+        .expect("snapshot");
 }
