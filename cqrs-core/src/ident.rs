@@ -43,10 +43,10 @@ pub enum IdentifierError {
         /// Byte offset of the first NUL.
         at: usize,
     },
-    /// The name starts with `$`, which the stores keep for their own events (the
-    /// tombstone of a deleted stream, [`TOMBSTONE_EVENT_TYPE`](crate::TOMBSTONE_EVENT_TYPE)):
-    /// an application's event must not pass for one.
-    #[error("{what} {value:?} starts with `$`, which is reserved for the store's own events")]
+    /// The name is one the stores keep for their own events (the tombstone of a deleted
+    /// stream, [`TOMBSTONE_EVENT_TYPE`](crate::TOMBSTONE_EVENT_TYPE)): an application's
+    /// event must not pass for one.
+    #[error("{what} {value:?} is reserved for the store's own events")]
     Reserved {
         /// Which identifier.
         what: &'static str,

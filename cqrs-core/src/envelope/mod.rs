@@ -94,8 +94,8 @@ impl<D> Envelope<D> {
 /// The event type of a tombstone: the last event of a deleted stream, written by the store
 /// ([`StreamStore::delete_stream`](crate::StreamStore::delete_stream)). Subscriptions
 /// receive it as the stream's deletion notice, whatever their event-type filter; typed
-/// listeners are not handed it (it is no event of theirs). The `$` prefix is refused for
-/// an application's event types ([`IdentifierError::Reserved`]).
+/// listeners are not handed it (it is no event of theirs). An application's event of this
+/// type is refused where it is built ([`IdentifierError::Reserved`]).
 pub const TOMBSTONE_EVENT_TYPE: &str = "$deleted";
 
 /// An event about to be appended: everything but what the store assigns (stream,
@@ -129,7 +129,7 @@ impl NewEvent {
     ) -> Result<Self, IdentifierError> {
         let event_type = event_type.into();
         ident::validate("event type", &event_type)?;
-        if event_type.starts_with('$') {
+        if event_type == TOMBSTONE_EVENT_TYPE {
             return Err(IdentifierError::Reserved {
                 what: "event type",
                 value: event_type,
