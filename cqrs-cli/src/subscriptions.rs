@@ -1,7 +1,7 @@
 //! `subscriptions list`, `subscription show`, `dead-letters list|show|discard`: what the
 //! subscriptions keep here, and how each stands.
 
-use cqrs_core::subscription::{overview, OverviewState, SubscriptionOverview};
+use cqrs_core::subscription::{overview, overview_one, OverviewState, SubscriptionOverview};
 use cqrs_core::{CheckpointStore, DeadLetter, HealthReport, RecordedState, SubscriptionName};
 use cqrs_postgres::PgStore;
 use serde_json::{json, Value};
@@ -149,10 +149,8 @@ pub async fn show(store: &PgStore, given: &str, report: &HealthReport) -> Result
             target.name, target.name
         )));
     };
-    let sub = overview(store, COUNT_LIMIT)
+    let sub = overview_one(store, key, COUNT_LIMIT)
         .await?
-        .into_iter()
-        .find(|s| &s.checkpoint == key)
         .ok_or_else(|| {
             CliError::NotFound(format!("{key} is gone: see `cqrs subscriptions list`"))
         })?;

@@ -72,7 +72,7 @@ pub use error::SubscriptionError;
 pub use feed::{decode, AsProcessManager, AsProjection, Feed, Kind, Project, React};
 pub use handle::SubscriptionHandle;
 pub use identity::Identity;
-pub use overview::{overview, Behind, OverviewState, SubscriptionOverview};
+pub use overview::{overview, overview_one, Behind, OverviewState, SubscriptionOverview};
 pub use process::ProcessManager;
 pub use status::{SubscriptionState, SubscriptionStatus};
 

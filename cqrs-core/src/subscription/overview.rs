@@ -144,6 +144,33 @@ where
     Ok(overviews)
 }
 
+/// The one subscription of checkpoint `checkpoint`, as [`overview`] would list it, or
+/// `None` when the store knows no such checkpoint: only its events behind are counted.
+pub async fn overview_one<S>(
+    store: &S,
+    checkpoint: &SubscriptionName,
+    count_limit: u64,
+) -> Result<Option<SubscriptionOverview>, StoreError>
+where
+    S: EventLog + CheckpointStore + ?Sized,
+{
+    let saved = store
+        .checkpoints()
+        .await?
+        .into_iter()
+        .find(|c| &c.name == checkpoint);
+    let record = store
+        .records()
+        .await?
+        .into_iter()
+        .find(|r| &r.checkpoint == checkpoint);
+    if saved.is_none() && record.is_none() {
+        return Ok(None);
+    }
+    let one = overview_of(store, checkpoint.clone(), saved, record, count_limit).await?;
+    Ok(Some(one))
+}
+
 async fn overview_of<S>(
     store: &S,
     checkpoint: SubscriptionName,

@@ -286,6 +286,14 @@ pub async fn a_subscription_is_reset_or_rebuilt_on_request<S: Store>(store: S) {
             .expect("listed")
     };
     let live = seen(store.clone()).await;
+    let one = crate::subscription::overview_one(&store, &named("view@v1"), 1_000)
+        .await
+        .expect("overview of one");
+    assert_eq!(one.map(|o| o.checkpoint), Some(named("view@v1")));
+    let none = crate::subscription::overview_one(&store, &named("nobody@v1"), 1_000)
+        .await
+        .expect("overview of one");
+    assert!(none.is_none());
     assert_eq!(live.state(), OverviewState::CaughtUp, "{live:?}");
     assert!(live.lease_holder.is_some());
     assert_eq!((live.name.as_str(), live.version), ("view", Some(1)));
