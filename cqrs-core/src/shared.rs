@@ -40,6 +40,25 @@ impl<S: StreamStore + ?Sized> StreamStore for Arc<S> {
         (**self).truncate_stream(stream, before).await
     }
 
+    async fn archive_stream(&self, stream: &StreamId) -> Result<u64, StoreError> {
+        (**self).archive_stream(stream).await
+    }
+
+    async fn unarchive_stream(&self, stream: &StreamId) -> Result<u64, StoreError> {
+        (**self).unarchive_stream(stream).await
+    }
+
+    async fn read_archived_stream(
+        &self,
+        stream: &StreamId,
+        from_version: u64,
+        max_count: usize,
+    ) -> Result<Vec<Arc<StoredEvent>>, StoreError> {
+        (**self)
+            .read_archived_stream(stream, from_version, max_count)
+            .await
+    }
+
     async fn read_stream(
         &self,
         stream: &StreamId,

@@ -47,6 +47,34 @@ pub(crate) struct Log {
     pub(crate) deleted: HashSet<StreamId>,
     /// Truncated streams, with the first version they keep.
     pub(crate) truncated: HashMap<StreamId, u64>,
+    /// Archived streams' events, taken out of `streams` (they keep their places in `all`,
+    /// which global reads skip unless asked for the archive).
+    pub(crate) archived: HashMap<StreamId, Vec<Arc<StoredEvent>>>,
+}
+
+impl Log {
+    /// [`StoreError::Archived`](cqrs_core::StoreError::Archived) if `stream` is archived.
+    pub(crate) fn check_not_archived(
+        &self,
+        stream: &StreamId,
+    ) -> Result<(), cqrs_core::StoreError> {
+        match self.archived.get(stream) {
+            None => Ok(()),
+            Some(events) => Err(cqrs_core::StoreError::Archived {
+                stream: stream.clone(),
+                version: events.last().map_or(0, |e| e.stream_version),
+            }),
+        }
+    }
+
+    /// Whether a global read with `filter` returns `event`: not if its stream is archived,
+    /// unless the filter asks for the archive.
+    pub(crate) fn visible(&self, event: &StoredEvent, filter: &cqrs_core::EventFilter) -> bool {
+        filter.accepts(event.stream.stream_type(), &event.event_type)
+            && (self.archived.is_empty()
+                || filter.includes_archived()
+                || !self.archived.contains_key(&event.stream))
+    }
 }
 
 impl MemoryStore {

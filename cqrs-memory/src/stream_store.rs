@@ -50,11 +50,7 @@ impl StreamStore for MemoryStore {
     ) -> Result<Arc<StoredEvent>, StoreError> {
         // Inline projections are not run for a tombstone, but appends that run them hold
         // the gate across their checks: taking it keeps this delete out of their way.
-        let _turn = if self.inner.inline.is_empty() {
-            None
-        } else {
-            Some(self.inner.inline.gate().await)
-        };
+        let _turn = self.inline_turn().await;
         let mut log = self.write_log();
         let stored = prepare(&log, stream, expected, vec![NewEvent::tombstone(metadata)])?;
         let tombstone = self.commit(&mut log, stored).pop();
@@ -65,6 +61,7 @@ impl StreamStore for MemoryStore {
     async fn purge_stream(&self, stream: &StreamId) -> Result<u64, StoreError> {
         let removed: Vec<Arc<StoredEvent>> = {
             let mut log = self.write_log();
+            log.check_not_archived(stream)?;
             if !log.deleted.contains(stream) {
                 return Err(StoreError::NotDeleted {
                     stream: stream.clone(),
@@ -84,6 +81,7 @@ impl StreamStore for MemoryStore {
     }
 
     async fn truncate_stream(&self, stream: &StreamId, before: u64) -> Result<u64, StoreError> {
+        self.read_log().check_not_archived(stream)?;
         let snapshot = self.snapshot_version(stream);
         if snapshot.is_none_or(|v| v.saturating_add(1) < before) {
             return Err(StoreError::NotCovered {
@@ -94,6 +92,7 @@ impl StreamStore for MemoryStore {
         }
         let removed: Vec<Arc<StoredEvent>> = {
             let mut log = self.write_log();
+            log.check_not_archived(stream)?;
             let Some(events) = log.streams.get_mut(stream) else {
                 return Ok(0);
             };
@@ -117,6 +116,45 @@ impl StreamStore for MemoryStore {
         Ok(removed.len() as u64)
     }
 
+    async fn archive_stream(&self, stream: &StreamId) -> Result<u64, StoreError> {
+        // As a delete: out of the way of appends that run inline projections.
+        let _turn = self.inline_turn().await;
+        let mut log = self.write_log();
+        if log.archived.contains_key(stream) {
+            return Ok(0);
+        }
+        let Some(events) = log.streams.remove(stream) else {
+            return Ok(0);
+        };
+        let moved = events.len() as u64;
+        log.archived.insert(stream.clone(), events);
+        Ok(moved)
+    }
+
+    async fn unarchive_stream(&self, stream: &StreamId) -> Result<u64, StoreError> {
+        let mut log = self.write_log();
+        let Some(events) = log.archived.remove(stream) else {
+            return Ok(0);
+        };
+        let moved = events.len() as u64;
+        log.streams.insert(stream.clone(), events);
+        Ok(moved)
+    }
+
+    async fn read_archived_stream(
+        &self,
+        stream: &StreamId,
+        from_version: u64,
+        max_count: usize,
+    ) -> Result<Vec<Arc<StoredEvent>>, StoreError> {
+        let log = self.read_log();
+        let Some(events) = log.archived.get(stream) else {
+            return Ok(Vec::new());
+        };
+        let start = events.partition_point(|e| e.stream_version < from_version);
+        Ok(events[start..].iter().take(max_count).cloned().collect())
+    }
+
     async fn read_stream(
         &self,
         stream: &StreamId,
@@ -124,6 +162,7 @@ impl StreamStore for MemoryStore {
         max_count: usize,
     ) -> Result<Vec<Arc<StoredEvent>>, StoreError> {
         let log = self.read_log();
+        log.check_not_archived(stream)?;
         let Some(events) = log.streams.get(stream) else {
             return Ok(Vec::new());
         };
@@ -147,6 +186,7 @@ impl StreamStore for MemoryStore {
         max_count: usize,
     ) -> Result<Vec<Arc<StoredEvent>>, StoreError> {
         let log = self.read_log();
+        log.check_not_archived(stream)?;
         let Some(events) = log.streams.get(stream) else {
             return Ok(Vec::new());
         };
@@ -176,6 +216,17 @@ impl Log {
 }
 
 impl MemoryStore {
+    /// A turn at the inline projections' gate, when there are any: appends that run them
+    /// hold it across their checks, so a change to a stream made under it (a delete, an
+    /// archiving) cannot slip between an append's checks and its commit.
+    async fn inline_turn(&self) -> Option<tokio::sync::MutexGuard<'_, ()>> {
+        if self.inner.inline.is_empty() {
+            None
+        } else {
+            Some(self.inner.inline.gate().await)
+        }
+    }
+
     /// Stores events checked by [`prepare`] (under the same lock, or under the inline
     /// projections' gate) and wakes waiting readers.
     fn commit(&self, log: &mut Log, stored: Vec<Arc<StoredEvent>>) -> Vec<Arc<StoredEvent>> {
@@ -207,6 +258,7 @@ fn prepare(
         .get(stream)
         .and_then(|events| events.last())
         .map_or(0, |e| e.stream_version);
+    log.check_not_archived(stream)?;
     if log.deleted.contains(stream) {
         return Err(StoreError::StreamDeleted {
             stream: stream.clone(),

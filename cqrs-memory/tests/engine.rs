@@ -249,6 +249,31 @@ impl StreamStore for LosesVersionTwo {
         self.0.truncate_stream(stream, before).await
     }
 
+    async fn archive_stream(
+        &self,
+        stream: &cqrs_core::StreamId,
+    ) -> Result<u64, cqrs_core::StoreError> {
+        self.0.archive_stream(stream).await
+    }
+
+    async fn unarchive_stream(
+        &self,
+        stream: &cqrs_core::StreamId,
+    ) -> Result<u64, cqrs_core::StoreError> {
+        self.0.unarchive_stream(stream).await
+    }
+
+    async fn read_archived_stream(
+        &self,
+        stream: &cqrs_core::StreamId,
+        from_version: u64,
+        max_count: usize,
+    ) -> Result<Vec<std::sync::Arc<cqrs_core::StoredEvent>>, cqrs_core::StoreError> {
+        self.0
+            .read_archived_stream(stream, from_version, max_count)
+            .await
+    }
+
     async fn read_stream(
         &self,
         stream: &cqrs_core::StreamId,

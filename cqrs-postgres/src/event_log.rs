@@ -113,7 +113,7 @@ impl EventLog for PgStore {
         }
         let by_stream = !filter.stream_types().is_empty();
         let by_event = !filter.event_types().is_empty();
-        let mut query = sqlx::query(&self.sql.count_after[filter_index(by_stream, by_event)])
+        let mut query = sqlx::query(&self.sql.count_after[filter_index(filter)])
             .bind(after.commit().to_string())
             .bind(after.sequence() as i64)
             .bind(clamp_i64(limit));
@@ -241,7 +241,7 @@ impl PgStore {
     /// forwards after it, or backwards from it), of at most `max_count` events.
     async fn read_ordered(
         &self,
-        statements: &[String; 4],
+        statements: &[String; 8],
         at: Position,
         max_count: usize,
         filter: &EventFilter,
@@ -251,7 +251,7 @@ impl PgStore {
         }
         let by_stream = !filter.stream_types().is_empty();
         let by_event = !filter.event_types().is_empty();
-        let mut query = sqlx::query(&statements[filter_index(by_stream, by_event)])
+        let mut query = sqlx::query(&statements[filter_index(filter)])
             .bind(at.commit().to_string())
             .bind(clamp_i64(at.sequence()))
             .bind(clamp_i64(max_count as u64));

@@ -84,6 +84,20 @@ pub(crate) fn row_stream(row: &PgRow, last: &mut Option<StreamId>) -> Result<Str
     Ok(stream)
 }
 
+/// [`StoreError::Archived`] if the row is the marker a read of one stream returns for an
+/// archived stream (`Sql::new`'s `archived_marker`: no position, the stream's version).
+pub(crate) fn archived(row: &PgRow, stream: &StreamId) -> Result<(), StoreError> {
+    let position: Option<i64> = row.try_get_unchecked(0).map_err(map_sqlx)?;
+    if position.is_some() {
+        return Ok(());
+    }
+    let version: i64 = row.try_get_unchecked(4).map_err(map_sqlx)?;
+    Err(StoreError::Archived {
+        stream: stream.clone(),
+        version: version as u64,
+    })
+}
+
 /// Builds a stored event from a row of `EVENT_COLUMNS`, of `stream`. A row whose event
 /// version, data or metadata cannot be read (edited by hand, or written around the store)
 /// is [`StoreError::Corrupt`] naming it, with the event as far as it could be read, so

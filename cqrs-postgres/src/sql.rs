@@ -54,7 +54,15 @@ pub(crate) struct Sql {
     /// Closes a stream, in the transaction that wrote its tombstone.
     pub close_stream: String,
     /// Whether a stream is deleted, locking its row for a purge.
-    pub lock_deleted: String,
+    /// The stream row, locked: its version, whether deleted, whether archived.
+    pub lock_stream: String,
+    /// Moves a stream's events into `events_archive`.
+    pub archive_events: String,
+    /// Moves them back, at their positions.
+    pub unarchive_events: String,
+    /// `$3`: archived (true) or not.
+    pub set_archived: String,
+    pub read_archived_stream: String,
     /// The dead letters of a deleted stream's events (but its tombstone's).
     pub purge_letters: String,
     /// A deleted stream's events but its tombstone.
@@ -73,11 +81,11 @@ pub(crate) struct Sql {
     pub truncated_before: String,
     pub read_stream: String,
     /// Indexed by `filter_index`.
-    pub read_all: [String; 4],
+    pub read_all: [String; 8],
     /// Indexed by `filter_index`; `$1`, `$2`: the position at or before which to read.
-    pub read_all_backwards: [String; 4],
+    pub read_all_backwards: [String; 8],
     /// Indexed by `filter_index`.
-    pub count_after: [String; 4],
+    pub count_after: [String; 8],
     pub read_by_command: String,
     pub read_stream_backwards: String,
     pub read_by_correlation: String,
@@ -120,14 +128,30 @@ pub(crate) struct Sql {
     pub parked_counts: String,
 }
 
-/// Which `read_all` statement serves a filter.
-pub(crate) fn filter_index(stream_types: bool, event_types: bool) -> usize {
-    usize::from(stream_types) | (usize::from(event_types) << 1)
+/// Which `read_all` statement serves a filter: by its stream types, its event types, and
+/// whether it reads the archive.
+pub(crate) fn filter_index(filter: &cqrs_core::EventFilter) -> usize {
+    usize::from(!filter.stream_types().is_empty())
+        | (usize::from(!filter.event_types().is_empty()) << 1)
+        | (usize::from(filter.includes_archived()) << 2)
 }
+
+/// The columns `events` and `events_archive` share, as stored.
+const STORED_COLUMNS: &str = "position, transaction_id, stream_type, stream_id, stream_version, \
+     event_id, event_type, event_version, data, metadata, recorded_at";
 
 impl Sql {
     pub fn new(schema: &SchemaName) -> Self {
         let s = schema.quoted();
+        // Unioned to a read of one stream's events (which an archived stream has none of):
+        // the row that says it is archived, with its version, and NULL everywhere else
+        // (`row::archived`), so the read needs no second round trip to tell an archived
+        // stream from a new one.
+        let archived_marker = format!(
+            "SELECT NULL::bigint, NULL::bigint, NULL::text, NULL::text, version, NULL::uuid, \
+             NULL::text, NULL::int4, NULL::jsonb, NULL::jsonb, NULL::timestamptz \
+             FROM {s}.streams WHERE stream_type = $1 AND stream_id = $2 AND archived_at IS NOT NULL"
+        );
         // $1, $2: the position after which to read; $3: the limit; $4, $5: the filters.
         let filter = |stream_types: bool, event_types: bool| {
             let mut filter = String::new();
@@ -144,19 +168,33 @@ impl Sql {
             }
             filter
         };
-        let read_all = |stream_types: bool, event_types: bool| {
+        // The log, or the log and its archive in one order (each with its commit-order
+        // index, merged without a sort).
+        let events = |archived: bool| {
+            if archived {
+                format!(
+                    "(SELECT {STORED_COLUMNS} FROM {s}.events UNION ALL \
+                     SELECT {STORED_COLUMNS} FROM {s}.events_archive) AS events"
+                )
+            } else {
+                format!("{s}.events")
+            }
+        };
+        let read_all = |stream_types: bool, event_types: bool, archived: bool| {
             let filter = filter(stream_types, event_types);
+            let events = events(archived);
             format!(
-                "SELECT {EVENT_COLUMNS} FROM {s}.events \
+                "SELECT {EVENT_COLUMNS} FROM {events} \
                  WHERE {BELOW_HORIZON} AND (transaction_id, position) > ($1::text::xid8, $2){filter} \
                  ORDER BY {COMMIT_ORDER} LIMIT $3"
             )
         };
         // The same order walked backwards: the index `events_commit_order` serves it too.
-        let read_all_backwards = |stream_types: bool, event_types: bool| {
+        let read_all_backwards = |stream_types: bool, event_types: bool, archived: bool| {
             let filter = filter(stream_types, event_types);
+            let events = events(archived);
             format!(
-                "SELECT {EVENT_COLUMNS} FROM {s}.events \
+                "SELECT {EVENT_COLUMNS} FROM {events} \
                  WHERE {BELOW_HORIZON} AND (transaction_id, position) <= ($1::text::xid8, $2){filter} \
                  ORDER BY events.transaction_id DESC, events.position DESC LIMIT $3"
             )
@@ -184,7 +222,8 @@ impl Sql {
                 AppendMode::Exact => format!(
                     "UPDATE {s}.streams SET version = version + {n}, writer = pg_current_xact_id() \
                      WHERE stream_type = $1 AND stream_id = $2 AND version = $8 \
-                     AND writer <= pg_current_xact_id() AND deleted_at IS NULL RETURNING version"
+                     AND writer <= pg_current_xact_id() AND deleted_at IS NULL AND archived_at IS NULL \
+                     RETURNING version"
                 ),
                 AppendMode::NoStream => format!(
                     "INSERT INTO {s}.streams (stream_type, stream_id, version, writer) \
@@ -197,6 +236,7 @@ impl Sql {
                      ON CONFLICT (stream_type, stream_id) DO UPDATE \
                      SET version = st.version + {n}, writer = excluded.writer \
                      WHERE st.writer <= excluded.writer AND st.deleted_at IS NULL \
+                     AND st.archived_at IS NULL \
                      RETURNING st.version"
                 ),
             };
@@ -223,10 +263,11 @@ impl Sql {
         // subquery bounding the work on a long backlog. Without the horizon: an event that
         // committed but is held back by an older open transaction is still lag, and a
         // caller that wants to know whether everything committed was delivered must see it.
-        let count_after = |stream_types: bool, event_types: bool| {
+        let count_after = |stream_types: bool, event_types: bool, archived: bool| {
             let filter = filter(stream_types, event_types);
+            let events = events(archived);
             format!(
-                "SELECT count(*) FROM (SELECT 1 FROM {s}.events \
+                "SELECT count(*) FROM (SELECT 1 FROM {events} \
                  WHERE (transaction_id, position) > ($1::text::xid8, $2){filter} \
                  LIMIT $3) counted"
             )
@@ -241,16 +282,36 @@ impl Sql {
                 append(AppendMode::Any, true),
             ],
             stream_version: format!(
-                "SELECT version, deleted_at IS NOT NULL FROM {s}.streams \
+                "SELECT version, deleted_at IS NOT NULL, archived_at IS NOT NULL FROM {s}.streams \
                  WHERE stream_type = $1 AND stream_id = $2"
             ),
             close_stream: format!(
                 "UPDATE {s}.streams SET deleted_at = now() \
                  WHERE stream_type = $1 AND stream_id = $2"
             ),
-            lock_deleted: format!(
-                "SELECT deleted_at IS NOT NULL FROM {s}.streams \
+            lock_stream: format!(
+                "SELECT version, deleted_at IS NOT NULL, archived_at IS NOT NULL FROM {s}.streams \
                  WHERE stream_type = $1 AND stream_id = $2 FOR UPDATE"
+            ),
+            archive_events: format!(
+                "WITH moved AS (DELETE FROM {s}.events WHERE stream_type = $1 AND stream_id = $2 \
+                 RETURNING {STORED_COLUMNS}) \
+                 INSERT INTO {s}.events_archive ({STORED_COLUMNS}) SELECT {STORED_COLUMNS} FROM moved"
+            ),
+            unarchive_events: format!(
+                "WITH moved AS (DELETE FROM {s}.events_archive WHERE stream_type = $1 AND stream_id = $2 \
+                 RETURNING {STORED_COLUMNS}) \
+                 INSERT INTO {s}.events ({STORED_COLUMNS}) OVERRIDING SYSTEM VALUE \
+                 SELECT {STORED_COLUMNS} FROM moved"
+            ),
+            set_archived: format!(
+                "UPDATE {s}.streams SET archived_at = CASE WHEN $3 THEN now() END \
+                 WHERE stream_type = $1 AND stream_id = $2"
+            ),
+            read_archived_stream: format!(
+                "SELECT {EVENT_COLUMNS} FROM {s}.events_archive \
+                 WHERE stream_type = $1 AND stream_id = $2 AND stream_version >= $3 \
+                 ORDER BY stream_version LIMIT $4"
             ),
             purge_letters: format!(
                 "DELETE FROM {s}.dead_letters WHERE event_id IN (SELECT event_id \
@@ -284,28 +345,13 @@ impl Sql {
                 "SELECT truncated_before FROM {s}.streams WHERE stream_type = $1 AND stream_id = $2"
             ),
             read_stream: format!(
-                "SELECT {EVENT_COLUMNS} FROM {s}.events \
+                "(SELECT {EVENT_COLUMNS} FROM {s}.events \
                  WHERE stream_type = $1 AND stream_id = $2 AND stream_version >= $3 \
-                 ORDER BY stream_version LIMIT $4"
+                 ORDER BY stream_version LIMIT $4) UNION ALL {archived_marker}"
             ),
-            read_all: [
-                read_all(false, false),
-                read_all(true, false),
-                read_all(false, true),
-                read_all(true, true),
-            ],
-            read_all_backwards: [
-                read_all_backwards(false, false),
-                read_all_backwards(true, false),
-                read_all_backwards(false, true),
-                read_all_backwards(true, true),
-            ],
-            count_after: [
-                count_after(false, false),
-                count_after(true, false),
-                count_after(false, true),
-                count_after(true, true),
-            ],
+            read_all: std::array::from_fn(|i| read_all(i & 1 != 0, i & 2 != 0, i & 4 != 0)),
+            read_all_backwards: std::array::from_fn(|i| read_all_backwards(i & 1 != 0, i & 2 != 0, i & 4 != 0)),
+            count_after: std::array::from_fn(|i| count_after(i & 1 != 0, i & 2 != 0, i & 4 != 0)),
             // `command_id = $3` implies `command_id IS NOT NULL`, so the partial index
             // `events_command` serves it.
             read_by_command: format!(
@@ -314,9 +360,9 @@ impl Sql {
                  ORDER BY stream_version"
             ),
             read_stream_backwards: format!(
-                "SELECT {EVENT_COLUMNS} FROM {s}.events \
+                "(SELECT {EVENT_COLUMNS} FROM {s}.events \
                  WHERE stream_type = $1 AND stream_id = $2 AND stream_version <= $3 \
-                 ORDER BY stream_version DESC LIMIT $4"
+                 ORDER BY stream_version DESC LIMIT $4) UNION ALL {archived_marker}"
             ),
             // `metadata ? 'correlation_id'` repeats the predicate of the partial index
             // `events_correlation` (migration 0005), so that the planner may use it.
@@ -350,7 +396,7 @@ impl Sql {
             ],
             stream_types: format!(
                 "SELECT stream_type, count(*), sum(version)::bigint FROM {s}.streams \
-                 GROUP BY stream_type ORDER BY stream_type"
+                 WHERE archived_at IS NULL GROUP BY stream_type ORDER BY stream_type"
             ),
             read_horizon: "SELECT pg_snapshot_xmin(pg_current_snapshot())::text".to_owned(),
             has_events_after: format!(
@@ -533,9 +579,19 @@ mod tests {
                 .iter()
                 .map(|row| row.get(0))
                 .collect();
+            // A sort node, not a merge's "Sort Key" (the log and its archive are merged
+            // in index order).
+            let sorts = plan.iter().any(|line| {
+                let node = line.trim_start().trim_start_matches("->").trim_start();
+                (node.starts_with("Sort ") && !node.starts_with("Sort Key"))
+                    || node.starts_with("Incremental Sort")
+            });
             let plan = plan.join("\n");
             assert!(plan.contains("events_commit_order"), "{plan}");
-            assert!(!plan.contains("Sort"), "read_all[{i}] sorts:\n{plan}");
+            assert!(!sorts, "read_all[{i}] sorts:\n{plan}");
+            if i & 4 != 0 {
+                assert!(plan.contains("events_archive_commit_order"), "{plan}");
+            }
         }
         let plan: Vec<String> = sqlx::query(&format!("EXPLAIN {}", sql.transaction_ids))
             .fetch_all(&mut *conn)

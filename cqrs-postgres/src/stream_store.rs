@@ -14,7 +14,7 @@ use sqlx::{Connection as _, PgConnection, Postgres, Row, Transaction};
 use uuid::Uuid;
 
 use crate::error::{backend, is_unavailable, map_sqlx};
-use crate::row::{fetch_events, row_to_event};
+use crate::row::{archived, fetch_events, row_to_event};
 use crate::sql::{append_index, clamp_i64, AppendMode};
 use crate::PgStore;
 
@@ -230,12 +230,26 @@ impl PgStore {
             // stale. (Inferred, not asked: an implicit transaction has ended by the time
             // of this read, which runs in a new one.)
             return match self.current_version(&mut *conn, stream).await {
-                // A closed row does not move, whatever was expected.
-                Ok((version, true)) => Err(Failure::Store(StoreError::StreamDeleted {
+                // A closed or archived row does not move, whatever was expected.
+                Ok(StreamRow {
+                    version,
+                    archived: true,
+                    ..
+                }) => Err(Failure::Store(StoreError::Archived {
                     stream: stream.clone(),
                     version,
                 })),
-                Ok((actual, false)) => {
+                Ok(StreamRow {
+                    version,
+                    deleted: true,
+                    ..
+                }) => Err(Failure::Store(StoreError::StreamDeleted {
+                    stream: stream.clone(),
+                    version,
+                })),
+                Ok(StreamRow {
+                    version: actual, ..
+                }) => {
                     let at_expected = match expected {
                         ExpectedVersion::Any => true,
                         // Only an existing row stops its insert.
@@ -326,7 +340,7 @@ impl PgStore {
                     Ok(mut conn) => {
                         let actual = self.current_version(&mut conn, stream).await;
                         conn.keep_after(&actual);
-                        actual.map(|(version, _)| version).map_err(map_sqlx)
+                        actual.map(|row| row.version).map_err(map_sqlx)
                     }
                     Err(e) => Err(e),
                 };
@@ -348,13 +362,13 @@ impl PgStore {
         &self,
         conn: &mut PgConnection,
         stream: &StreamId,
-    ) -> Result<(u64, bool), sqlx::Error> {
-        let row: Option<(i64, bool)> = sqlx::query_as(&self.sql.stream_version)
+    ) -> Result<StreamRow, sqlx::Error> {
+        let row: Option<(i64, bool, bool)> = sqlx::query_as(&self.sql.stream_version)
             .bind(stream.stream_type())
             .bind(stream.id())
             .fetch_optional(conn)
             .await?;
-        Ok(row.map_or((0, false), |(version, deleted)| (version as u64, deleted)))
+        Ok(StreamRow::from(row))
     }
 
     /// [`StreamStore::append`] once, in a transaction of its own. The error is a
@@ -462,13 +476,8 @@ impl StreamStore for PgStore {
     /// the events but the tombstone, the snapshot.
     async fn purge_stream(&self, stream: &StreamId) -> Result<u64, StoreError> {
         let mut tx = self.begin().await?;
-        let deleted: Option<bool> = sqlx::query_scalar(&self.sql.lock_deleted)
-            .bind(stream.stream_type())
-            .bind(stream.id())
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(map_sqlx)?;
-        if deleted != Some(true) {
+        let row = self.lock_stream(&mut tx, stream).await?;
+        if !row.deleted {
             return Err(StoreError::NotDeleted {
                 stream: stream.clone(),
             });
@@ -496,6 +505,7 @@ impl StreamStore for PgStore {
             .bind(clamp_i64(from_version))
             .bind(clamp_i64(max_count as u64));
         let events = fetch_events(conn, query, max_count, false, |row| {
+            archived(row, stream)?;
             row_to_event(row, stream.clone())
         })
         .await?;
@@ -529,6 +539,7 @@ impl StreamStore for PgStore {
     /// removed events, the events, and the cut recorded.
     async fn truncate_stream(&self, stream: &StreamId, before: u64) -> Result<u64, StoreError> {
         let mut tx = self.begin().await?;
+        let row = self.lock_stream(&mut tx, stream).await?;
         let snapshot: Option<i64> = sqlx::query_scalar(&self.sql.snapshot_version)
             .bind(stream.stream_type())
             .bind(stream.id())
@@ -543,10 +554,7 @@ impl StreamStore for PgStore {
                 snapshot,
             });
         }
-        let (version, _) = self
-            .current_version(&mut tx, stream)
-            .await
-            .map_err(map_sqlx)?;
+        let version = row.version;
         if version == 0 {
             return Ok(0);
         }
@@ -612,9 +620,121 @@ impl StreamStore for PgStore {
             .bind(clamp_i64(to_version))
             .bind(clamp_i64(max_count as u64));
         fetch_events(conn, query, max_count, false, |row| {
+            archived(row, stream)?;
             row_to_event(row, stream.clone())
         })
         .await
+    }
+
+    /// In one transaction that locks the stream's row: the events moved by one
+    /// statement, and the row marked.
+    async fn archive_stream(&self, stream: &StreamId) -> Result<u64, StoreError> {
+        self.move_archive(stream, true).await
+    }
+
+    /// As [`archive_stream`](Self::archive_stream), the other way.
+    async fn unarchive_stream(&self, stream: &StreamId) -> Result<u64, StoreError> {
+        self.move_archive(stream, false).await
+    }
+
+    async fn read_archived_stream(
+        &self,
+        stream: &StreamId,
+        from_version: u64,
+        max_count: usize,
+    ) -> Result<Vec<Arc<StoredEvent>>, StoreError> {
+        if max_count == 0 {
+            return Ok(Vec::new());
+        }
+        let conn = self.connection().await?;
+        let query = sqlx::query(&self.sql.read_archived_stream)
+            .bind(stream.stream_type())
+            .bind(stream.id())
+            .bind(clamp_i64(from_version))
+            .bind(clamp_i64(max_count as u64));
+        fetch_events(conn, query, max_count, false, |row| {
+            row_to_event(row, stream.clone())
+        })
+        .await
+    }
+}
+
+/// A stream's row, as an append's refusal and the lifecycle operations read it.
+#[derive(Debug, Clone, Copy, Default)]
+struct StreamRow {
+    /// 0 when the stream has no row.
+    version: u64,
+    deleted: bool,
+    archived: bool,
+}
+
+impl From<Option<(i64, bool, bool)>> for StreamRow {
+    fn from(row: Option<(i64, bool, bool)>) -> Self {
+        row.map_or_else(Self::default, |(version, deleted, archived)| Self {
+            version: version as u64,
+            deleted,
+            archived,
+        })
+    }
+}
+
+impl PgStore {
+    /// Locks the stream's row for the rest of `tx` (appends to it wait) and reads it; an
+    /// archived stream is [`StoreError::Archived`], as the lifecycle operations but
+    /// (un)archiving refuse it.
+    async fn lock_stream(
+        &self,
+        tx: &mut PgConnection,
+        stream: &StreamId,
+    ) -> Result<StreamRow, StoreError> {
+        let row = self.lock_stream_row(tx, stream).await?;
+        if row.archived {
+            return Err(StoreError::Archived {
+                stream: stream.clone(),
+                version: row.version,
+            });
+        }
+        Ok(row)
+    }
+
+    async fn lock_stream_row(
+        &self,
+        tx: &mut PgConnection,
+        stream: &StreamId,
+    ) -> Result<StreamRow, StoreError> {
+        let row: Option<(i64, bool, bool)> = sqlx::query_as(&self.sql.lock_stream)
+            .bind(stream.stream_type())
+            .bind(stream.id())
+            .fetch_optional(tx)
+            .await
+            .map_err(map_sqlx)?;
+        Ok(StreamRow::from(row))
+    }
+
+    /// Moves the stream's events into the archive (`archive`) or back, in one transaction
+    /// that holds its row: an append either committed before (its events move with the
+    /// others) or waits and then finds the row archived.
+    async fn move_archive(&self, stream: &StreamId, archive: bool) -> Result<u64, StoreError> {
+        let mut tx = self.begin().await?;
+        let row = self.lock_stream_row(&mut tx, stream).await?;
+        if row.version == 0 || row.archived == archive {
+            return Ok(0);
+        }
+        let statement = if archive {
+            &self.sql.archive_events
+        } else {
+            &self.sql.unarchive_events
+        };
+        let moved = on_stream(&mut tx, statement, stream).await?;
+        sqlx::query(&self.sql.set_archived)
+            .bind(stream.stream_type())
+            .bind(stream.id())
+            .bind(archive)
+            .execute(&mut *tx)
+            .await
+            .map_err(map_sqlx)?;
+        tx.commit().await.map_err(map_sqlx)?;
+        Ok(moved)
     }
 }
 

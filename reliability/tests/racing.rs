@@ -144,6 +144,25 @@ impl<S: StreamStore> StreamStore for Counted<S> {
         self.inner.truncate_stream(stream, before).await
     }
 
+    async fn archive_stream(&self, stream: &StreamId) -> Result<u64, StoreError> {
+        self.inner.archive_stream(stream).await
+    }
+
+    async fn unarchive_stream(&self, stream: &StreamId) -> Result<u64, StoreError> {
+        self.inner.unarchive_stream(stream).await
+    }
+
+    async fn read_archived_stream(
+        &self,
+        stream: &StreamId,
+        from_version: u64,
+        max_count: usize,
+    ) -> Result<Vec<Arc<StoredEvent>>, StoreError> {
+        self.inner
+            .read_archived_stream(stream, from_version, max_count)
+            .await
+    }
+
     async fn read_stream(
         &self,
         stream: &StreamId,

@@ -266,10 +266,11 @@ impl<A: Aggregate> Engine<A> {
                     tokio::time::sleep(self.retry.pause(attempt)).await;
                     attempt += 1;
                 }
-                Err(deleted @ StoreError::StreamDeleted { .. }) => {
-                    // Deleted since the image was kept: no state of it is current.
+                Err(gone @ (StoreError::StreamDeleted { .. } | StoreError::Archived { .. })) => {
+                    // Deleted or archived since the image was kept: no state of it is
+                    // current.
                     self.forget_image(&stream);
-                    return Err(deleted.into());
+                    return Err(gone.into());
                 }
                 Err(e) => return Err(e.into()),
             }

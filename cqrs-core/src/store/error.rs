@@ -55,6 +55,21 @@ pub enum StoreError {
         /// The tombstone's version.
         version: u64,
     },
+    /// The stream is archived ([`StreamStore::archive_stream`](super::StreamStore::archive_stream)):
+    /// its events are out of the hot path, so it is neither loaded nor appended to, nor
+    /// deleted, purged or truncated. Nothing was written. Un-archive it
+    /// ([`unarchive_stream`](super::StreamStore::unarchive_stream)) to use it again, or read
+    /// it where it is ([`read_archived_stream`](super::StreamStore::read_archived_stream)).
+    #[error(
+        "stream {stream} is archived (at version {version}): un-archive it to load it or \
+         append to it, or read it from the archive"
+    )]
+    Archived {
+        /// The stream.
+        stream: StreamId,
+        /// Its last version.
+        version: u64,
+    },
     /// [`purge_stream`](super::StreamStore::purge_stream) was asked of a stream that is not
     /// deleted: only a deleted stream's events can be removed. Nothing changed.
     #[error("stream {stream} is not deleted: delete it first, then purge it")]

@@ -26,6 +26,7 @@ use crate::ident::{self, IdentifierError};
 pub struct EventFilter {
     stream_types: Vec<String>,
     event_types: Vec<String>,
+    archived: bool,
 }
 
 impl EventFilter {
@@ -52,6 +53,26 @@ impl EventFilter {
     ) -> Result<Self, IdentifierError> {
         self.event_types = names("event type", types)?;
         Ok(self)
+    }
+
+    /// Also reads the events of archived streams
+    /// ([`StreamStore::archive_stream`](crate::StreamStore::archive_stream)), in their places
+    /// in the global order; by default a global read skips them. For a read model that must
+    /// hold the whole history (its rebuild), or an export.
+    ///
+    /// ```
+    /// use cqrs_core::EventFilter;
+    /// assert!(!EventFilter::all().includes_archived());
+    /// assert!(EventFilter::all().including_archived().includes_archived());
+    /// ```
+    pub fn including_archived(mut self) -> Self {
+        self.archived = true;
+        self
+    }
+
+    /// Whether it reads archived streams' events too.
+    pub fn includes_archived(&self) -> bool {
+        self.archived
     }
 
     /// The stream types it restricts to; empty for all.

@@ -7,6 +7,7 @@
 //! every backend small, and the conformance suite (`testing::conformance`, feature
 //! `testing`) checks that each one keeps the same guarantees.
 
+mod archive;
 mod checkpoint_store;
 mod error;
 mod event_log;
@@ -20,6 +21,7 @@ mod stream_summary;
 mod subscription_record;
 mod subscription_request;
 
+pub use archive::archive_streams_before;
 pub use checkpoint_store::{CheckpointStore, DeadLetter, Discarded, Lease, SavedCheckpoint};
 pub use error::{BoxError, StoreError};
 pub use event_log::EventLog;

@@ -125,9 +125,44 @@ pub trait StreamStore: Send + Sync + 'static {
     /// command repeated from before the cut is no longer recognised as done.
     async fn truncate_stream(&self, stream: &StreamId, before: u64) -> Result<u64, StoreError>;
 
+    /// Moves the events of `stream` out of the hot path, into the store's archive (on
+    /// PostgreSQL the table `events_archive`), for a stream nobody loads any more but whose
+    /// history must be kept. Returns how many events moved (0 when it was archived
+    /// already, or has no events).
+    ///
+    /// While archived, the stream keeps its id and its version, and everything that would
+    /// load or change it says so with [`StoreError::Archived`]: reads, appends, deletes,
+    /// purges, truncations, and so the engine's loads and commands (never an empty
+    /// aggregate that would take a creation command). The global read, listings and
+    /// subscriptions skip its events, unless their filter asks for the archive
+    /// ([`EventFilter::including_archived`](crate::EventFilter::including_archived)).
+    /// Its snapshot and the dead letters of its events stay where they are. An append that
+    /// races the archiving either returned before it (its events are archived with the
+    /// rest) or is refused.
+    async fn archive_stream(&self, stream: &StreamId) -> Result<u64, StoreError>;
+
+    /// Moves an archived stream's events back into the hot path, at their versions and
+    /// global positions: it loads and takes events again. Returns how many events moved (0
+    /// when it was not archived). Subscriptions that passed their positions while they were
+    /// archived do not receive them (they are behind them in the global order); rebuild
+    /// a read model that must hold them.
+    async fn unarchive_stream(&self, stream: &StreamId) -> Result<u64, StoreError>;
+
+    /// Reads up to `max_count` events of archived `stream` with version `>= from_version`,
+    /// in version order, from the archive: its history, without un-archiving it. A stream
+    /// that is not archived reads as empty here (its events are in the hot path:
+    /// [`read_stream`](Self::read_stream)).
+    async fn read_archived_stream(
+        &self,
+        stream: &StreamId,
+        from_version: u64,
+        max_count: usize,
+    ) -> Result<Vec<Arc<StoredEvent>>, StoreError>;
+
     /// Reads up to `max_count` events of `stream` with version `>= from_version`, in
     /// version order. A stream with no events reads as empty. From a version that was
-    /// truncated away, [`StoreError::Truncated`].
+    /// truncated away, [`StoreError::Truncated`]; of an archived stream,
+    /// [`StoreError::Archived`].
     async fn read_stream(
         &self,
         stream: &StreamId,

@@ -125,6 +125,7 @@ pub struct Subscription {
     pub(crate) idle_wait: Duration,
     pub(crate) standby_interval: Duration,
     pub(crate) start_from: StartFrom,
+    pub(crate) including_archived: bool,
 }
 
 impl Subscription {
@@ -145,6 +146,7 @@ impl Subscription {
             idle_wait: Duration::from_secs(1),
             standby_interval: Duration::from_secs(1),
             start_from: StartFrom::Beginning,
+            including_archived: false,
         }
     }
 
@@ -187,6 +189,25 @@ impl Subscription {
     pub fn start_from(mut self, start: StartFrom) -> Self {
         self.start_from = start;
         self
+    }
+
+    /// Also reads the events of archived streams
+    /// ([`StreamStore::archive_stream`](crate::StreamStore::archive_stream)), which a
+    /// subscription skips by default: for a read model that must hold the whole history,
+    /// archive included (see [`EventFilter::including_archived`](crate::EventFilter::including_archived)).
+    pub fn including_archived(mut self) -> Self {
+        self.including_archived = true;
+        self
+    }
+
+    /// The filter its reads use: its consumer's, with the archive if asked.
+    pub(crate) fn filter(&self) -> crate::EventFilter {
+        let filter = self.consumer.identity().filter().clone();
+        if self.including_archived {
+            filter.including_archived()
+        } else {
+            filter
+        }
     }
 
     /// Starts the subscription on the current tokio runtime.

@@ -57,7 +57,7 @@ impl Shared {
             wake: Notify::new(),
             rebuild: AtomicBool::new(false),
             events: Arc::clone(&subscription.events),
-            filter: consumer.identity().filter().clone(),
+            filter: subscription.filter(),
         }
     }
 }
@@ -764,7 +764,7 @@ impl Runner {
         size: usize,
     ) -> Result<(Vec<Arc<StoredEvent>>, Option<Position>), StoreError> {
         let events = &self.sub.events;
-        let filter = self.sub.consumer.identity().filter();
+        let filter = &self.shared.filter;
         let batch = events.read_all(scanned, size, filter).await?;
         if !batch.is_empty() {
             return Ok((batch, None));

@@ -16,6 +16,7 @@
 //! per test on PostgreSQL), because the tests run in parallel and some read everything.
 
 mod append;
+mod archive;
 mod checkpoint;
 mod codec;
 pub(crate) mod domain;
@@ -46,6 +47,10 @@ use crate::{
 pub use append::{
     append_assigns_contiguous_versions, append_is_atomic, conflict_names_stream_and_versions,
     duplicate_event_ids_are_refused, empty_append_is_refused, expected_version_semantics,
+};
+pub use archive::{
+    an_archived_stream_is_out_of_the_hot_path_until_unarchived,
+    archiving_racing_appends_loses_nothing_acknowledged,
 };
 pub use checkpoint::{checkpoints_save_load_and_reset, saved_checkpoints_are_listed_by_name};
 pub use codec::{
@@ -207,6 +212,8 @@ macro_rules! conformance_tests {
             a_delete_racing_appends_loses_nothing_acknowledged,
             a_purged_stream_keeps_only_its_tombstone,
             a_stream_truncated_under_its_snapshot_still_loads,
+            an_archived_stream_is_out_of_the_hot_path_until_unarchived,
+            archiving_racing_appends_loses_nothing_acknowledged,
             events_are_found_by_correlation_id,
             streams_are_listed_by_type_and_paged,
             counts_after_a_position_with_filter_and_limit,
