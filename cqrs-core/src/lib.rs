@@ -32,6 +32,8 @@
 //! - [`bus`]: events on a message bus: the relay, the wire form, what consumers share;
 //! - [`ident`]: validated identifiers;
 //! - [`inline`]: listeners run with the append (by the engine, or inside a store's);
+//! - [`personal`]: personal data sealed per subject, so that forgetting one is destroying
+//!   its key (crypto-shredding);
 //! - [`unwind`]: panics in application code, caught where the framework calls it;
 //! - `testing` (feature): given/when/then and the conformance suite.
 
@@ -44,6 +46,7 @@ pub mod engine;
 pub mod envelope;
 pub mod ident;
 pub mod inline;
+pub mod personal;
 pub mod store;
 pub mod subscription;
 #[cfg(feature = "testing")]

@@ -20,7 +20,7 @@
 //!
 //! | derive | on | attributes |
 //! |---|---|---|
-//! | [`DomainEvent`] | enum (one event type per variant) or struct (one event type) | enum: `prefix`, `rename_all`, `crate`; variant (or struct): `name`, `version`, `upcast(from, with)`; newtype variant: `flatten`; fields: `serde(...)` |
+//! | [`DomainEvent`] | enum (one event type per variant) or struct (one event type) | enum: `prefix`, `rename_all`, `crate`; variant (or struct): `name`, `version`, `upcast(from, with)`; newtype variant: `flatten`; fields: `serde(...)`, `personal(subject, forgotten)` |
 //! | [`Command`] | enum or struct | enum: `id = field`, `crate`; variant/struct: `name`; field: `id` |
 //! | [`Aggregate`] | struct or enum | `command`, `event`, `error` (required), `services`, `name`, `snapshot_version`, `crate` |
 //! | [`Projection`] | struct or enum | `event` (required), `error`, `name`, `version`, `events(...)`, `streams(...)`, `crate` |

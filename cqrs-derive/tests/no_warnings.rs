@@ -21,6 +21,15 @@ enum Flat {
     Own,
 }
 
+#[derive(DomainEvent)]
+struct Private {
+    subject: u8,
+    #[event(personal(subject = subject))]
+    defaulted: String,
+    #[event(personal(subject = subject, forgotten = 0))]
+    explicit: u8,
+}
+
 #[derive(Command)]
 enum Cmd {
     Go {
@@ -63,6 +72,8 @@ fn compiles_cleanly() {
     assert_eq!(Ev::event_type_names(), ["a", "b", "c"]);
     assert_eq!(Flat::event_type_names(), ["a", "b", "c", "Own"]);
     assert_eq!(Flat::Own.event_type(), "Own");
+    assert!(Flat::personal_fields("a").is_empty());
+    assert_eq!(Private::personal_fields("Private").len(), 2);
     assert_eq!(Cmd::Go { id: 1 }.command_name(), "Go");
     assert_eq!(Agg::TYPE, "agg");
     assert_eq!(View::NAME, "view");

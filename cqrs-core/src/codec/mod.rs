@@ -12,6 +12,7 @@ mod upcast;
 
 use std::borrow::Cow;
 
+use crate::personal::{PersonalError, PersonalField, PersonalValue, Subject};
 use crate::{DomainEvent, Envelope, Metadata, NewEvent, PayloadError, StoredEvent, StreamId};
 
 pub use json::{to_json, JsonError};
@@ -104,9 +105,26 @@ pub enum EncodeError {
     /// The event type name is not a valid identifier.
     #[error("invalid event type name: {0}")]
     InvalidName(#[from] crate::ident::IdentifierError),
+    /// A personal field's subject cannot be read: the subject field is missing, is not
+    /// a JSON string or integer, or is not a valid [`Subject`](crate::personal::Subject)
+    /// ([`DomainEvent::personal_fields`]).
+    #[error("cannot encode event {event_type:?}: {source}")]
+    Personal {
+        /// The event type.
+        event_type: &'static str,
+        /// What is wrong.
+        #[source]
+        source: PersonalError,
+    },
 }
 
 /// Encodes a typed event for appending.
+///
+/// The fields its type declares personal ([`DomainEvent::personal_fields`]) are taken
+/// out of the data and attached to the event as [`PersonalValue`]s
+/// ([`NewEvent::personal`]), each with the subject read from its subject field, for the
+/// store to seal ([`NewEvent::seal`]); a declared field missing from the data (skipped by
+/// serde) has nothing to seal.
 ///
 /// ```
 /// # use cqrs_core::codec::{self, serde_enum};
@@ -122,19 +140,79 @@ pub enum EncodeError {
 /// let new = codec::encode(&E::Happened { n: 1 }, Metadata::default())?;
 /// assert_eq!(new.event_type(), "Happened");
 /// assert_eq!(new.data(), &serde_json::json!({"n": 1}));
+/// assert!(new.personal().is_empty());
 /// # Ok::<(), codec::EncodeError>(())
 /// ```
 pub fn encode<E: DomainEvent>(event: &E, metadata: Metadata) -> Result<NewEvent, EncodeError> {
     let event_type = event.event_type();
-    let data = event
+    let mut data = event
         .encode()
         .map_err(|source| EncodeError::Json { event_type, source })?;
-    Ok(NewEvent::new(
-        event_type,
-        event.event_version(),
-        data,
-        metadata,
-    )?)
+    let fields = E::personal_fields(event_type);
+    let personal = if fields.is_empty() {
+        Vec::new()
+    } else {
+        take_personal(&mut data, fields)
+            .map_err(|source| EncodeError::Personal { event_type, source })?
+    };
+    let new = NewEvent::new(event_type, event.event_version(), data, metadata)?;
+    Ok(personal.into_iter().fold(new, NewEvent::with_personal))
+}
+
+/// Takes the personal `fields` out of `data`, with their subjects; `data` is unchanged on
+/// an error.
+fn take_personal(
+    data: &mut serde_json::Value,
+    fields: &[PersonalField],
+) -> Result<Vec<PersonalValue>, PersonalError> {
+    let serde_json::Value::Object(map) = data else {
+        return Err(PersonalError::Malformed {
+            reason: "an event with personal fields must encode as a JSON object".to_owned(),
+        });
+    };
+    // Every subject first, so that a failure leaves the data whole.
+    let mut subjects = Vec::with_capacity(fields.len());
+    for entry in fields {
+        if fields.iter().any(|f| f.field == entry.subject) {
+            return Err(PersonalError::InvalidSubject {
+                reason: format!(
+                    "the subject field {:?} is itself personal, and a subject id is stored \
+                     in plaintext",
+                    entry.subject
+                ),
+            });
+        }
+        let subject = match map.get(entry.subject) {
+            Some(value) => Subject::from_json(value).map_err(|e| match e {
+                PersonalError::InvalidSubject { reason } => PersonalError::InvalidSubject {
+                    reason: format!("field {:?}: {reason}", entry.subject),
+                },
+                other => other,
+            })?,
+            None => {
+                return Err(PersonalError::InvalidSubject {
+                    reason: format!(
+                        "the data has no subject field {:?} (for the personal field {:?})",
+                        entry.subject, entry.field
+                    ),
+                })
+            }
+        };
+        subjects.push(subject);
+    }
+    Ok(fields
+        .iter()
+        .zip(subjects)
+        .filter_map(|(entry, subject)| {
+            let value = map.remove(entry.field)?;
+            Some(PersonalValue::new(
+                subject,
+                entry.field,
+                value,
+                (entry.forgotten)(),
+            ))
+        })
+        .collect())
 }
 
 /// Decodes the data of a stored event into the current typed event, upcasting as needed.
@@ -282,6 +360,152 @@ mod tests {
         }
         let message = null_at("_count");
         assert!(!message.contains("stored them as null"), "{message}");
+    }
+
+    /// A hand-written event with personal fields: `Registered` has `name` and `email`
+    /// about `customer_id`; `Odd` declares a subject field that is missing, `Bad` one
+    /// that is a float.
+    #[derive(Debug, serde::Serialize, serde::Deserialize)]
+    enum Customer {
+        Registered {
+            customer_id: u64,
+            name: String,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            email: Option<String>,
+        },
+        Odd {
+            name: String,
+        },
+        Bad {
+            customer_id: f64,
+            name: String,
+        },
+    }
+
+    fn gone() -> serde_json::Value {
+        json!("[gone]")
+    }
+
+    fn null() -> serde_json::Value {
+        serde_json::Value::Null
+    }
+
+    impl DomainEvent for Customer {
+        const EVENT_TYPES: &'static [EventTypeInfo] = &[
+            EventTypeInfo {
+                name: "Registered",
+                version: 1,
+            },
+            EventTypeInfo {
+                name: "Odd",
+                version: 1,
+            },
+            EventTypeInfo {
+                name: "Bad",
+                version: 1,
+            },
+        ];
+
+        fn event_type(&self) -> &'static str {
+            match self {
+                Customer::Registered { .. } => "Registered",
+                Customer::Odd { .. } => "Odd",
+                Customer::Bad { .. } => "Bad",
+            }
+        }
+
+        fn encode(&self) -> Result<serde_json::Value, JsonError> {
+            serde_enum::encode(self)
+        }
+
+        fn decode(event_type: &str, data: &serde_json::Value) -> Result<Self, PayloadError> {
+            serde_enum::decode(event_type, data)
+        }
+
+        fn personal_fields(event_type: &str) -> &'static [PersonalField] {
+            const NAME: PersonalField = PersonalField {
+                field: "name",
+                subject: "customer_id",
+                forgotten: gone,
+            };
+            match event_type {
+                "Registered" => &[
+                    NAME,
+                    PersonalField {
+                        field: "email",
+                        subject: "customer_id",
+                        forgotten: null,
+                    },
+                ],
+                "Odd" | "Bad" => &[NAME],
+                _ => &[],
+            }
+        }
+    }
+
+    #[test]
+    fn personal_fields_are_taken_out_of_the_data() {
+        let event = Customer::Registered {
+            customer_id: 17,
+            name: "Ada".into(),
+            email: Some("ada@example.com".into()),
+        };
+        let new = encode(&event, Metadata::default()).expect("encoded");
+        assert_eq!(new.data(), &json!({ "customer_id": 17 }));
+        let subject = Subject::new("17").expect("valid");
+        assert_eq!(
+            new.personal(),
+            [
+                PersonalValue::new(subject.clone(), "name", json!("Ada"), json!("[gone]")),
+                PersonalValue::new(
+                    subject.clone(),
+                    "email",
+                    json!("ada@example.com"),
+                    serde_json::Value::Null
+                ),
+            ]
+        );
+
+        // A field serde skipped has nothing to seal.
+        let event = Customer::Registered {
+            customer_id: 17,
+            name: "Ada".into(),
+            email: None,
+        };
+        let new = encode(&event, Metadata::default()).expect("encoded");
+        assert_eq!(new.data(), &json!({ "customer_id": 17 }));
+        assert_eq!(new.personal().len(), 1);
+    }
+
+    #[test]
+    fn a_subject_missing_or_not_an_id_is_an_encode_error() {
+        let odd = encode(&Customer::Odd { name: "Ada".into() }, Metadata::default());
+        match odd {
+            Err(EncodeError::Personal {
+                event_type: "Odd",
+                source: PersonalError::InvalidSubject { reason },
+            }) => assert!(
+                reason.contains("no subject field \"customer_id\""),
+                "{reason}"
+            ),
+            other => panic!("expected a missing subject, got {other:?}"),
+        }
+        let bad = Customer::Bad {
+            customer_id: 1.5,
+            name: "Ada".into(),
+        };
+        let err = encode(&bad, Metadata::default()).expect_err("a float subject");
+        assert!(
+            matches!(
+                &err,
+                EncodeError::Personal {
+                    event_type: "Bad",
+                    source: PersonalError::InvalidSubject { .. }
+                }
+            ),
+            "{err:?}"
+        );
+        assert!(!err.to_string().contains("Ada"), "{err}");
     }
 
     #[test]

@@ -2,6 +2,7 @@
 
 use super::Upcaster;
 use crate::codec::JsonError;
+use crate::personal::PersonalField;
 
 /// The name and current schema version of one event type.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -113,5 +114,69 @@ pub trait DomainEvent: Sized + Send + Sync + 'static {
     /// The names of all event types of the family.
     fn event_type_names() -> Vec<&'static str> {
         Self::EVENT_TYPES.iter().map(|t| t.name).collect()
+    }
+
+    /// The fields of the event type `event_type` that hold personal data, each with the
+    /// field that names its subject and the placeholder shown once the subject is
+    /// forgotten; empty (the default) for a type with none, or a name not of the family.
+    /// Names are the JSON names in the data (after any `#[serde(rename)]`).
+    ///
+    /// [`codec::encode`](crate::codec::encode) takes these fields out of the data, and a
+    /// store seals them with the subject's key, so that forgetting the subject makes them
+    /// unreadable (see [`personal`](crate::personal)). The derive generates it from
+    /// `#[event(personal(subject = customer_id, forgotten = "[forgotten]"))]` on fields.
+    ///
+    /// By hand (a `fn` per placeholder, since it is a `fn() -> Value`):
+    ///
+    /// ```
+    /// use cqrs_core::codec::{self, serde_enum};
+    /// use cqrs_core::personal::PersonalField;
+    /// use cqrs_core::{DomainEvent, EventTypeInfo, Metadata, PayloadError};
+    /// use serde::{Deserialize, Serialize};
+    ///
+    /// #[derive(Serialize, Deserialize)]
+    /// enum Customer {
+    ///     Registered { customer_id: String, name: String },
+    /// }
+    ///
+    /// fn forgotten_name() -> serde_json::Value {
+    ///     serde_json::json!("[forgotten]")
+    /// }
+    ///
+    /// impl DomainEvent for Customer {
+    ///     const EVENT_TYPES: &'static [EventTypeInfo] =
+    ///         &[EventTypeInfo { name: "Registered", version: 1 }];
+    ///     fn event_type(&self) -> &'static str {
+    ///         "Registered"
+    ///     }
+    ///     fn encode(&self) -> Result<serde_json::Value, codec::JsonError> {
+    ///         serde_enum::encode(self)
+    ///     }
+    ///     fn decode(event_type: &str, data: &serde_json::Value) -> Result<Self, PayloadError> {
+    ///         serde_enum::decode(event_type, data)
+    ///     }
+    ///     fn personal_fields(event_type: &str) -> &'static [PersonalField] {
+    ///         const REGISTERED: &[PersonalField] = &[PersonalField {
+    ///             field: "name",
+    ///             subject: "customer_id",
+    ///             forgotten: forgotten_name,
+    ///         }];
+    ///         match event_type {
+    ///             "Registered" => REGISTERED,
+    ///             _ => &[],
+    ///         }
+    ///     }
+    /// }
+    ///
+    /// let registered = Customer::Registered { customer_id: "c-1".into(), name: "Ada".into() };
+    /// let new = codec::encode(&registered, Metadata::default())?;
+    /// assert_eq!(new.data(), &serde_json::json!({ "customer_id": "c-1" }));
+    /// assert_eq!(new.personal()[0].subject.as_str(), "c-1");
+    /// assert_eq!(new.personal()[0].forgotten, serde_json::json!("[forgotten]"));
+    /// # Ok::<(), codec::EncodeError>(())
+    /// ```
+    fn personal_fields(event_type: &str) -> &'static [PersonalField] {
+        let _ = event_type;
+        &[]
     }
 }

@@ -11,6 +11,7 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use crate::ident::{self, IdentifierError};
+use crate::personal::{self, DataKey, PersonalError, PersonalValue, Subject};
 use crate::StreamId;
 
 pub use metadata::{InvalidTraceParent, Metadata, TraceParent};
@@ -100,6 +101,10 @@ pub const TOMBSTONE_EVENT_TYPE: &str = "$deleted";
 
 /// An event about to be appended: everything but what the store assigns (stream,
 /// version, position and time).
+///
+/// It may carry [personal values](crate::personal) still to seal, kept out of its data
+/// ([`personal`](Self::personal)): a store seals them into the data with
+/// [`seal`](Self::seal) before it writes the event.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NewEvent {
     pub(crate) event_id: Uuid,
@@ -107,6 +112,8 @@ pub struct NewEvent {
     pub(crate) event_version: u32,
     pub(crate) data: serde_json::Value,
     pub(crate) metadata: Metadata,
+    /// Personal values not yet sealed: never in `data` in plaintext.
+    personal: Vec<PersonalValue>,
 }
 
 impl NewEvent {
@@ -141,6 +148,7 @@ impl NewEvent {
             event_version,
             data,
             metadata,
+            personal: Vec::new(),
         })
     }
 
@@ -155,10 +163,12 @@ impl NewEvent {
             event_version: 1,
             data: serde_json::Value::Object(serde_json::Map::new()),
             metadata,
+            personal: Vec::new(),
         }
     }
 
     /// Replaces the generated event id (to make an append idempotent by id, or in tests).
+    /// Sealed personal fields are bound to the id: replace it before [`seal`](Self::seal).
     pub fn with_event_id(mut self, event_id: Uuid) -> Self {
         self.event_id = event_id;
         self
@@ -189,8 +199,54 @@ impl NewEvent {
         &self.metadata
     }
 
+    /// Adds a personal value to seal into the data ([`seal`](Self::seal)); it is not in
+    /// the data until then. [`codec::encode`](crate::codec::encode) adds those of the
+    /// fields the event type declares personal.
+    pub fn with_personal(mut self, value: PersonalValue) -> Self {
+        self.personal.push(value);
+        self
+    }
+
+    /// The personal values still to seal (empty once [`seal`](Self::seal) ran).
+    pub fn personal(&self) -> &[PersonalValue] {
+        &self.personal
+    }
+
+    /// Seals the personal values into the data, each under the key `key_of` gives for
+    /// its subject and bound to this event's id ([`personal::seal`]); afterwards
+    /// [`personal`](Self::personal) is empty. A store calls it before it writes, with
+    /// the keys of every subject of [`personal`](Self::personal) (creating those it
+    /// lacks). Without personal values it does nothing. On an error the event is left
+    /// as it was.
+    ///
+    /// ```
+    /// use cqrs_core::personal::{self, DataKey, KeyState, PersonalValue, Subject};
+    /// use cqrs_core::{Metadata, NewEvent};
+    /// use serde_json::json;
+    ///
+    /// let subject = Subject::new("c-1")?;
+    /// let name = PersonalValue::new(subject, "name", json!("Ada"), json!("[forgotten]"));
+    /// let mut event = NewEvent::new("customer.registered", 1, json!({ "customer_id": "c-1" }), Metadata::default())?
+    ///     .with_personal(name);
+    /// let key = DataKey::generate();
+    /// event.seal(|_| Some(&key))?;
+    /// assert!(event.personal().is_empty());
+    /// let opened = personal::open(event.event_id(), event.data(), |_| KeyState::Present(&key))?;
+    /// assert_eq!(opened, Some(json!({ "customer_id": "c-1", "name": "Ada" })));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn seal<'k>(
+        &mut self,
+        key_of: impl Fn(&Subject) -> Option<&'k DataKey>,
+    ) -> Result<(), PersonalError> {
+        personal::seal_values(self.event_id, &mut self.data, &self.personal, key_of)?;
+        self.personal.clear();
+        Ok(())
+    }
+
     /// Turns the event into its stored form, once the store has given it a place.
-    /// For backends.
+    /// For backends, which [`seal`](Self::seal) its personal values first: the stored
+    /// form has no place for unsealed ones (a debug build asserts there are none).
     pub fn into_stored(
         self,
         stream: StreamId,
@@ -198,6 +254,12 @@ impl NewEvent {
         position: Position,
         recorded_at: DateTime<Utc>,
     ) -> StoredEvent {
+        debug_assert!(
+            self.personal.is_empty(),
+            "NewEvent::into_stored with {} unsealed personal value(s): a store seals them \
+             first (NewEvent::seal)",
+            self.personal.len()
+        );
         Envelope {
             event_id: self.event_id,
             stream,

@@ -1,8 +1,12 @@
 //! Parsing `#[derive(DomainEvent)]` input into a model.
 
 use proc_macro2::Span;
+use syn::ext::IdentExt;
+use syn::punctuated::Punctuated;
 use syn::spanned::Spanned;
-use syn::{Attribute, Data, DeriveInput, Field, Fields, Ident, LitStr, Path, Variant};
+use syn::{
+    Attribute, Data, DeriveInput, Expr, Field, Fields, Ident, LitStr, Meta, Path, Token, Variant,
+};
 
 use crate::attr::{self, Errors};
 use crate::case::Case;
@@ -53,6 +57,8 @@ pub struct Flatten<'a> {
     pub fields: &'a Fields,
     /// `name`, `version` or `upcast` given beside `flatten`, which it does not take.
     pub stray_keys: Vec<(&'static str, Span)>,
+    /// `personal` on the variant's field, which it does not take.
+    pub personal: Vec<Personal<'a>>,
 }
 
 impl<'a> Flatten<'a> {
@@ -78,6 +84,34 @@ pub struct EventType<'a> {
     pub version_span: Span,
     pub upcasts: Vec<Upcast>,
     pub shape: Shape<'a>,
+    /// The fields declared personal, in declaration order (valid on named fields only).
+    pub personal: Vec<Personal<'a>>,
+}
+
+impl<'a> EventType<'a> {
+    /// The named field `ident` (compared without `r#`).
+    pub fn field_named(&self, ident: &Ident) -> Option<&'a Field> {
+        let Shape::Named(fields) = &self.shape else {
+            return None;
+        };
+        let wanted = ident.unraw();
+        fields
+            .iter()
+            .copied()
+            .find(|f| f.ident.as_ref().map(IdentExt::unraw).as_ref() == Some(&wanted))
+    }
+}
+
+/// `#[event(personal(subject = customer_id, forgotten = expr))]` on a field.
+pub struct Personal<'a> {
+    /// The personal field.
+    pub field: &'a Field,
+    /// The `personal` key.
+    pub span: Span,
+    /// The field holding the subject id, as written.
+    pub subject: Ident,
+    /// The placeholder once the subject is forgotten; `Default::default()` without it.
+    pub forgotten: Option<Expr>,
 }
 
 /// The fields of an event type.
@@ -102,6 +136,10 @@ pub struct Upcast {
 const ENUM_KEYS: &str = "`prefix`, `rename_all`, `crate`";
 const STRUCT_KEYS: &str = "`name`, `version`, `upcast`, `prefix`, `rename_all`, `crate`";
 const VARIANT_KEYS: &str = "`name`, `version`, `upcast`, `flatten`";
+const FIELD_KEYS: &str = "`personal`";
+const PERSONAL_USAGE: &str = "write `personal(subject = customer_id)` or \
+`personal(subject = customer_id, forgotten = \"[forgotten]\")`, naming the field of the same \
+event that holds the id of the person the data is about";
 
 /// Attributes that may appear on the container.
 #[derive(Default)]
@@ -160,17 +198,26 @@ pub fn parse(input: &DeriveInput) -> syn::Result<Input<'_>> {
             }
             for variant in &data.variants {
                 let own = errors.take(parse_own(&variant.attrs)).unwrap_or_default();
+                let personal = parse_fields(&variant.fields, &mut errors);
                 members.push(match own.flatten {
-                    Some(span) => Member::Flatten(flatten(variant, span, &own)),
-                    None => Member::Type(event_type(&variant.ident, &variant.fields, own, &rename)),
+                    Some(span) => Member::Flatten(flatten(variant, span, &own, personal)),
+                    None => Member::Type(event_type(
+                        &variant.ident,
+                        &variant.fields,
+                        own,
+                        personal,
+                        &rename,
+                    )),
                 });
             }
         }
         Data::Struct(data) => {
+            let personal = parse_fields(&data.fields, &mut errors);
             members.push(Member::Type(event_type(
                 &input.ident,
                 &data.fields,
                 container.own,
+                personal,
                 &rename,
             )));
         }
@@ -185,7 +232,12 @@ pub fn parse(input: &DeriveInput) -> syn::Result<Input<'_>> {
     })
 }
 
-fn flatten<'a>(variant: &'a Variant, span: Span, own: &Own) -> Flatten<'a> {
+fn flatten<'a>(
+    variant: &'a Variant,
+    span: Span,
+    own: &Own,
+    personal: Vec<Personal<'a>>,
+) -> Flatten<'a> {
     let mut stray_keys = Vec::new();
     if let Some(lit) = &own.name {
         stray_keys.push(("name", lit.span()));
@@ -199,6 +251,7 @@ fn flatten<'a>(variant: &'a Variant, span: Span, own: &Own) -> Flatten<'a> {
         span,
         fields: &variant.fields,
         stray_keys,
+        personal,
     }
 }
 
@@ -206,6 +259,7 @@ fn event_type<'a>(
     ident: &'a Ident,
     fields: &'a Fields,
     own: Own,
+    personal: Vec<Personal<'a>>,
     rename: &dyn Fn(&Ident) -> String,
 ) -> EventType<'a> {
     let (name, name_span) = match &own.name {
@@ -230,6 +284,7 @@ fn event_type<'a>(
         version_span,
         upcasts: own.upcasts,
         shape,
+        personal,
     }
 }
 
@@ -349,5 +404,144 @@ fn parse_upcast(meta: &syn::meta::ParseNestedMeta<'_>) -> syn::Result<Upcast> {
         }),
         (None, _) => Err(syn::Error::new(span, format!("missing `from`: {USAGE}"))),
         (_, None) => Err(syn::Error::new(span, format!("missing `with`: {USAGE}"))),
+    }
+}
+
+/// The `personal` declarations on `fields`, whatever their shape (`valid` refuses them
+/// on unnamed fields); errors go to `errors`.
+fn parse_fields<'a>(fields: &'a Fields, errors: &mut Errors) -> Vec<Personal<'a>> {
+    fields
+        .iter()
+        .filter_map(|field| errors.take(parse_field(field)).flatten())
+        .collect()
+}
+
+/// The field attributes of one field: `#[event(personal(...))]`, at most once.
+fn parse_field(field: &Field) -> syn::Result<Option<Personal<'_>>> {
+    let mut personal = None;
+    for attr in field.attrs.iter().filter(|a| a.path().is_ident("event")) {
+        attr.parse_nested_meta(|meta| {
+            if meta.path.is_ident("personal") {
+                let declared = parse_personal(&meta, field)?;
+                attr::set_once(&mut personal, declared, &meta)
+            } else {
+                Err(attr::unknown_key(
+                    &meta,
+                    "#[event(...)] on a field",
+                    FIELD_KEYS,
+                ))
+            }
+        })?;
+    }
+    Ok(personal)
+}
+
+/// `personal(subject = field, forgotten = expr)`.
+fn parse_personal<'a>(
+    meta: &syn::meta::ParseNestedMeta<'_>,
+    field: &'a Field,
+) -> syn::Result<Personal<'a>> {
+    let span = meta.path.span();
+    if !meta.input.peek(syn::token::Paren) {
+        return Err(meta.error(format!("expected a list: {PERSONAL_USAGE}")));
+    }
+    let mut subject: Option<Ident> = None;
+    let mut forgotten: Option<Expr> = None;
+    meta.parse_nested_meta(|inner| {
+        if inner.path.is_ident("subject") {
+            let ident = inner.value()?.call(Ident::parse_any).map_err(|e| {
+                syn::Error::new(e.span(), format!("expected a field name: {PERSONAL_USAGE}"))
+            })?;
+            attr::set_once(&mut subject, ident, &inner)
+        } else if inner.path.is_ident("forgotten") {
+            let expr: Expr = inner.value()?.parse()?;
+            attr::set_once(&mut forgotten, expr, &inner)
+        } else {
+            Err(attr::unknown_key(
+                &inner,
+                "personal(...)",
+                "`subject`, `forgotten`",
+            ))
+        }
+    })?;
+    let subject = subject
+        .ok_or_else(|| syn::Error::new(span, format!("missing `subject`: {PERSONAL_USAGE}")))?;
+    Ok(Personal {
+        field,
+        span,
+        subject,
+        forgotten,
+    })
+}
+
+/// The name of a field in the event's JSON data: its `#[serde(rename = "...")]` (or the
+/// `serialize` name of `rename(...)`), else its Rust name without `r#`.
+pub fn json_name(field: &Field) -> String {
+    serde_rename(field).unwrap_or_else(|| {
+        field
+            .ident
+            .as_ref()
+            .map(|i| i.unraw().to_string())
+            .unwrap_or_default()
+    })
+}
+
+/// Whether the field has `#[serde(flatten)]`: its JSON has no key of its own.
+pub fn serde_flatten(field: &Field) -> Option<Span> {
+    serde_metas(field)
+        .into_iter()
+        .find(|m| matches!(m, Meta::Path(p) if p.is_ident("flatten")))
+        .map(|m| m.span())
+}
+
+fn serde_rename(field: &Field) -> Option<String> {
+    let mut name = None;
+    for meta in serde_metas(field) {
+        match &meta {
+            Meta::NameValue(nv) if nv.path.is_ident("rename") => {
+                if let Some(lit) = str_lit(&nv.value) {
+                    name = Some(lit);
+                }
+            }
+            Meta::List(list) if list.path.is_ident("rename") => {
+                let inner = list.parse_args_with(Punctuated::<Meta, Token![,]>::parse_terminated);
+                for m in inner.into_iter().flatten() {
+                    if let Meta::NameValue(nv) = &m {
+                        if nv.path.is_ident("serialize") {
+                            if let Some(lit) = str_lit(&nv.value) {
+                                name = Some(lit);
+                            }
+                        }
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    name
+}
+
+/// The items of every `#[serde(...)]` of a field (those that parse: serde reports the
+/// others).
+fn serde_metas(field: &Field) -> Vec<Meta> {
+    field
+        .attrs
+        .iter()
+        .filter(|a| a.path().is_ident("serde"))
+        .filter_map(|a| {
+            a.parse_args_with(Punctuated::<Meta, Token![,]>::parse_terminated)
+                .ok()
+        })
+        .flatten()
+        .collect()
+}
+
+fn str_lit(expr: &Expr) -> Option<String> {
+    match expr {
+        Expr::Lit(syn::ExprLit {
+            lit: syn::Lit::Str(s),
+            ..
+        }) => Some(s.value()),
+        _ => None,
     }
 }

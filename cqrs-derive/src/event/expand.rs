@@ -6,7 +6,7 @@ use syn::punctuated::Punctuated;
 use syn::spanned::Spanned;
 use syn::{Field, Meta, Token};
 
-use super::ast::{EventType, Flatten, Input, Member, Shape};
+use super::ast::{self, EventType, Flatten, Input, Member, Shape};
 use crate::attr;
 
 pub fn expand(input: &Input<'_>) -> syn::Result<TokenStream> {
@@ -73,6 +73,8 @@ pub fn expand(input: &Input<'_>) -> syn::Result<TokenStream> {
         (event_types, upcasters, clash_check(input, &krate)?)
     };
 
+    let personal_fields = personal_fields(input, &krate)?;
+
     let hidden = if input.is_enum {
         quote! {
             #[automatically_derived]
@@ -133,10 +135,92 @@ pub fn expand(input: &Input<'_>) -> syn::Result<TokenStream> {
                     }
                 }
             }
+
+            #personal_fields
         }
 
         #hidden
         #check
+    })
+}
+
+/// `DomainEvent::personal_fields`: one constant slice per event type with personal
+/// fields, a `fn` per placeholder, and the flattened types' own answer for their names.
+/// Nothing (the trait's default, no fields) when no type has any.
+fn personal_fields(input: &Input<'_>, krate: &TokenStream) -> syn::Result<TokenStream> {
+    let has_own = input.types().any(|t| !t.personal.is_empty());
+    if !has_own && input.flattened().next().is_none() {
+        return Ok(quote!());
+    }
+    let field_ty = quote!(#krate::personal::PersonalField);
+    let value = quote!(#krate::__private::serde_json::Value);
+    let domain_event = quote!(#krate::DomainEvent);
+    let mut items = Vec::new();
+    let mut arms = Vec::new();
+    for (ti, t) in input.types().enumerate() {
+        if t.personal.is_empty() {
+            continue;
+        }
+        let mut entries = Vec::new();
+        for (pi, p) in t.personal.iter().enumerate() {
+            // Validated: the subject names a field of this type.
+            let Some(subject) = t.field_named(&p.subject) else {
+                continue;
+            };
+            let placeholder = match &p.forgotten {
+                Some(expr) => quote_spanned!(expr.span()=> #krate::codec::to_json(&(#expr))),
+                None => {
+                    // Spanned at the field's type: a type without `Default` is an error
+                    // there.
+                    let ty = &p.field.ty;
+                    quote_spanned! {ty.span()=>
+                        #krate::codec::to_json(&<#ty as ::core::default::Default>::default())
+                    }
+                }
+            };
+            let forgotten = format_ident!("__cqrs_forgotten_{}_{}", ti, pi);
+            items.push(quote! {
+                fn #forgotten() -> #value {
+                    ::core::result::Result::unwrap_or(#placeholder, #value::Null)
+                }
+            });
+            let (field, subject) = (ast::json_name(p.field), ast::json_name(subject));
+            entries.push(
+                quote!(#field_ty { field: #field, subject: #subject, forgotten: #forgotten }),
+            );
+        }
+        let slice = format_ident!("__CQRS_PERSONAL_{}", ti);
+        items.push(quote!(const #slice: &[#field_ty] = &[#(#entries),*];));
+        let name = &t.name;
+        arms.push(quote!(#name => return #slice,));
+    }
+    let mut flattened_arms = Vec::new();
+    for f in input.flattened() {
+        let (_, inner) = flattened(f)?;
+        let domain_event = respan(&domain_event, inner.span());
+        flattened_arms.push(quote_spanned! {inner.span()=>
+            if <#inner as #domain_event>::version_of(event_type).is_some() {
+                return <#inner as #domain_event>::personal_fields(event_type);
+            }
+        });
+    }
+    let own = if arms.is_empty() {
+        quote!()
+    } else {
+        quote! {
+            match event_type {
+                #(#arms)*
+                _ => {}
+            }
+        }
+    };
+    Ok(quote! {
+        fn personal_fields(event_type: &str) -> &'static [#field_ty] {
+            #(#items)*
+            #own
+            #(#flattened_arms)*
+            &[]
+        }
     })
 }
 

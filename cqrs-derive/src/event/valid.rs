@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use syn::spanned::Spanned;
 
-use super::ast::{EventType, Flatten, Input, Shape};
+use super::ast::{self, EventType, Flatten, Input, Shape};
 use crate::attr::{self, Errors};
 
 pub fn validate(input: &Input<'_>) -> syn::Result<()> {
@@ -36,6 +36,7 @@ pub fn validate(input: &Input<'_>) -> syn::Result<()> {
             ));
         }
         check_upcasts(ty, &mut errors);
+        check_personal(ty, &mut errors);
     }
     // A name shared with, or between, flattened enums is only known once their constants
     // are: the expansion checks it in a `const` (see `expand::clash_check`).
@@ -81,6 +82,66 @@ fn check_flatten(flat: &Flatten<'_>, errors: &mut Errors) {
                  decodes its own events; remove it"
             ),
         ));
+    }
+    for p in &flat.personal {
+        errors.push(syn::Error::new(
+            p.span,
+            format!(
+                "`personal` does not apply to a flattened variant: `{inner}` declares its \
+                 own personal fields; put `personal` on the fields of `{inner}`"
+            ),
+        ));
+    }
+}
+
+/// Personal fields: named fields of this event type, each about a field of the same
+/// type that exists and is not personal itself.
+fn check_personal(ty: &EventType<'_>, errors: &mut Errors) {
+    if !matches!(ty.shape, Shape::Named(_)) {
+        for p in &ty.personal {
+            errors.push(syn::Error::new(
+                p.span,
+                format!(
+                    "`personal` applies to a named field, `{} {{ customer_id: String, \
+                     #[event(personal(subject = customer_id))] name: String }}`: the data \
+                     must be a JSON object for the field to be taken out of it and sealed",
+                    ty.ident
+                ),
+            ));
+        }
+        return;
+    }
+    for p in &ty.personal {
+        let subject = &p.subject;
+        match ty.field_named(subject) {
+            None => errors.push(syn::Error::new(
+                subject.span(),
+                format!(
+                    "no field `{subject}` in `{}`: `subject` names the field of the same event \
+                     that holds the id of the person the data is about",
+                    ty.ident
+                ),
+            )),
+            Some(field) if ty.personal.iter().any(|q| std::ptr::eq(q.field, field)) => {
+                errors.push(syn::Error::new(
+                    subject.span(),
+                    format!(
+                        "the subject field `{subject}` is itself personal: the subject id is \
+                         stored in plaintext beside the sealed fields (it finds their key), so \
+                         it cannot be sealed; remove `personal` from `{subject}` or name \
+                         another field"
+                    ),
+                ))
+            }
+            Some(_) => {}
+        }
+        if let Some(span) = ast::serde_flatten(p.field) {
+            errors.push(syn::Error::new(
+                span,
+                "a personal field cannot be `#[serde(flatten)]`: its JSON would have no key \
+                 of its own to take out of the data and seal; wrap it in a named field",
+            ));
+        }
     }
 }
 
