@@ -59,6 +59,13 @@ impl<S: StreamStore + ?Sized> StreamStore for Arc<S> {
             .await
     }
 
+    async fn forget_subject(
+        &self,
+        subject: &crate::personal::Subject,
+    ) -> Result<Vec<StreamId>, StoreError> {
+        (**self).forget_subject(subject).await
+    }
+
     async fn read_stream(
         &self,
         stream: &StreamId,

@@ -13,6 +13,7 @@ use cqrs_core::{
 };
 use uuid::Uuid;
 
+use crate::store::lock;
 use crate::MemoryStore;
 
 /// The subscriptions' state of one store.
@@ -54,12 +55,6 @@ impl Drop for MemoryLease {
             .unwrap_or_else(PoisonError::into_inner)
             .remove(&self.name);
     }
-}
-
-// Every write below is a single insert or remove, so a poisoned lock still guards
-// consistent data and is safe to keep using.
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 #[async_trait]
@@ -115,8 +110,11 @@ impl CheckpointStore for MemoryStore {
         event: &StoredEvent,
         error: &str,
     ) -> Result<(), StoreError> {
+        // The log's own copy when it has the event: sealed, as it is stored, and never a
+        // plaintext copy of personal data that forgetting its subject would leave behind.
+        let stored = self.stored_copy(event);
         let letter = DeadLetter {
-            event: Arc::new(event.clone()),
+            event: stored.unwrap_or_else(|| Arc::new(event.clone())),
             error: error.to_owned(),
             parked_at: chrono::Utc::now(),
             discarded: None,
@@ -137,7 +135,7 @@ impl CheckpointStore for MemoryStore {
     }
 
     async fn parked(&self, name: &SubscriptionName) -> Result<Vec<DeadLetter>, StoreError> {
-        Ok(self.letters(name, false))
+        self.letters(name, false)
     }
 
     async fn discard(
@@ -163,7 +161,7 @@ impl CheckpointStore for MemoryStore {
     }
 
     async fn discarded(&self, name: &SubscriptionName) -> Result<Vec<DeadLetter>, StoreError> {
-        Ok(self.letters(name, true))
+        self.letters(name, true)
     }
 
     async fn resolve(&self, name: &SubscriptionName, event_id: Uuid) -> Result<bool, StoreError> {
@@ -276,8 +274,13 @@ impl MemoryStore {
     }
 
     /// The dead letters of `name`, discarded or not.
-    fn letters(&self, name: &SubscriptionName, discarded: bool) -> Vec<DeadLetter> {
-        lock(&self.inner.subscriptions.dead_letters)
+    /// The letters of `name`, discarded or not, their events opened as reads open them.
+    fn letters(
+        &self,
+        name: &SubscriptionName,
+        discarded: bool,
+    ) -> Result<Vec<DeadLetter>, StoreError> {
+        let mut letters: Vec<DeadLetter> = lock(&self.inner.subscriptions.dead_letters)
             .get(name)
             .map(|letters| {
                 letters
@@ -286,6 +289,21 @@ impl MemoryStore {
                     .cloned()
                     .collect()
             })
-            .unwrap_or_default()
+            .unwrap_or_default();
+        let events = letters.iter().map(|l| Arc::clone(&l.event)).collect();
+        for (letter, event) in letters.iter_mut().zip(self.open(events, false)?) {
+            letter.event = event;
+        }
+        Ok(letters)
+    }
+
+    /// The log's copy of `event`, if it holds it.
+    fn stored_copy(&self, event: &StoredEvent) -> Option<Arc<StoredEvent>> {
+        let index = usize::try_from(event.position.sequence())
+            .ok()?
+            .checked_sub(1)?;
+        let log = self.read_log();
+        let stored = log.all.get(index)?.as_ref()?;
+        (stored.event_id == event.event_id).then(|| Arc::clone(stored))
     }
 }

@@ -23,17 +23,19 @@ impl EventLog for MemoryStore {
         max_count: usize,
         filter: &EventFilter,
     ) -> Result<Vec<Arc<StoredEvent>>, StoreError> {
-        let log = self.read_log();
-        let start = usize::try_from(after.sequence()).unwrap_or(usize::MAX);
-        Ok(log
-            .all
-            .iter()
-            .skip(start)
-            .flatten()
-            .filter(|e| log.visible(e, filter))
-            .take(max_count)
-            .cloned()
-            .collect())
+        let events = {
+            let log = self.read_log();
+            let start = usize::try_from(after.sequence()).unwrap_or(usize::MAX);
+            log.all
+                .iter()
+                .skip(start)
+                .flatten()
+                .filter(|e| log.visible(e, filter))
+                .take(max_count)
+                .cloned()
+                .collect()
+        };
+        self.open(events, true)
     }
 
     async fn read_all_backwards(
@@ -50,7 +52,7 @@ impl EventLog for MemoryStore {
         } else {
             to.commit() - 1
         };
-        Ok(log
+        let events = log
             .all
             .iter()
             .take(usize::try_from(end).unwrap_or(usize::MAX))
@@ -59,7 +61,9 @@ impl EventLog for MemoryStore {
             .filter(|e| log.visible(e, filter))
             .take(max_count)
             .cloned()
-            .collect())
+            .collect();
+        drop(log);
+        self.open(events, true)
     }
 
     async fn read_horizon(&self) -> Result<Position, StoreError> {

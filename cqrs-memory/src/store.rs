@@ -4,6 +4,8 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
+use cqrs_core::personal::{KeyEncryptionKey, StaticKek, Subject};
+use cqrs_core::store::personal_data::{self, StoredKey};
 use cqrs_core::{Position, Snapshot, StoredEvent, StreamId};
 use tokio::sync::watch;
 
@@ -31,6 +33,14 @@ pub(crate) struct Inner {
     pub(crate) inline: InlineProjections,
     /// The position of the last event, for `wait_for_events`.
     pub(crate) head: watch::Sender<Position>,
+    /// The subjects' keys of personal data; locked after `log` when both are.
+    pub(crate) keys: Mutex<Keys>,
+}
+
+/// The subjects' data keys, wrapped by the key-encryption key, as a database keeps them.
+pub(crate) struct Keys {
+    pub(crate) kek: Arc<dyn KeyEncryptionKey>,
+    pub(crate) subjects: HashMap<Subject, StoredKey>,
 }
 
 #[derive(Default)]
@@ -87,8 +97,41 @@ impl MemoryStore {
                 subscriptions: Subscriptions::default(),
                 inline: InlineProjections::default(),
                 head: watch::Sender::new(Position::START),
+                keys: Mutex::new(Keys {
+                    kek: Arc::new(StaticKek::generate()),
+                    subjects: HashMap::new(),
+                }),
             }),
         }
+    }
+
+    /// The same store with `kek` as its key-encryption key, which wraps the data keys of
+    /// the subjects of [personal data](cqrs_core::personal). Without it, a key made for
+    /// this store alone wraps them: the data lives no longer than the process anyway. For
+    /// a test that checks what a wrong key does; call it before the store holds any.
+    pub fn with_key_encryption_key(self, kek: impl KeyEncryptionKey) -> Self {
+        lock(&self.inner.keys).kek = Arc::new(kek);
+        self
+    }
+
+    /// Opens the personal fields of events read from the log (see
+    /// [`open_events`](cqrs_core::store::personal_data::open_events)): a copy of each
+    /// event that holds any, the others as they are.
+    pub(crate) fn open(
+        &self,
+        events: Vec<Arc<StoredEvent>>,
+        prefix: bool,
+    ) -> Result<Vec<Arc<StoredEvent>>, cqrs_core::StoreError> {
+        let subjects = personal_data::subjects_to_open(&events)?;
+        if subjects.is_empty() {
+            return Ok(events);
+        }
+        let keys = lock(&self.inner.keys);
+        let found: HashMap<Subject, StoredKey> = subjects
+            .into_iter()
+            .filter_map(|s| Some((s.clone(), keys.subjects.get(&s)?.clone())))
+            .collect();
+        personal_data::open_events(Some(keys.kek.as_ref()), events, &found, prefix)
     }
 
     /// The number of events stored.
@@ -116,6 +159,11 @@ impl MemoryStore {
             .write()
             .unwrap_or_else(PoisonError::into_inner)
     }
+}
+
+/// Locks `mutex`, whose data no panic leaves half-changed (as for the log).
+pub(crate) fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 impl Default for MemoryStore {

@@ -1,16 +1,18 @@
 //! The memory store's write side: appends, checked and stored under one lock, and
 //! per-stream reads.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use cqrs_core::personal::Subject;
 use cqrs_core::store::check_append;
+use cqrs_core::store::personal_data::{self, SealedBatch, StoredKey};
 use cqrs_core::{
     ExpectedVersion, Metadata, NewEvent, StoreError, StoredEvent, StreamId, StreamStore,
 };
 
-use crate::store::{position_of, Log, MemoryStore};
+use crate::store::{lock, position_of, Log, MemoryStore};
 
 #[async_trait]
 impl StreamStore for MemoryStore {
@@ -28,18 +30,26 @@ impl StreamStore for MemoryStore {
         // Refused as on PostgreSQL (and before the version check, as there), so that a
         // test on memory fails where production would.
         check_append(stream, &events)?;
+        let mut events = events;
         if self.inner.inline.is_empty() {
             let mut log = self.write_log();
+            let sealed = self.seal(&mut events)?;
             let stored = prepare(&log, stream, expected, events)?;
-            return Ok(self.commit(&mut log, stored));
+            self.keep_keys(&sealed);
+            let stored = self.commit(&mut log, stored);
+            return Ok(sealed.plain(stored));
         }
         // With inline projections, appends take turns at the gate: the checks made under
         // the read lock stay true while the projections run, and no reader sees the
         // events before the projections have taken them in.
         let _turn = self.inner.inline.gate().await;
+        let sealed = self.seal(&mut events)?;
         let stored = prepare(&self.read_log(), stream, expected, events)?;
-        self.inner.inline.run(stream, &stored).await?;
-        Ok(self.commit(&mut self.write_log(), stored))
+        let plain = sealed.plain(stored.clone());
+        self.inner.inline.run(stream, &plain).await?;
+        self.keep_keys(&sealed);
+        self.commit(&mut self.write_log(), stored);
+        Ok(plain)
     }
 
     async fn delete_stream(
@@ -147,12 +157,37 @@ impl StreamStore for MemoryStore {
         from_version: u64,
         max_count: usize,
     ) -> Result<Vec<Arc<StoredEvent>>, StoreError> {
-        let log = self.read_log();
-        let Some(events) = log.archived.get(stream) else {
-            return Ok(Vec::new());
+        let events = {
+            let log = self.read_log();
+            let Some(events) = log.archived.get(stream) else {
+                return Ok(Vec::new());
+            };
+            let start = events.partition_point(|e| e.stream_version < from_version);
+            events[start..].iter().take(max_count).cloned().collect()
         };
-        let start = events.partition_point(|e| e.stream_version < from_version);
-        Ok(events[start..].iter().take(max_count).cloned().collect())
+        self.open(events, false)
+    }
+
+    async fn forget_subject(&self, subject: &Subject) -> Result<Vec<StreamId>, StoreError> {
+        let streams = {
+            let log = self.write_log();
+            lock(&self.inner.keys)
+                .subjects
+                .insert(subject.clone(), StoredKey::Forgotten);
+            let archived = log.archived.values().flatten();
+            let mut streams: Vec<StreamId> = Vec::new();
+            for event in log.all.iter().flatten().chain(archived) {
+                if personal_data::holds_subject(event, subject) && !streams.contains(&event.stream)
+                {
+                    streams.push(event.stream.clone());
+                }
+            }
+            streams
+        };
+        for stream in &streams {
+            self.forget_snapshot(stream);
+        }
+        Ok(streams)
     }
 
     async fn read_stream(
@@ -161,22 +196,26 @@ impl StreamStore for MemoryStore {
         from_version: u64,
         max_count: usize,
     ) -> Result<Vec<Arc<StoredEvent>>, StoreError> {
-        let log = self.read_log();
-        log.check_not_archived(stream)?;
-        let Some(events) = log.streams.get(stream) else {
-            return Ok(Vec::new());
-        };
-        if let Some(&before) = log.truncated.get(stream) {
-            if from_version < before {
-                return Err(StoreError::Truncated {
-                    stream: stream.clone(),
-                    before,
-                });
+        let events = {
+            let log = self.read_log();
+            log.check_not_archived(stream)?;
+            let Some(events) = log.streams.get(stream) else {
+                return Ok(Vec::new());
+            };
+            if let Some(&before) = log.truncated.get(stream) {
+                if from_version < before {
+                    return Err(StoreError::Truncated {
+                        stream: stream.clone(),
+                        before,
+                    });
+                }
             }
-        }
-        // By version, not by index: a purged or truncated stream has lost its first ones.
-        let start = events.partition_point(|e| e.stream_version < from_version);
-        Ok(events[start..].iter().take(max_count).cloned().collect())
+            // By version, not by index: a purged or truncated stream has lost its first
+            // ones.
+            let start = events.partition_point(|e| e.stream_version < from_version);
+            events[start..].iter().take(max_count).cloned().collect()
+        };
+        self.open(events, false)
     }
 
     async fn read_stream_backwards(
@@ -185,18 +224,21 @@ impl StreamStore for MemoryStore {
         to_version: u64,
         max_count: usize,
     ) -> Result<Vec<Arc<StoredEvent>>, StoreError> {
-        let log = self.read_log();
-        log.check_not_archived(stream)?;
-        let Some(events) = log.streams.get(stream) else {
-            return Ok(Vec::new());
+        let events = {
+            let log = self.read_log();
+            log.check_not_archived(stream)?;
+            let Some(events) = log.streams.get(stream) else {
+                return Ok(Vec::new());
+            };
+            let end = events.partition_point(|e| e.stream_version <= to_version);
+            events[..end]
+                .iter()
+                .rev()
+                .take(max_count)
+                .cloned()
+                .collect()
         };
-        let end = events.partition_point(|e| e.stream_version <= to_version);
-        Ok(events[..end]
-            .iter()
-            .rev()
-            .take(max_count)
-            .cloned()
-            .collect())
+        self.open(events, false)
     }
 }
 
@@ -216,6 +258,34 @@ impl Log {
 }
 
 impl MemoryStore {
+    /// Seals the personal values of `events` with their subjects' keys, making those
+    /// that are missing (kept by [`keep_keys`](Self::keep_keys) once the append stands).
+    fn seal(&self, events: &mut [NewEvent]) -> Result<SealedBatch, StoreError> {
+        if events.iter().all(|e| e.personal().is_empty()) {
+            return Ok(SealedBatch::default());
+        }
+        let keys = lock(&self.inner.keys);
+        let found: HashMap<Subject, StoredKey> = personal_data::subjects_to_seal(events)
+            .into_iter()
+            .filter_map(|s| Some((s.clone(), keys.subjects.get(&s)?.clone())))
+            .collect();
+        personal_data::seal_batch(Some(keys.kek.as_ref()), events, &found)
+    }
+
+    /// Keeps the keys an append made. A subject forgotten meanwhile stays forgotten: the
+    /// append's fields about it are then unreadable, as forgotten fields are.
+    fn keep_keys(&self, sealed: &SealedBatch) {
+        if sealed.new_keys().is_empty() {
+            return;
+        }
+        let mut keys = lock(&self.inner.keys);
+        for (subject, wrapped) in sealed.new_keys() {
+            keys.subjects
+                .entry(subject.clone())
+                .or_insert_with(|| StoredKey::Wrapped(wrapped.clone()));
+        }
+    }
+
     /// A turn at the inline projections' gate, when there are any: appends that run them
     /// hold it across their checks, so a change to a stream made under it (a delete, an
     /// archiving) cannot slip between an append's checks and its commit.

@@ -274,6 +274,13 @@ impl StreamStore for LosesVersionTwo {
             .await
     }
 
+    async fn forget_subject(
+        &self,
+        subject: &cqrs_core::personal::Subject,
+    ) -> Result<Vec<cqrs_core::StreamId>, cqrs_core::StoreError> {
+        self.0.forget_subject(subject).await
+    }
+
     async fn read_stream(
         &self,
         stream: &cqrs_core::StreamId,

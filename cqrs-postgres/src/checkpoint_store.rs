@@ -324,6 +324,10 @@ impl PgStore {
         // In global order, as the trait says; stable, so events parked from elsewhere at
         // the same position stay in the order they were parked.
         letters.sort_by_key(|letter| letter.event.position);
+        let events = letters.iter().map(|l| Arc::clone(&l.event)).collect();
+        for (letter, event) in letters.iter_mut().zip(self.open(events, false).await?) {
+            letter.event = event;
+        }
         Ok(letters)
     }
 }

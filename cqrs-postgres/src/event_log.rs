@@ -151,10 +151,11 @@ impl EventLog for PgStore {
             .bind(clamp_i64(max_count as u64));
         let conn = self.connection().await?;
         let mut last = None;
-        fetch_events(conn, query, max_count, true, |row| {
+        let events = fetch_events(conn, query, max_count, true, |row| {
             row_to_event(row, row_stream(row, &mut last)?)
         })
-        .await
+        .await?;
+        self.open(events, true).await
     }
 
     /// One query on the `streams` table (its primary key, in order), each row joined to
@@ -263,9 +264,10 @@ impl PgStore {
         }
         let conn = self.connection().await?;
         let mut last = None;
-        fetch_events(conn, query, max_count, true, |row| {
+        let events = fetch_events(conn, query, max_count, true, |row| {
             row_to_event(row, row_stream(row, &mut last)?)
         })
-        .await
+        .await?;
+        self.open(events, true).await
     }
 }

@@ -37,6 +37,7 @@ mod error;
 mod event_log;
 mod inline;
 mod lease;
+mod personal_data;
 mod projection;
 mod receive;
 mod row;

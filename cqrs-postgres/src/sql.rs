@@ -63,6 +63,19 @@ pub(crate) struct Sql {
     /// `$3`: archived (true) or not.
     pub set_archived: String,
     pub read_archived_stream: String,
+    /// The check value of the key-encryption key, if recorded.
+    pub kek_check: String,
+    /// Records `$1` as the check value unless one is recorded.
+    pub record_kek_check: String,
+    /// `$1`: subjects; their wrapped keys (NULL when forgotten).
+    pub find_keys: String,
+    /// `$1`, `$2`: subjects and wrapped keys; those already there are left alone.
+    pub insert_keys: String,
+    pub forget_key: String,
+    /// `$1`: `[{"subject": ...}]`; the streams holding its sealed fields, in order.
+    pub subject_streams: String,
+    /// `$1`, `$2`: stream types and ids.
+    pub drop_snapshots: String,
     /// The dead letters of a deleted stream's events (but its tombstone's).
     pub purge_letters: String,
     /// A deleted stream's events but its tombstone.
@@ -307,6 +320,36 @@ impl Sql {
             set_archived: format!(
                 "UPDATE {s}.streams SET archived_at = CASE WHEN $3 THEN now() END \
                  WHERE stream_type = $1 AND stream_id = $2"
+            ),
+            kek_check: format!("SELECT check_value FROM {s}.key_check"),
+            record_kek_check: format!(
+                "INSERT INTO {s}.key_check (check_value) VALUES ($1) ON CONFLICT DO NOTHING"
+            ),
+            find_keys: format!(
+                "SELECT subject, wrapped FROM {s}.subject_keys WHERE subject = ANY($1)"
+            ),
+            insert_keys: format!(
+                "INSERT INTO {s}.subject_keys (subject, wrapped) \
+                 SELECT * FROM unnest($1::text[], $2::bytea[]) ON CONFLICT DO NOTHING"
+            ),
+            forget_key: format!(
+                "INSERT INTO {s}.subject_keys AS k (subject, wrapped, forgotten_at) \
+                 VALUES ($1, NULL, now()) ON CONFLICT (subject) DO UPDATE \
+                 SET wrapped = NULL, forgotten_at = coalesce(k.forgotten_at, now())"
+            ),
+            // `data ? '$personal'` repeats the predicate of the partial indexes
+            // `events_personal` and `events_archive_personal` (migration 0010).
+            subject_streams: format!(
+                "SELECT stream_type, stream_id FROM ( \
+                 SELECT stream_type, stream_id, position FROM {s}.events \
+                 WHERE data ? '$personal' AND data -> '$personal' @> $1 \
+                 UNION ALL SELECT stream_type, stream_id, position FROM {s}.events_archive \
+                 WHERE data ? '$personal' AND data -> '$personal' @> $1) holding \
+                 GROUP BY stream_type, stream_id ORDER BY min(position)"
+            ),
+            drop_snapshots: format!(
+                "DELETE FROM {s}.snapshots WHERE (stream_type, stream_id) IN \
+                 (SELECT * FROM unnest($1::text[], $2::text[]))"
             ),
             read_archived_stream: format!(
                 "SELECT {EVENT_COLUMNS} FROM {s}.events_archive \

@@ -46,6 +46,10 @@ pub struct PgStore {
     pub(crate) inline: Arc<[Arc<InlineProjection>]>,
     /// Leases of this store being released (see `lease.rs`).
     pub(crate) releases: Releases,
+    /// Wraps the subjects' keys of personal data (see `personal_data.rs`).
+    pub(crate) kek: Option<Arc<dyn cqrs_core::personal::KeyEncryptionKey>>,
+    /// Set once the key-encryption key was checked against the store's check value.
+    pub(crate) kek_verified: Arc<tokio::sync::OnceCell<()>>,
 }
 
 /// How [`wait_for_events`](cqrs_core::EventLog::wait_for_events) polls: it starts at
@@ -145,6 +149,8 @@ impl PgStore {
             poll: PollInterval::default(),
             inline: Arc::new([]),
             releases: Releases::default(),
+            kek: None,
+            kek_verified: Arc::default(),
         }
     }
 
@@ -251,9 +257,15 @@ impl PgStore {
     /// - the server is PostgreSQL 13 or later ([`SetupError::UnsupportedServer`]);
     /// - no stored event has a transaction id at or beyond the cluster's next one, which
     ///   happens after a logical dump is restored into another cluster and would stall
-    ///   every global reader ([`SetupError::TransactionIdsAhead`], with the fix).
+    ///   every global reader ([`SetupError::TransactionIdsAhead`], with the fix);
+    /// - the key-encryption key ([`with_key_encryption_key`](Self::with_key_encryption_key))
+    ///   is the one the store's data keys are wrapped with
+    ///   ([`PersonalError::WrongKek`](cqrs_core::personal::PersonalError::WrongKek)), and
+    ///   a store that holds personal data has one
+    ///   ([`StoreError::NoKeyEncryptionKey`](cqrs_core::StoreError::NoKeyEncryptionKey)).
     pub async fn check(&self) -> Result<(), SetupError> {
         self.check_server_version().await?;
+        self.check_key_encryption_key().await?;
         let row = sqlx::query(&self.sql.transaction_ids)
             .fetch_one(&self.pool)
             .await?;

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use cqrs_core::personal::Subject;
 use cqrs_core::store::check_append;
 use cqrs_core::{
     ExpectedVersion, Metadata, NewEvent, Position, StoreError, StoredEvent, StreamId, StreamStore,
@@ -107,13 +108,29 @@ impl PgStore {
         expected: ExpectedVersion,
         events: Vec<NewEvent>,
     ) -> (Result<Vec<Arc<StoredEvent>>, Failure>, bool) {
-        let ran = match self.append_on(&mut tx, stream, expected, events).await {
-            Ok(stored) => self
-                .run_inline(&mut tx, stream, &stored)
-                .await
-                .map(|()| stored)
-                .map_err(Failure::Store),
-            Err(e) => Err(e),
+        // A stale append is tried again with the events as given: the keys that sealed
+        // them go with the rolled-back transaction.
+        let unsealed = events
+            .iter()
+            .any(|e| !e.personal().is_empty())
+            .then(|| events.clone());
+        let ran = match self.seal_in(&mut tx, events).await {
+            Ok((events, sealed)) => match self.append_on(&mut tx, stream, expected, events).await {
+                Ok(stored) => {
+                    // What projections and the caller see: the personal fields in place.
+                    let stored = sealed.plain(stored);
+                    self.run_inline(&mut tx, stream, &stored)
+                        .await
+                        .map(|()| stored)
+                        .map_err(Failure::Store)
+                }
+                Err(e) => Err(e),
+            },
+            Err(e) => Err(Failure::Store(e)),
+        };
+        let ran = match (ran, unsealed) {
+            (Err(Failure::Stale(error, _)), Some(events)) => Err(Failure::Stale(error, events)),
+            (ran, _) => ran,
         };
         match ran {
             Ok(stored) => match tx.commit().await {
@@ -379,8 +396,16 @@ impl PgStore {
         expected: ExpectedVersion,
         events: Vec<NewEvent>,
     ) -> Result<Vec<Arc<StoredEvent>>, Failure> {
+        // Personal data is sealed with keys written in the append's transaction, wrapped
+        // by a key-encryption key checked first (on a connection of its own, once).
+        let personal = events.iter().any(|e| !e.personal().is_empty());
+        if personal {
+            self.check_key_encryption_key()
+                .await
+                .map_err(Failure::Store)?;
+        }
         let mut conn = self.connection().await.map_err(Failure::Store)?;
-        if !self.inline.is_empty() {
+        if !self.inline.is_empty() || personal {
             if events.is_empty() {
                 conn.keep();
                 return Err(Failure::Store(StoreError::EmptyAppend {
@@ -509,6 +534,7 @@ impl StreamStore for PgStore {
             row_to_event(row, stream.clone())
         })
         .await?;
+        let events = self.open(events, false).await?;
         // Only a read whose first event is not the one asked for looks for a cut: a
         // truncated stream keeps its last event, so it never reads as empty.
         if events
@@ -596,10 +622,11 @@ impl StreamStore for PgStore {
             .bind(stream.stream_type())
             .bind(stream.id())
             .bind(command_id);
-        fetch_events(conn, query, 1, false, |row| {
+        let events = fetch_events(conn, query, 1, false, |row| {
             row_to_event(row, stream.clone())
         })
-        .await
+        .await?;
+        self.open(events, false).await
     }
 
     /// One query, the unique index on (stream_type, stream_id, stream_version) read
@@ -619,11 +646,12 @@ impl StreamStore for PgStore {
             .bind(stream.id())
             .bind(clamp_i64(to_version))
             .bind(clamp_i64(max_count as u64));
-        fetch_events(conn, query, max_count, false, |row| {
+        let events = fetch_events(conn, query, max_count, false, |row| {
             archived(row, stream)?;
             row_to_event(row, stream.clone())
         })
-        .await
+        .await?;
+        self.open(events, false).await
     }
 
     /// In one transaction that locks the stream's row: the events moved by one
@@ -652,10 +680,15 @@ impl StreamStore for PgStore {
             .bind(stream.id())
             .bind(clamp_i64(from_version))
             .bind(clamp_i64(max_count as u64));
-        fetch_events(conn, query, max_count, false, |row| {
+        let events = fetch_events(conn, query, max_count, false, |row| {
             row_to_event(row, stream.clone())
         })
-        .await
+        .await?;
+        self.open(events, false).await
+    }
+
+    async fn forget_subject(&self, subject: &Subject) -> Result<Vec<StreamId>, StoreError> {
+        self.forget(subject).await
     }
 }
 

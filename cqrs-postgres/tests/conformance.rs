@@ -5,8 +5,13 @@ mod common;
 
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
+/// With a key-encryption key of its own, for the tests of personal data.
 async fn fresh_store() -> cqrs_postgres::PgStore {
-    common::fresh_pg_store().await
+    let store = common::fresh_pg_store()
+        .await
+        .with_key_encryption_key(cqrs_core::personal::StaticKek::generate());
+    store.check().await.expect("the key is recorded");
+    store
 }
 
 /// Held by each test, from before its runtime starts until after it is gone. A test that

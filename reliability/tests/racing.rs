@@ -163,6 +163,13 @@ impl<S: StreamStore> StreamStore for Counted<S> {
             .await
     }
 
+    async fn forget_subject(
+        &self,
+        subject: &cqrs_core::personal::Subject,
+    ) -> Result<Vec<StreamId>, StoreError> {
+        self.inner.forget_subject(subject).await
+    }
+
     async fn read_stream(
         &self,
         stream: &StreamId,

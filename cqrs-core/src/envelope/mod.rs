@@ -142,6 +142,14 @@ impl NewEvent {
                 value: event_type,
             });
         }
+        // Sealed personal fields are the store's to write: data that claims to hold some
+        // would read as tampered.
+        if data.get(personal::PERSONAL_KEY).is_some() {
+            return Err(IdentifierError::Reserved {
+                what: "data key",
+                value: personal::PERSONAL_KEY.to_owned(),
+            });
+        }
         Ok(Self {
             event_id: id::now_v7(),
             event_type,

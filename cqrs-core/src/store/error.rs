@@ -105,6 +105,26 @@ pub enum StoreError {
         /// The version of the stream's snapshot, if it has one.
         snapshot: Option<u64>,
     },
+    /// The append carries personal data about a subject that was forgotten
+    /// ([`StreamStore::forget_subject`](super::StreamStore::forget_subject)): its key is
+    /// destroyed, and no new personal data about it is stored. Nothing was written.
+    #[error("subject {subject} was forgotten: personal data about it is no longer stored")]
+    Forgotten {
+        /// The subject.
+        subject: crate::personal::Subject,
+    },
+    /// The store holds or was given personal data ([`personal`](crate::personal)) and has
+    /// no key-encryption key to wrap and unwrap its subjects' keys. Nothing was written.
+    #[error(
+        "personal data needs a key-encryption key, and this store has none: give it one \
+         (PgStore::with_key_encryption_key, e.g. StaticKek::from_env(\"CQRS_KEK\"))"
+    )]
+    NoKeyEncryptionKey,
+    /// A key could not be wrapped, unwrapped or checked: a wrong key-encryption key
+    /// ([`PersonalError::WrongKek`](crate::personal::PersonalError::WrongKek)), a wrapped
+    /// key that does not unwrap, an invalid subject.
+    #[error(transparent)]
+    Personal(#[from] crate::personal::PersonalError),
     /// An identifier was refused before any I/O.
     #[error(transparent)]
     InvalidIdentifier(#[from] IdentifierError),

@@ -14,6 +14,7 @@ mod event_log;
 mod event_store;
 mod filter;
 mod health;
+pub mod personal_data;
 mod snapshot_store;
 mod storable;
 mod stream_store;

@@ -159,6 +159,22 @@ pub trait StreamStore: Send + Sync + 'static {
         max_count: usize,
     ) -> Result<Vec<Arc<StoredEvent>>, StoreError>;
 
+    /// Forgets `subject` (crypto-shredding): destroys its data key, so that from then on
+    /// every read of its events shows the placeholders of its
+    /// [personal fields](crate::personal) instead of their values, and drops the
+    /// snapshots of the streams that hold them (a snapshot is state derived from them, in
+    /// plaintext). New personal data about it is refused ([`StoreError::Forgotten`]).
+    /// Forgetting it again, or a subject the store never held data about, changes
+    /// nothing but that refusal.
+    ///
+    /// Returns the streams that hold its sealed fields, in order: where the application
+    /// looks for the copies the store does not own (read models built from them, to
+    /// rebuild or clean; messages already on a bus).
+    async fn forget_subject(
+        &self,
+        subject: &crate::personal::Subject,
+    ) -> Result<Vec<StreamId>, StoreError>;
+
     /// Reads up to `max_count` events of `stream` with version `>= from_version`, in
     /// version order. A stream with no events reads as empty. From a version that was
     /// truncated away, [`StoreError::Truncated`]; of an archived stream,

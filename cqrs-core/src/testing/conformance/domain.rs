@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::codec::serde_enum;
+use crate::personal::PersonalField;
 use crate::Upcaster;
 use crate::{Aggregate, Command, DomainEvent, EventTypeInfo, PayloadError};
 
@@ -181,6 +182,163 @@ impl Aggregate for Account {
         match event {
             AccountEvent::Deposited { amount } => self.balance += amount,
             AccountEvent::Withdrawn { amount } => self.balance -= amount,
+        }
+    }
+}
+
+/// A member whose name and email are personal data about her: the suite's domain for
+/// forgetting a subject (crypto-shredding). Her id is the subject.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub(crate) struct Member {
+    pub name: String,
+    pub email: String,
+    pub visits: u64,
+}
+
+/// What a member is asked to do; `Join` and `Rename` carry personal data.
+#[derive(Debug, Clone)]
+pub(crate) enum MemberCommand {
+    Join {
+        member_id: String,
+        name: String,
+        email: String,
+    },
+    Rename {
+        member_id: String,
+        name: String,
+    },
+    Visit {
+        member_id: String,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) enum MemberEvent {
+    Joined {
+        member_id: String,
+        name: String,
+        email: String,
+    },
+    Renamed {
+        member_id: String,
+        name: String,
+    },
+    Visited {
+        member_id: String,
+    },
+}
+
+/// The placeholder of a forgotten member's name.
+pub(crate) const FORGOTTEN_NAME: &str = "[forgotten]";
+
+fn forgotten_name() -> Value {
+    Value::String(FORGOTTEN_NAME.to_owned())
+}
+
+fn forgotten_email() -> Value {
+    Value::String(String::new())
+}
+
+impl DomainEvent for MemberEvent {
+    const EVENT_TYPES: &'static [EventTypeInfo] = &[
+        EventTypeInfo {
+            name: "Joined",
+            version: 1,
+        },
+        EventTypeInfo {
+            name: "Renamed",
+            version: 1,
+        },
+        EventTypeInfo {
+            name: "Visited",
+            version: 1,
+        },
+    ];
+
+    fn event_type(&self) -> &'static str {
+        match self {
+            MemberEvent::Joined { .. } => "Joined",
+            MemberEvent::Renamed { .. } => "Renamed",
+            MemberEvent::Visited { .. } => "Visited",
+        }
+    }
+
+    fn encode(&self) -> Result<Value, crate::codec::JsonError> {
+        serde_enum::encode(self)
+    }
+
+    fn decode(event_type: &str, data: &Value) -> Result<Self, PayloadError> {
+        serde_enum::decode(event_type, data)
+    }
+
+    fn personal_fields(event_type: &str) -> &'static [PersonalField] {
+        const NAME: PersonalField = PersonalField {
+            field: "name",
+            subject: "member_id",
+            forgotten: forgotten_name,
+        };
+        const EMAIL: PersonalField = PersonalField {
+            field: "email",
+            subject: "member_id",
+            forgotten: forgotten_email,
+        };
+        match event_type {
+            "Joined" => &[NAME, EMAIL],
+            "Renamed" => &[NAME],
+            _ => &[],
+        }
+    }
+}
+
+impl Command for MemberCommand {
+    fn command_name(&self) -> &'static str {
+        match self {
+            MemberCommand::Join { .. } => "Join",
+            MemberCommand::Rename { .. } => "Rename",
+            MemberCommand::Visit { .. } => "Visit",
+        }
+    }
+}
+
+#[derive(Debug, PartialEq, thiserror::Error)]
+#[error("never refused")]
+pub(crate) struct NeverRefused;
+
+impl Aggregate for Member {
+    const TYPE: &'static str = "member";
+    type Command = MemberCommand;
+    type Event = MemberEvent;
+    type Error = NeverRefused;
+    type Services = ();
+
+    async fn handle(
+        &self,
+        command: &MemberCommand,
+        _: &(),
+    ) -> Result<Vec<MemberEvent>, NeverRefused> {
+        Ok(vec![match command.clone() {
+            MemberCommand::Join {
+                member_id,
+                name,
+                email,
+            } => MemberEvent::Joined {
+                member_id,
+                name,
+                email,
+            },
+            MemberCommand::Rename { member_id, name } => MemberEvent::Renamed { member_id, name },
+            MemberCommand::Visit { member_id } => MemberEvent::Visited { member_id },
+        }])
+    }
+
+    fn apply(&mut self, event: &MemberEvent) {
+        match event {
+            MemberEvent::Joined { name, email, .. } => {
+                self.name = name.clone();
+                self.email = email.clone();
+            }
+            MemberEvent::Renamed { name, .. } => self.name = name.clone(),
+            MemberEvent::Visited { .. } => self.visits += 1,
         }
     }
 }

@@ -28,6 +28,7 @@ mod lifecycle;
 mod listener;
 mod operator;
 mod panic;
+mod personal;
 mod probe;
 mod race;
 mod read;
@@ -85,6 +86,9 @@ pub use panic::{
     a_panicking_projection_has_its_event_parked,
     a_panicking_projection_stops_its_subscription_at_once,
     a_runner_that_panics_outside_a_handler_reports_it_at_once,
+};
+pub use personal::{
+    a_forgotten_subject_reads_as_its_placeholders, racing_first_appends_of_a_subject_share_its_key,
 };
 pub use race::{
     racing_appends_have_one_winner_per_version, racing_writers_lose_nothing,
@@ -214,6 +218,8 @@ macro_rules! conformance_tests {
             a_stream_truncated_under_its_snapshot_still_loads,
             an_archived_stream_is_out_of_the_hot_path_until_unarchived,
             archiving_racing_appends_loses_nothing_acknowledged,
+            a_forgotten_subject_reads_as_its_placeholders,
+            racing_first_appends_of_a_subject_share_its_key,
             events_are_found_by_correlation_id,
             streams_are_listed_by_type_and_paged,
             counts_after_a_position_with_filter_and_limit,

@@ -149,6 +149,13 @@ impl<S: StreamStore> StreamStore for Probe<S> {
             .await
     }
 
+    async fn forget_subject(
+        &self,
+        subject: &crate::personal::Subject,
+    ) -> Result<Vec<StreamId>, StoreError> {
+        self.inner.forget_subject(subject).await
+    }
+
     async fn read_stream(
         &self,
         stream: &StreamId,
