@@ -8,6 +8,10 @@ use cqrs_core::Position;
 /// What an operator asks of an event store on PostgreSQL: its health, its streams, its
 /// subscriptions and their dead letters.
 ///
+/// A store that holds personal data is read with its key-encryption key, from the
+/// environment variable CQRS_KEK (as the application reads it); without it, reading such
+/// events fails.
+///
 /// Exit codes: 0 done (or healthy), 1 failed (or unhealthy), 2 bad usage.
 #[derive(Debug, Parser)]
 #[command(name = "cqrs", version)]

@@ -17,6 +17,7 @@ mod tail;
 use std::process::ExitCode;
 
 use clap::Parser;
+use cqrs_core::personal::StaticKek;
 use cqrs_core::HealthReport;
 use cqrs_postgres::PgStore;
 
@@ -65,6 +66,9 @@ fn main() -> ExitCode {
     }
 }
 
+/// Where the key-encryption key of a store that holds personal data is read from.
+const KEK_VARIABLE: &str = "CQRS_KEK";
+
 /// Runs the command: what is left to print, and whether the exit code is 0.
 async fn run(cli: &Cli) -> Result<(Option<Output>, bool), CliError> {
     let url = cli
@@ -72,7 +76,12 @@ async fn run(cli: &Cli) -> Result<(Option<Output>, bool), CliError> {
         .as_deref()
         .filter(|url| !url.is_empty())
         .ok_or(CliError::NoDatabase)?;
-    let store = PgStore::connect(url).await?.with_schema(&cli.schema)?;
+    let mut store = PgStore::connect(url).await?.with_schema(&cli.schema)?;
+    // Personal data reads with the application's key-encryption key, when given.
+    if std::env::var_os(KEK_VARIABLE).is_some_and(|v| !v.is_empty()) {
+        let kek = StaticKek::from_env(KEK_VARIABLE).map_err(|e| CliError::Input(e.to_string()))?;
+        store = store.with_key_encryption_key(kek);
+    }
     let output = match &cli.command {
         Command::Migrate => Some(schema::migrate(&store).await?),
         Command::Check => Some(schema::check(&store).await?),

@@ -521,3 +521,83 @@ fn export_writes_a_stream_or_a_range_as_cloudevents_lines() {
         "{bad_type}"
     );
 }
+
+#[test]
+fn export_reads_personal_data_with_the_key_and_shows_placeholders_once_forgotten() {
+    use cqrs_core::personal::{PersonalValue, StaticKek, Subject};
+    const MARKER: &str = "Grace-Hopper-7f3a";
+    let cluster = TempCluster::start().expect("a private PostgreSQL cluster starts");
+    let url = cluster.url();
+    json(&url, &["--schema", "shop", "migrate"]);
+    let key = [7_u8; 32];
+    let encoded_key = StaticKek::from_bytes(key).to_base64();
+    // One runtime for the store: its connections belong to the runtime that opened them,
+    // and are dropped in it (the store is declared after the guard, so dropped first).
+    let runtime = runtime();
+    let _in_runtime = runtime.enter();
+    let store = runtime.block_on(async {
+        let store = store(&url)
+            .await
+            .with_key_encryption_key(StaticKek::from_bytes(key));
+        let event = NewEvent::new(
+            "customer.registered",
+            1,
+            serde_json::json!({ "customer_id": "c-1" }),
+            Metadata::default(),
+        )
+        .expect("valid")
+        .with_personal(PersonalValue::new(
+            Subject::new("c-1").expect("valid"),
+            "name",
+            serde_json::json!(MARKER),
+            serde_json::json!("[forgotten]"),
+        ));
+        let stream = StreamId::new("customer", "c-1").expect("valid");
+        store
+            .append(&stream, ExpectedVersion::NoStream, vec![event])
+            .await
+            .expect("append");
+        store
+    });
+    let export = |kek: Option<&str>| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_cqrs"));
+        command
+            .env_remove("DATABASE_URL")
+            .env_remove("CQRS_KEK")
+            .args([
+                "--database-url",
+                &url,
+                "--schema",
+                "shop",
+                "export",
+                "--cloudevents",
+            ]);
+        if let Some(kek) = kek {
+            command.env("CQRS_KEK", kek);
+        }
+        command.output().expect("the cqrs binary runs")
+    };
+
+    let read = export(Some(&encoded_key));
+    assert!(read.status.success(), "{read:?}");
+    let events = parse_lines(&String::from_utf8_lossy(&read.stdout));
+    assert_eq!(events[0]["data"]["name"], MARKER, "read with the key");
+    let refused = export(None);
+    assert_eq!(refused.status.code(), Some(1), "{refused:?}");
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert!(said.contains("key-encryption key"), "{said}");
+    assert!(!String::from_utf8_lossy(&refused.stdout).contains(MARKER));
+    let wrong = export(Some(&StaticKek::from_bytes([8; 32]).to_base64()));
+    assert_eq!(wrong.status.code(), Some(1), "a wrong key: {wrong:?}");
+    assert!(!String::from_utf8_lossy(&wrong.stdout).contains(MARKER));
+
+    runtime.block_on(async {
+        let subject = Subject::new("c-1").expect("valid");
+        store.forget_subject(&subject).await.expect("forget");
+    });
+    let forgotten = export(Some(&encoded_key));
+    assert!(forgotten.status.success(), "{forgotten:?}");
+    let text = String::from_utf8_lossy(&forgotten.stdout);
+    assert!(!text.contains(MARKER), "{text}");
+    assert_eq!(parse_lines(&text)[0]["data"]["name"], "[forgotten]");
+}

@@ -24,7 +24,7 @@ pub(crate) struct Subscriptions {
     /// when dropped.
     leases: Leases,
     /// Parked and discarded, in global order per subscription.
-    dead_letters: Mutex<HashMap<SubscriptionName, Vec<DeadLetter>>>,
+    pub(crate) dead_letters: Mutex<HashMap<SubscriptionName, Vec<DeadLetter>>>,
     /// Operators' requests not yet applied, oldest first per subscription.
     requests: Mutex<HashMap<SubscriptionName, Vec<PendingRequest>>>,
     /// The runners' records, by checkpoint key.

@@ -367,3 +367,163 @@ fn prepare(
         })
         .collect())
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use cqrs_core::personal::{PersonalValue, Subject};
+    use cqrs_core::{
+        CheckpointStore, ExpectedVersion, Metadata, NewEvent, Snapshot, SnapshotStore, StoreError,
+        StoredEvent, StreamId, StreamStore, SubscriptionName,
+    };
+    use serde_json::json;
+
+    use crate::MemoryStore;
+
+    /// Found nowhere in the store once its subject is forgotten.
+    const MARKER: &str = "Grace-Hopper-7f3a";
+
+    fn block_on<F: std::future::Future>(f: F) -> F::Output {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("runtime")
+            .block_on(f)
+    }
+
+    fn joined(subject: &str, name: &str) -> NewEvent {
+        NewEvent::new(
+            "Joined",
+            1,
+            json!({ "member_id": subject }),
+            Metadata::default(),
+        )
+        .expect("valid")
+        .with_personal(PersonalValue::new(
+            Subject::new(subject).expect("valid"),
+            "name",
+            json!(name),
+            json!("[forgotten]"),
+        ))
+    }
+
+    async fn append(store: &MemoryStore, stream: &StreamId, event: NewEvent) -> Arc<StoredEvent> {
+        let mut stored = store
+            .append(stream, ExpectedVersion::Any, vec![event])
+            .await
+            .expect("append");
+        stored.pop().expect("one event")
+    }
+
+    /// Everything the store keeps of events, snapshots and dead letters, as text.
+    fn everything(store: &MemoryStore) -> String {
+        let log = store.read_log();
+        let events = log
+            .all
+            .iter()
+            .flatten()
+            .chain(log.archived.values().flatten());
+        let mut text: Vec<String> = events.map(|e| format!("{e:?}")).collect();
+        drop(log);
+        let snapshots = store.inner.snapshots.lock().expect("snapshots");
+        text.extend(snapshots.values().map(|s| format!("{s:?}")));
+        drop(snapshots);
+        let letters = store
+            .inner
+            .subscriptions
+            .dead_letters
+            .lock()
+            .expect("letters");
+        text.extend(letters.values().flatten().map(|l| format!("{:?}", l.event)));
+        text.join("\n")
+    }
+
+    #[test]
+    fn personal_values_are_kept_sealed_and_gone_once_forgotten() {
+        block_on(async {
+            let store = MemoryStore::new();
+            let stream = StreamId::new("member", "m-1").expect("valid");
+            let returned = append(&store, &stream, joined("m-1", MARKER)).await;
+            assert_eq!(
+                returned.data["name"], MARKER,
+                "the append hands back plaintext"
+            );
+            let snapshot = Snapshot {
+                stream_version: 1,
+                schema_version: 1,
+                state: json!({ "name": MARKER }),
+            };
+            store.save_snapshot(&stream, snapshot).await.expect("save");
+            let letters = SubscriptionName::new("members").expect("valid");
+            store
+                .park(&letters, &returned, "failed")
+                .await
+                .expect("park");
+            // Sealed where it is kept: only the snapshot, state derived from it, holds it.
+            let kept = everything(&store);
+            assert_eq!(kept.matches(MARKER).count(), 1, "{kept}");
+
+            let subject = Subject::new("m-1").expect("valid");
+            assert_eq!(
+                store.forget_subject(&subject).await.expect("forget"),
+                [stream.clone()]
+            );
+            let kept = everything(&store);
+            assert!(!kept.contains(MARKER), "{kept}");
+            let read = store.read_stream(&stream, 1, 10).await.expect("read");
+            assert_eq!(read[0].data["name"], "[forgotten]");
+            let parked = store.parked(&letters).await.expect("parked");
+            assert_eq!(parked[0].event.data["name"], "[forgotten]");
+            let again = store
+                .append(&stream, ExpectedVersion::Any, vec![joined("m-1", "again")])
+                .await;
+            assert!(
+                matches!(&again, Err(StoreError::Forgotten { subject: s }) if *s == subject),
+                "{again:?}"
+            );
+        });
+    }
+
+    #[test]
+    fn a_changed_or_moved_ciphertext_is_a_typed_error_naming_the_event() {
+        block_on(async {
+            let store = MemoryStore::new();
+            let (a, b) = (
+                StreamId::new("member", "a").expect("valid"),
+                StreamId::new("member", "b").expect("valid"),
+            );
+            append(&store, &a, joined("same", "first")).await;
+            append(&store, &b, joined("same", "second")).await;
+            let edit = |stream: &StreamId, edit: &dyn Fn(&mut serde_json::Value)| {
+                let mut log = store.write_log();
+                let events = log.streams.get_mut(stream).expect("stream");
+                let mut event = (*events[0]).clone();
+                edit(&mut event.data);
+                let event = Arc::new(event);
+                events[0] = Arc::clone(&event);
+                let slot = event.position.sequence() as usize - 1;
+                log.all[slot] = Some(event);
+            };
+            let sealed_b = store.read_log().streams[&b][0].data["$personal"].clone();
+            edit(&a, &|data| data["$personal"] = sealed_b.clone());
+            let moved = store.read_stream(&a, 1, 10).await;
+            assert!(
+                matches!(&moved, Err(StoreError::Corrupt { stream, stream_version: 1, .. }) if *stream == a),
+                "{moved:?}"
+            );
+            edit(&b, &|data| {
+                let sealed = data["$personal"][0]["sealed"]
+                    .as_str()
+                    .expect("sealed")
+                    .to_owned();
+                let flipped = if sealed.starts_with('A') { "B" } else { "A" };
+                data["$personal"][0]["sealed"] = json!(format!("{flipped}{}", &sealed[1..]));
+            });
+            let changed = store.read_stream(&b, 1, 10).await;
+            assert!(
+                matches!(&changed, Err(StoreError::Corrupt { stream, stream_version: 1, .. }) if *stream == b),
+                "{changed:?}"
+            );
+        });
+    }
+}

@@ -102,10 +102,16 @@ fn check_at(what: &'static str, value: &Value, depth: usize) -> Result<(), Unsto
     }
 }
 
-/// Checks an event's data and metadata with [`check_json`]'s rules. The metadata's ids
+/// Checks an event's data, personal values and metadata with [`check_json`]'s rules. The metadata's ids
 /// and trace context are valid by construction; its free keys and values are checked.
 pub fn check_event(event: &NewEvent) -> Result<(), UnstorableJson> {
     check_json("event data", event.data())?;
+    // Personal values are stored sealed, but read back as they are, and their
+    // placeholders are stored as they are.
+    for value in event.personal() {
+        check_json("personal data", &value.value)?;
+        check_json("a personal field's placeholder", &value.forgotten)?;
+    }
     let nul = event
         .metadata()
         .extra

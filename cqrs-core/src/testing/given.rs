@@ -2,7 +2,8 @@
 
 use std::fmt::Debug;
 
-use crate::{codec, Aggregate, Metadata};
+use crate::personal::Subject;
+use crate::{codec, Aggregate, DomainEvent, Metadata, NewEvent};
 
 /// A test of one aggregate: given past events, when a command, then events or an error.
 ///
@@ -53,7 +54,8 @@ use crate::{codec, Aggregate, Metadata};
 /// ```
 pub struct AggregateTest<A: Aggregate> {
     services: A::Services,
-    state: A,
+    given: Vec<A::Event>,
+    forgotten: Vec<Subject>,
 }
 
 impl<A: Aggregate> AggregateTest<A> {
@@ -61,15 +63,29 @@ impl<A: Aggregate> AggregateTest<A> {
     pub fn new(services: A::Services) -> Self {
         Self {
             services,
-            state: A::default(),
+            given: Vec::new(),
+            forgotten: Vec::new(),
         }
     }
 
     /// The aggregate's past: these events, folded in order.
     pub fn given(mut self, events: impl IntoIterator<Item = A::Event>) -> Self {
-        for event in events {
-            self.state.apply(&event);
-        }
+        self.given.extend(events);
+        self
+    }
+
+    /// The past as it reads once `subject` was forgotten
+    /// ([`Engine::forget`](crate::Engine::forget)): the given events' personal fields
+    /// about it (`#[event(personal(subject = ..))]`) are folded as their placeholders, and
+    /// an emitted event with personal data about it fails
+    /// [`then_expect_events`](Outcome::then_expect_events), as the store would refuse it
+    /// ([`StoreError::Forgotten`](crate::StoreError::Forgotten)).
+    ///
+    /// It tests what a decision does with a forgotten customer's placeholders: that an
+    /// account still works, that a rule keyed on a name does not misfire on
+    /// `"[forgotten]"`.
+    pub fn given_forgotten(mut self, subject: Subject) -> Self {
+        self.forgotten.push(subject);
         self
     }
 
@@ -79,11 +95,22 @@ impl<A: Aggregate> AggregateTest<A> {
     }
 
     /// Handles `command` against the given state.
-    pub async fn when(self, command: A::Command) -> Outcome<A> {
-        let result = self.state.handle(&command, &self.services).await;
-        Outcome {
-            state: self.state,
-            result,
+    #[track_caller]
+    pub fn when(self, command: A::Command) -> impl std::future::Future<Output = Outcome<A>> {
+        let mut state = A::default();
+        for event in &self.given {
+            match self.forgotten.is_empty() {
+                true => state.apply(event),
+                false => state.apply(&read_back(event, &self.forgotten)),
+            }
+        }
+        async move {
+            let result = state.handle(&command, &self.services).await;
+            Outcome {
+                state,
+                result,
+                forgotten: self.forgotten,
+            }
         }
     }
 }
@@ -92,6 +119,7 @@ impl<A: Aggregate> AggregateTest<A> {
 pub struct Outcome<A: Aggregate> {
     state: A,
     result: Result<Vec<A::Event>, A::Error>,
+    forgotten: Vec<Subject>,
 }
 
 impl<A: Aggregate> Outcome<A> {
@@ -115,7 +143,20 @@ impl<A: Aggregate> Outcome<A> {
         );
         let mut state = self.state;
         for event in &events {
-            assert_codec_round_trip(event);
+            let encoded = assert_codec_round_trip(event);
+            if let Some(value) = encoded
+                .personal()
+                .iter()
+                .find(|v| self.forgotten.contains(&v.subject))
+            {
+                panic!(
+                    "the command emitted personal data ({:?} of {}) about subject {}, who was \
+                     forgotten: the store refuses it (StoreError::Forgotten)",
+                    value.field,
+                    encoded.event_type(),
+                    value.subject
+                );
+            }
             state.apply(event);
         }
         state
@@ -161,13 +202,50 @@ impl<A: Aggregate> Outcome<A> {
     }
 }
 
+/// Asserts that `event` reads back as it was through the codec (and the sealing of its
+/// personal fields); returns it encoded.
 #[track_caller]
-fn assert_codec_round_trip<E: crate::DomainEvent + PartialEq + Debug>(event: &E) {
-    let encoded = codec::encode(event, Metadata::default())
-        .unwrap_or_else(|e| panic!("event {event:?} does not encode: {e}"));
-    let decoded = E::decode(encoded.event_type(), encoded.data())
+fn assert_codec_round_trip<E: DomainEvent + PartialEq + Debug>(event: &E) -> NewEvent {
+    let encoded = encode(event);
+    let decoded = E::decode(encoded.event_type(), &data_as_read(&encoded, &[]))
         .unwrap_or_else(|e| panic!("event {event:?} does not decode after encoding: {e}"));
     assert_eq!(&decoded, event, "event changed through encode/decode");
+    encoded
+}
+
+#[track_caller]
+fn encode<E: DomainEvent>(event: &E) -> NewEvent {
+    codec::encode(event, Metadata::default())
+        .unwrap_or_else(|e| panic!("event {} does not encode: {e}", event.event_type()))
+}
+
+/// `event` as a store reads it back once the `forgotten` subjects were forgotten.
+#[track_caller]
+fn read_back<E: DomainEvent>(event: &E, forgotten: &[Subject]) -> E {
+    let encoded = encode(event);
+    E::decode(encoded.event_type(), &data_as_read(&encoded, forgotten)).unwrap_or_else(|e| {
+        panic!(
+            "event {} does not decode with its forgotten fields' placeholders: {e}",
+            event.event_type()
+        )
+    })
+}
+
+/// The data of `encoded` with its personal fields back in place: their values, or the
+/// placeholders of those about a `forgotten` subject.
+fn data_as_read(encoded: &NewEvent, forgotten: &[Subject]) -> serde_json::Value {
+    let mut data = encoded.data().clone();
+    if let serde_json::Value::Object(map) = &mut data {
+        for value in encoded.personal() {
+            let shown = if forgotten.contains(&value.subject) {
+                &value.forgotten
+            } else {
+                &value.value
+            };
+            map.insert(value.field.clone(), shown.clone());
+        }
+    }
+    data
 }
 
 #[cfg(test)]
@@ -249,5 +327,71 @@ mod tests {
                 .when(Add(7)),
         );
         outcome.then_expect_error_matching(|e| e.amount == 7);
+    }
+
+    mod forgotten {
+        use super::block_on;
+        use crate::personal::Subject;
+        use crate::testing::conformance::domain::{
+            Member, MemberCommand, MemberEvent, FORGOTTEN_NAME,
+        };
+        use crate::testing::AggregateTest;
+
+        fn joined() -> MemberEvent {
+            MemberEvent::Joined {
+                member_id: "m-1".into(),
+                name: "Ada".into(),
+                email: "ada@example.org".into(),
+            }
+        }
+
+        #[test]
+        fn personal_events_round_trip_with_their_fields() {
+            let state = block_on(AggregateTest::<Member>::new(()).when(MemberCommand::Join {
+                member_id: "m-1".into(),
+                name: "Ada".into(),
+                email: "ada@example.org".into(),
+            }))
+            .then_expect_events(vec![joined()]);
+            assert_eq!(state.name, "Ada");
+        }
+
+        #[test]
+        fn a_forgotten_subject_is_folded_as_its_placeholders() {
+            let state = block_on(
+                AggregateTest::<Member>::new(())
+                    .given(vec![joined()])
+                    .given_forgotten(Subject::new("m-1").expect("valid"))
+                    .when(MemberCommand::Visit {
+                        member_id: "m-1".into(),
+                    }),
+            )
+            .then_expect_events(vec![MemberEvent::Visited {
+                member_id: "m-1".into(),
+            }]);
+            assert_eq!(
+                (state.name.as_str(), state.email.as_str()),
+                (FORGOTTEN_NAME, "")
+            );
+            assert_eq!(state.visits, 1);
+        }
+
+        #[test]
+        #[should_panic(expected = "who was forgotten: the store refuses it")]
+        fn new_personal_data_about_a_forgotten_subject_fails() {
+            block_on(
+                AggregateTest::<Member>::new(())
+                    .given(vec![joined()])
+                    .given_forgotten(Subject::new("m-1").expect("valid"))
+                    .when(MemberCommand::Rename {
+                        member_id: "m-1".into(),
+                        name: "Ada King".into(),
+                    }),
+            )
+            .then_expect_events(vec![MemberEvent::Renamed {
+                member_id: "m-1".into(),
+                name: "Ada King".into(),
+            }]);
+        }
     }
 }
