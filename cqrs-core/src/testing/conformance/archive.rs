@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use super::domain::{Add, Counter};
+use super::lifecycle::writers_until_refused;
 use super::subscription::{add, View, WAIT};
 use super::{unique_stream, Store};
 use crate::store::archive_streams_before;
@@ -253,29 +254,9 @@ pub async fn an_archived_stream_is_out_of_the_hot_path_until_unarchived<S: Store
 /// written since are not.
 pub async fn archiving_racing_appends_loses_nothing_acknowledged<S: Store>(store: S) {
     let stream = unique_stream("parcel");
-    let writers: Vec<_> = (0..4)
-        .map(|w| {
-            let (store, stream) = (store.clone(), stream.clone());
-            tokio::spawn(async move {
-                // Until refused: every writer is still at it when the stream moves.
-                let mut acknowledged = Vec::new();
-                for n in 0.. {
-                    let event = super::event("Scanned", w * 1_000_000 + n);
-                    match store
-                        .append(&stream, ExpectedVersion::Any, vec![event])
-                        .await
-                    {
-                        Ok(stored) => acknowledged.extend(stored.iter().map(|e| e.event_id)),
-                        Err(StoreError::Archived { .. }) => break,
-                        Err(StoreError::StaleTransaction { .. }) => {}
-                        Err(other) => panic!("append: {other}"),
-                    }
-                    tokio::task::yield_now().await;
-                }
-                acknowledged
-            })
-        })
-        .collect();
+    let writers = writers_until_refused(&store, &stream, |e| {
+        matches!(e, StoreError::Archived { .. })
+    });
     tokio::time::sleep(Duration::from_millis(20)).await;
     let moved = store.archive_stream(&stream).await.expect("archive");
     let mut acknowledged = Vec::new();

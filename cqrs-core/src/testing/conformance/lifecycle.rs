@@ -200,28 +200,10 @@ pub async fn a_deleted_stream_takes_no_more_events_and_its_subscribers_hear_of_i
 /// refused (`StreamDeleted`, or a conflict), and the tombstone is the last version.
 pub async fn a_delete_racing_appends_loses_nothing_acknowledged<S: Store>(store: S) {
     let stream = unique_stream("parcel");
-    let writers: Vec<_> = (0..4)
-        .map(|w| {
-            let (store, stream) = (store.clone(), stream.clone());
-            tokio::spawn(async move {
-                let mut acknowledged = Vec::new();
-                for n in 0..50 {
-                    let event = super::event("Scanned", w * 100 + n);
-                    match store
-                        .append(&stream, ExpectedVersion::Any, vec![event])
-                        .await
-                    {
-                        Ok(stored) => acknowledged.extend(stored.iter().map(|e| e.event_id)),
-                        Err(StoreError::StreamDeleted { .. }) => break,
-                        Err(StoreError::StaleTransaction { .. }) => {}
-                        Err(other) => panic!("append: {other}"),
-                    }
-                }
-                acknowledged
-            })
-        })
-        .collect();
-    tokio::time::sleep(Duration::from_millis(5)).await;
+    let writers = writers_until_refused(&store, &stream, |e| {
+        matches!(e, StoreError::StreamDeleted { .. })
+    });
+    tokio::time::sleep(Duration::from_millis(20)).await;
     let tombstone = loop {
         match store
             .delete_stream(&stream, ExpectedVersion::Any, Metadata::default())
@@ -248,6 +230,38 @@ pub async fn a_delete_racing_appends_loses_nothing_acknowledged<S: Store>(store:
     stored.sort();
     acknowledged.sort();
     assert_eq!(stored, acknowledged, "exactly the acknowledged appends");
+}
+
+/// Four writers appending one event at a time to `stream` until an append is refused as
+/// `refused` says: each one's acknowledged event ids. Every writer is still at it when
+/// the stream is closed (or moved), however fast the store.
+pub(super) fn writers_until_refused<S: Store>(
+    store: &S,
+    stream: &crate::StreamId,
+    refused: fn(&StoreError) -> bool,
+) -> Vec<tokio::task::JoinHandle<Vec<uuid::Uuid>>> {
+    (0..4)
+        .map(|w| {
+            let (store, stream) = (store.clone(), stream.clone());
+            tokio::spawn(async move {
+                let mut acknowledged = Vec::new();
+                for n in 0.. {
+                    let event = super::event("Scanned", w * 1_000_000 + n);
+                    match store
+                        .append(&stream, ExpectedVersion::Any, vec![event])
+                        .await
+                    {
+                        Ok(stored) => acknowledged.extend(stored.iter().map(|e| e.event_id)),
+                        Err(e) if refused(&e) => break,
+                        Err(StoreError::StaleTransaction { .. }) => {}
+                        Err(other) => panic!("append: {other}"),
+                    }
+                    tokio::task::yield_now().await;
+                }
+                acknowledged
+            })
+        })
+        .collect()
 }
 
 /// Purging a deleted stream removes its events but the tombstone, its snapshot and their
