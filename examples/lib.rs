@@ -2,10 +2,12 @@
 //! Each uses only the public API; run one with `cargo run --example <name>`.
 //!
 //! This library holds what every example shares: picking the backend from the
-//! environment.
+//! environment (on PostgreSQL, with the key-encryption key that seals personal data:
+//! `CQRS_KEK`, or a fixed demo key).
 
 use std::sync::Arc;
 
+use cqrs_core::personal::StaticKek;
 use cqrs_core::{CheckpointStore, EventStore, SnapshotStore, StoreHealth};
 
 /// The stores an example runs on: in memory by default, PostgreSQL when `DATABASE_URL`
@@ -46,11 +48,26 @@ impl Backend {
         }
     }
 
-    /// PostgreSQL at `url`, migrated, in `schema`.
+    /// PostgreSQL at `url`, migrated, in `schema`, sealing personal data with the
+    /// key-encryption key in `CQRS_KEK` (or, without it, the examples' demo key).
     pub async fn postgres(url: &str, schema: &str) -> Result<Self, Box<dyn std::error::Error>> {
+        let kek = if std::env::var_os(KEK_VAR).is_some() {
+            StaticKek::from_env(KEK_VAR)?
+        } else {
+            // For the examples only: a fixed key, so that a second run against the same
+            // schema passes the store's start-up check (a random key per run would be
+            // refused: the data keys stored by the first run are wrapped with its key).
+            // Anyone who reads this file can open data sealed with it.
+            eprintln!(
+                "Note: personal data is sealed with the examples' demo key; production must \
+                 supply its own in {KEK_VAR} (made with `head -c 32 /dev/urandom | base64`)."
+            );
+            StaticKek::from_bytes(*DEMO_KEK)
+        };
         let store = cqrs_postgres::PgStore::connect(url)
             .await?
-            .with_schema(schema)?;
+            .with_schema(schema)?
+            .with_key_encryption_key(kek);
         store.migrate().await?;
         let store = Arc::new(store);
         Ok(Self {
@@ -62,6 +79,14 @@ impl Backend {
         })
     }
 }
+
+/// The environment variable that holds the key-encryption key: the standard base64 of
+/// 32 bytes.
+const KEK_VAR: &str = "CQRS_KEK";
+
+/// The examples' key-encryption key when `CQRS_KEK` is not set. Not a secret: never use it
+/// for real data.
+const DEMO_KEK: &[u8; 32] = b"cqrs-examples-demo-key-not-real!";
 
 /// A short suffix unique to this run, so that examples can run again and again on a
 /// persistent database without finding last run's accounts already open.

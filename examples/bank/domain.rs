@@ -1,4 +1,6 @@
 //! The bank domain: an account that can be opened, credited and debited, never below zero.
+//! Its owner's name is personal data: sealed in the store, and unreadable once the
+//! customer is forgotten.
 
 use cqrs_core::{Aggregate, Command, DomainEvent};
 use serde::{Deserialize, Serialize};
@@ -7,9 +9,19 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Command)]
 #[command(id = account_id)]
 pub enum AccountCommand {
-    Open { account_id: String, owner: String },
-    Deposit { account_id: String, amount: u64 },
-    Withdraw { account_id: String, amount: u64 },
+    Open {
+        account_id: String,
+        customer_id: String,
+        owner: String,
+    },
+    Deposit {
+        account_id: String,
+        amount: u64,
+    },
+    Withdraw {
+        account_id: String,
+        amount: u64,
+    },
 }
 
 /// What happened to an account: facts, in the past tense. Stored as `account.opened`,
@@ -17,9 +29,20 @@ pub enum AccountCommand {
 #[derive(Debug, Clone, PartialEq, DomainEvent)]
 #[event(prefix = "account.", rename_all = "snake_case")]
 pub enum AccountEvent {
-    Opened { owner: String },
-    Deposited { amount: u64 },
-    Withdrawn { amount: u64 },
+    Opened {
+        /// Whom the account belongs to: an id, stored in plaintext.
+        customer_id: String,
+        /// The owner's name: personal data about `customer_id`, sealed with that
+        /// customer's key, and read as "[forgotten]" once the customer is forgotten.
+        #[event(personal(subject = customer_id, forgotten = "[forgotten]"))]
+        owner: String,
+    },
+    Deposited {
+        amount: u64,
+    },
+    Withdrawn {
+        amount: u64,
+    },
 }
 
 /// Why an account refuses a command.
@@ -51,7 +74,10 @@ impl Account {
     ) -> Result<Vec<AccountEvent>, AccountError> {
         use AccountCommand::*;
         match command {
-            Open { owner, .. } if self.owner.is_none() => Ok(vec![AccountEvent::Opened {
+            Open {
+                customer_id, owner, ..
+            } if self.owner.is_none() => Ok(vec![AccountEvent::Opened {
+                customer_id: customer_id.clone(),
                 owner: owner.clone(),
             }]),
             Open { .. } => Err(AccountError::AlreadyOpen),
@@ -70,7 +96,7 @@ impl Account {
 
     fn apply(&mut self, event: &AccountEvent) {
         match event {
-            AccountEvent::Opened { owner } => self.owner = Some(owner.clone()),
+            AccountEvent::Opened { owner, .. } => self.owner = Some(owner.clone()),
             AccountEvent::Deposited { amount } => self.balance += amount,
             AccountEvent::Withdrawn { amount } => self.balance -= amount,
         }
@@ -80,10 +106,12 @@ impl Account {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use cqrs_core::personal::Subject;
     use cqrs_core::testing::AggregateTest;
 
     fn open() -> AccountEvent {
         AccountEvent::Opened {
+            customer_id: "c-1".into(),
             owner: "Ada".into(),
         }
     }
@@ -105,6 +133,7 @@ mod tests {
             .given_no_events()
             .when(AccountCommand::Open {
                 account_id: "a".into(),
+                customer_id: "c-1".into(),
                 owner: "Ada".into(),
             })
             .await
@@ -117,6 +146,7 @@ mod tests {
             .given(vec![open()])
             .when(AccountCommand::Open {
                 account_id: "a".into(),
+                customer_id: "c-2".into(),
                 owner: "Bob".into(),
             })
             .await
@@ -141,6 +171,32 @@ mod tests {
             })
             .await
             .then_expect_error(AccountError::ZeroAmount);
+    }
+
+    #[test]
+    fn the_owner_is_personal_data_about_the_customer() {
+        let fields = AccountEvent::personal_fields("account.opened");
+        let declared: Vec<_> = fields
+            .iter()
+            .map(|f| (f.field, f.subject, (f.forgotten)()))
+            .collect();
+        assert_eq!(declared, [("owner", "customer_id", "[forgotten]".into())]);
+        assert!(AccountEvent::personal_fields("account.deposited").is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_forgotten_owner_leaves_the_account_open() {
+        let state = account()
+            .given(vec![open(), AccountEvent::Deposited { amount: 10 }])
+            .given_forgotten(Subject::new("c-1").expect("a valid subject"))
+            .when(AccountCommand::Deposit {
+                account_id: "a".into(),
+                amount: 5,
+            })
+            .await
+            .then_expect_events(vec![AccountEvent::Deposited { amount: 5 }]);
+        assert_eq!(state.owner.as_deref(), Some("[forgotten]"));
+        assert_eq!(state.balance, 15);
     }
 
     #[tokio::test]
