@@ -400,6 +400,8 @@ impl PgStore {
         // by a key-encryption key checked first (on a connection of its own, once).
         let personal = events.iter().any(|e| !e.personal().is_empty());
         if personal {
+            // Checked before sealing, which hides the values from the check in `append_on`.
+            check_append(stream, &events).map_err(Failure::Store)?;
             self.check_key_encryption_key()
                 .await
                 .map_err(Failure::Store)?;

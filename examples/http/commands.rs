@@ -1,6 +1,6 @@
 //! The command endpoints: JSON in, the committed events out.
 //!
-//! - `POST /accounts` `{"account_id": "alice", "owner": "Alice"}`: 201;
+//! - `POST /accounts` `{"account_id": "alice", "customer_id": "c-1", "owner": "Alice"}`: 201;
 //! - `POST /accounts/{id}/deposits` `{"amount": 100}`: 200;
 //! - `POST /accounts/{id}/withdrawals` `{"amount": 30}`: 200.
 //!
@@ -26,6 +26,7 @@ use crate::service::AppState;
 #[derive(Debug, Deserialize)]
 pub struct OpenAccount {
     account_id: String,
+    customer_id: String,
     owner: String,
 }
 
@@ -44,9 +45,14 @@ pub async fn open(
     State(app): State<AppState>,
     body: Result<Json<OpenAccount>, JsonRejection>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let Json(OpenAccount { account_id, owner }) = body?;
+    let Json(OpenAccount {
+        account_id,
+        customer_id,
+        owner,
+    }) = body?;
     let command = AccountCommand::Open {
         account_id: account_id.clone(),
+        customer_id,
         owner,
     };
     let committed = app.engine.execute(&account_id, command).await?;

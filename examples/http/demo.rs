@@ -42,7 +42,7 @@ pub async fn run(backend: &Backend) -> Result<(), DemoError> {
     let account = format!("/accounts/{alice}");
     let deposits = format!("{account}/deposits");
     let withdrawals = format!("{account}/withdrawals");
-    let opening = json!({ "account_id": alice, "owner": "Alice" });
+    let opening = json!({ "account_id": alice, "customer_id": "c-1", "owner": "Alice" });
 
     session
         .post(

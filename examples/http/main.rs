@@ -5,7 +5,7 @@
 //! PostgreSQL (schema `http_example`) when `DATABASE_URL` is set. Then, for example:
 //!
 //! ```text
-//! curl -i -H 'content-type: application/json' -d '{"account_id":"alice","owner":"Alice"}' localhost:3000/accounts
+//! curl -i -H 'content-type: application/json' -d '{"account_id":"alice","customer_id":"c-1","owner":"Alice"}' localhost:3000/accounts
 //! curl -i -H 'content-type: application/json' -d '{"amount":100}' localhost:3000/accounts/alice/deposits
 //! curl -i 'localhost:3000/accounts/alice?min_version=2'
 //! curl -i localhost:3000/status

@@ -79,7 +79,7 @@ async fn each_outcome_of_a_command_has_its_status_and_json_body() {
     let ada = unique("ada");
     let deposits = format!("/accounts/{ada}/deposits");
     let withdrawals = format!("/accounts/{ada}/withdrawals");
-    let opening = json!({ "account_id": ada, "owner": "Ada" }).to_string();
+    let opening = json!({ "account_id": ada, "customer_id": "c-ada", "owner": "Ada" }).to_string();
 
     let opened = post(&client, "/accounts", &opening).await;
     assert_eq!(opened.status, StatusCode::CREATED, "{}", opened.body);
@@ -89,7 +89,10 @@ async fn each_outcome_of_a_command_has_its_status_and_json_body() {
     assert_eq!(events.len(), 1);
     assert_eq!(events[0]["type"], "account.opened");
     assert_eq!(events[0]["version"], 1);
-    assert_eq!(events[0]["data"], json!({ "owner": "Ada" }));
+    assert_eq!(
+        events[0]["data"],
+        json!({ "customer_id": "c-ada", "owner": "Ada" })
+    );
     assert!(events[0]["event_id"].is_string() && events[0]["position"].is_string());
 
     let deposited = post(&client, &deposits, r#"{"amount": 100}"#).await;
@@ -156,13 +159,15 @@ async fn each_outcome_of_a_command_has_its_status_and_json_body() {
         let bad = post(&client, &deposits, body).await;
         assert_error(&bad, StatusCode::BAD_REQUEST, "bad_request");
     }
-    let missing_owner = json!({ "account_id": unique("eve") }).to_string();
+    let missing_owner = json!({ "account_id": unique("eve"), "customer_id": "c-eve" }).to_string();
     let bad = post(&client, "/accounts", &missing_owner).await;
     assert_error(&bad, StatusCode::BAD_REQUEST, "bad_request");
-    let nul_owner = json!({ "account_id": unique("eve"), "owner": "E\u{0}ve" }).to_string();
+    let nul_owner =
+        json!({ "account_id": unique("eve"), "customer_id": "c-eve", "owner": "E\u{0}ve" })
+            .to_string();
     let bad = post(&client, "/accounts", &nul_owner).await;
     assert_error(&bad, StatusCode::BAD_REQUEST, "bad_request");
-    let empty_id = json!({ "account_id": "", "owner": "Eve" }).to_string();
+    let empty_id = json!({ "account_id": "", "customer_id": "c-eve", "owner": "Eve" }).to_string();
     let bad = post(&client, "/accounts", &empty_id).await;
     assert_error(&bad, StatusCode::BAD_REQUEST, "bad_request");
     let too_long = "x".repeat(256);
@@ -198,7 +203,7 @@ async fn each_outcome_of_a_command_has_its_status_and_json_body() {
 async fn queries_answer_from_the_read_model_once_it_catches_up() {
     let (_exclusive, service, client) = started().await;
     let bob = unique("bob");
-    let opening = json!({ "account_id": bob, "owner": "Bob" }).to_string();
+    let opening = json!({ "account_id": bob, "customer_id": "c-bob", "owner": "Bob" }).to_string();
     assert_eq!(
         post(&client, "/accounts", &opening).await.status,
         StatusCode::CREATED
@@ -279,7 +284,8 @@ async fn status_is_503_while_the_database_is_down_and_200_again_after() {
         .expect("the service starts");
     let client = Client::new(service.addr());
     let carol = unique("carol");
-    let opening = json!({ "account_id": carol, "owner": "Carol" }).to_string();
+    let opening =
+        json!({ "account_id": carol, "customer_id": "c-carol", "owner": "Carol" }).to_string();
     assert_eq!(
         post(&client, "/accounts", &opening).await.status,
         StatusCode::CREATED

@@ -89,6 +89,7 @@ pub use panic::{
 };
 pub use personal::{
     a_forgotten_subject_reads_as_its_placeholders, racing_first_appends_of_a_subject_share_its_key,
+    unstorable_personal_data_is_refused_before_it_is_sealed,
 };
 pub use race::{
     racing_appends_have_one_winner_per_version, racing_writers_lose_nothing,
@@ -220,6 +221,7 @@ macro_rules! conformance_tests {
             archiving_racing_appends_loses_nothing_acknowledged,
             a_forgotten_subject_reads_as_its_placeholders,
             racing_first_appends_of_a_subject_share_its_key,
+            unstorable_personal_data_is_refused_before_it_is_sealed,
             events_are_found_by_correlation_id,
             streams_are_listed_by_type_and_paged,
             counts_after_a_position_with_filter_and_limit,

@@ -266,3 +266,40 @@ pub async fn racing_first_appends_of_a_subject_share_its_key<S: Store>(store: S)
         );
     }
 }
+
+/// A personal value or placeholder that no backend can store (a NUL character) is
+/// refused as `Unstorable` before it is sealed, as it would be in plaintext, and nothing
+/// is written.
+pub async fn unstorable_personal_data_is_refused_before_it_is_sealed<S: Store>(store: S) {
+    use crate::personal::PersonalValue;
+    use crate::{ExpectedVersion, Metadata, NewEvent};
+    let stream = super::unique_stream("member");
+    let subject = Subject::new(stream.id()).expect("valid");
+    for (value, placeholder) in [("a\0b", "[forgotten]"), ("Ada", "x\0y")] {
+        let event = NewEvent::new(
+            "Joined",
+            1,
+            serde_json::json!({ "member_id": stream.id() }),
+            Metadata::default(),
+        )
+        .expect("valid")
+        .with_personal(PersonalValue::new(
+            subject.clone(),
+            "name",
+            serde_json::json!(value),
+            serde_json::json!(placeholder),
+        ));
+        let refused = store
+            .append(&stream, ExpectedVersion::NoStream, vec![event])
+            .await;
+        assert!(
+            matches!(refused, Err(StoreError::Unstorable { .. })),
+            "{refused:?}"
+        );
+    }
+    assert!(store
+        .read_stream(&stream, 1, 10)
+        .await
+        .expect("read")
+        .is_empty());
+}
