@@ -106,7 +106,7 @@ pub enum EncodeError {
     #[error("invalid event type name: {0}")]
     InvalidName(#[from] crate::ident::IdentifierError),
     /// A personal field's subject cannot be read: the subject field is missing, is not
-    /// a JSON string or integer, or is not a valid [`Subject`](crate::personal::Subject)
+    /// a JSON string or integer, or is not a valid [`Subject`]
     /// ([`DomainEvent::personal_fields`]).
     #[error("cannot encode event {event_type:?}: {source}")]
     Personal {
