@@ -395,3 +395,59 @@ fn a_replicated_stream_loses_nothing_when_a_node_dies() {
         consuming.shutdown().await.expect("consumer");
     });
 }
+
+#[test]
+fn the_relay_publishes_only_what_can_still_be_read_of_personal_data() {
+    use cqrs_core::personal::{PersonalValue, Subject};
+    use cqrs_core::{ExpectedVersion, Metadata, NewEvent, StreamStore};
+    const FORGOTTEN: &str = "Grace-Hopper-7f3a";
+    const KEPT: &str = "Ada-Lovelace-5e1c";
+    runtime().block_on(async {
+        let server = NatsServer::start().await.expect("nats-server");
+        let js = jetstream(&server.url()).await;
+        let store = MemoryStore::new();
+        for (id, name) in [("c-1", FORGOTTEN), ("c-2", KEPT)] {
+            let event = NewEvent::new(
+                "Registered",
+                1,
+                serde_json::json!({ "customer_id": id }),
+                Metadata::default(),
+            )
+            .expect("valid")
+            .with_personal(PersonalValue::new(
+                Subject::new(id).expect("valid"),
+                "name",
+                serde_json::json!(name),
+                serde_json::json!("[forgotten]"),
+            ));
+            store
+                .append(&stream(id), ExpectedVersion::NoStream, vec![event])
+                .await
+                .expect("append");
+        }
+        let subject = Subject::new("c-1").expect("valid");
+        store.forget_subject(&subject).await.expect("forget");
+
+        let relay = relay(&store, js.clone(), events_stream());
+        relay.caught_up(WAIT).await.expect("relay caught up");
+        relay.shutdown().await.expect("relay");
+        let on_the_bus = js.get_stream("LEDGER").await.expect("stream");
+        let mut published = String::new();
+        for sequence in 1..=stored(&js).await {
+            let message = on_the_bus.get_raw_message(sequence).await.expect("message");
+            published.push_str(&String::from_utf8_lossy(&message.payload));
+            published.push_str(&format!("{:?}\n", message.headers));
+        }
+        assert_eq!(stored(&js).await, 2);
+        assert!(!published.contains(FORGOTTEN), "{published}");
+        assert!(published.contains("[forgotten]"), "{published}");
+        assert!(
+            published.contains(KEPT),
+            "what can still be read is: {published}"
+        );
+        assert!(
+            !published.contains("$personal"),
+            "never the sealed form: {published}"
+        );
+    });
+}
