@@ -4,7 +4,7 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
-use cqrs_core::personal::{KeyEncryptionKey, StaticKek, Subject};
+use cqrs_core::personal::{StaticKek, Subject};
 use cqrs_core::store::personal_data::{self, StoredKey};
 use cqrs_core::{Position, Snapshot, StoredEvent, StreamId};
 use tokio::sync::watch;
@@ -37,9 +37,10 @@ pub(crate) struct Inner {
     pub(crate) keys: Mutex<Keys>,
 }
 
-/// The subjects' data keys, wrapped by the key-encryption key, as a database keeps them.
+/// The subjects' data keys, wrapped by a key-encryption key of this store alone (its data
+/// lives no longer than the process), as a database keeps them.
 pub(crate) struct Keys {
-    pub(crate) kek: Arc<dyn KeyEncryptionKey>,
+    pub(crate) kek: StaticKek,
     pub(crate) subjects: HashMap<Subject, StoredKey>,
 }
 
@@ -98,20 +99,11 @@ impl MemoryStore {
                 inline: InlineProjections::default(),
                 head: watch::Sender::new(Position::START),
                 keys: Mutex::new(Keys {
-                    kek: Arc::new(StaticKek::generate()),
+                    kek: StaticKek::generate(),
                     subjects: HashMap::new(),
                 }),
             }),
         }
-    }
-
-    /// The same store with `kek` as its key-encryption key, which wraps the data keys of
-    /// the subjects of [personal data](cqrs_core::personal). Without it, a key made for
-    /// this store alone wraps them: the data lives no longer than the process anyway. For
-    /// a test that checks what a wrong key does; call it before the store holds any.
-    pub fn with_key_encryption_key(self, kek: impl KeyEncryptionKey) -> Self {
-        lock(&self.inner.keys).kek = Arc::new(kek);
-        self
     }
 
     /// Opens the personal fields of events read from the log (see
@@ -131,7 +123,7 @@ impl MemoryStore {
             .into_iter()
             .filter_map(|s| Some((s.clone(), keys.subjects.get(&s)?.clone())))
             .collect();
-        personal_data::open_events(Some(keys.kek.as_ref()), events, &found, prefix)
+        personal_data::open_events(Some(&keys.kek), events, &found, prefix)
     }
 
     /// The number of events stored.

@@ -269,7 +269,7 @@ impl MemoryStore {
             .into_iter()
             .filter_map(|s| Some((s.clone(), keys.subjects.get(&s)?.clone())))
             .collect();
-        personal_data::seal_batch(Some(keys.kek.as_ref()), events, &found)
+        personal_data::seal_batch(Some(&keys.kek), events, &found)
     }
 
     /// Keeps the keys an append made. A subject forgotten meanwhile stays forgotten: the

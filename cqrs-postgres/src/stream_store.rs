@@ -11,6 +11,8 @@ use cqrs_core::store::check_append;
 use cqrs_core::{
     ExpectedVersion, Metadata, NewEvent, Position, StoreError, StoredEvent, StreamId, StreamStore,
 };
+use sqlx::postgres::PgArguments;
+use sqlx::query::Query;
 use sqlx::{Connection as _, PgConnection, Postgres, Row, Transaction};
 use uuid::Uuid;
 
@@ -525,18 +527,12 @@ impl StreamStore for PgStore {
         if max_count == 0 {
             return Ok(Vec::new());
         }
-        let conn = self.connection().await?;
         let query = sqlx::query(&self.sql.read_stream)
             .bind(stream.stream_type())
             .bind(stream.id())
             .bind(clamp_i64(from_version))
             .bind(clamp_i64(max_count as u64));
-        let events = fetch_events(conn, query, max_count, false, |row| {
-            archived(row, stream)?;
-            row_to_event(row, stream.clone())
-        })
-        .await?;
-        let events = self.open(events, false).await?;
+        let events = self.fetch_stream(query, stream, max_count).await?;
         // Only a read whose first event is not the one asked for looks for a cut: a
         // truncated stream keeps its last event, so it never reads as empty.
         if events
@@ -619,16 +615,11 @@ impl StreamStore for PgStore {
         stream: &StreamId,
         command_id: Uuid,
     ) -> Result<Vec<Arc<StoredEvent>>, StoreError> {
-        let conn = self.connection().await?;
         let query = sqlx::query(&self.sql.read_by_command)
             .bind(stream.stream_type())
             .bind(stream.id())
             .bind(command_id);
-        let events = fetch_events(conn, query, 1, false, |row| {
-            row_to_event(row, stream.clone())
-        })
-        .await?;
-        self.open(events, false).await
+        self.fetch_stream(query, stream, 1).await
     }
 
     /// One query, the unique index on (stream_type, stream_id, stream_version) read
@@ -642,18 +633,12 @@ impl StreamStore for PgStore {
         if max_count == 0 || to_version == 0 {
             return Ok(Vec::new());
         }
-        let conn = self.connection().await?;
         let query = sqlx::query(&self.sql.read_stream_backwards)
             .bind(stream.stream_type())
             .bind(stream.id())
             .bind(clamp_i64(to_version))
             .bind(clamp_i64(max_count as u64));
-        let events = fetch_events(conn, query, max_count, false, |row| {
-            archived(row, stream)?;
-            row_to_event(row, stream.clone())
-        })
-        .await?;
-        self.open(events, false).await
+        self.fetch_stream(query, stream, max_count).await
     }
 
     /// In one transaction that locks the stream's row: the events moved by one
@@ -676,17 +661,12 @@ impl StreamStore for PgStore {
         if max_count == 0 {
             return Ok(Vec::new());
         }
-        let conn = self.connection().await?;
         let query = sqlx::query(&self.sql.read_archived_stream)
             .bind(stream.stream_type())
             .bind(stream.id())
             .bind(clamp_i64(from_version))
             .bind(clamp_i64(max_count as u64));
-        let events = fetch_events(conn, query, max_count, false, |row| {
-            row_to_event(row, stream.clone())
-        })
-        .await?;
-        self.open(events, false).await
+        self.fetch_stream(query, stream, max_count).await
     }
 
     async fn forget_subject(&self, subject: &Subject) -> Result<Vec<StreamId>, StoreError> {
@@ -714,6 +694,25 @@ impl From<Option<(i64, bool, bool)>> for StreamRow {
 }
 
 impl PgStore {
+    /// The events of `stream` that `query` (a read of one stream) returns, at most
+    /// `max_count`, with their personal fields opened. The row of an archived stream's
+    /// marker (`Sql::new`'s `archived_marker`, unioned to the reads that say so) is
+    /// [`StoreError::Archived`].
+    async fn fetch_stream(
+        &self,
+        query: Query<'_, Postgres, PgArguments>,
+        stream: &StreamId,
+        max_count: usize,
+    ) -> Result<Vec<Arc<StoredEvent>>, StoreError> {
+        let conn = self.connection().await?;
+        let events = fetch_events(conn, query, max_count, false, |row| {
+            archived(row, stream)?;
+            row_to_event(row, stream.clone())
+        })
+        .await?;
+        self.open(events, false).await
+    }
+
     /// Locks the stream's row for the rest of `tx` (appends to it wait) and reads it; an
     /// archived stream is [`StoreError::Archived`], as the lifecycle operations but
     /// (un)archiving refuse it.

@@ -22,6 +22,7 @@
 
 mod error;
 mod execute;
+mod forget;
 mod image;
 mod load;
 mod policy;

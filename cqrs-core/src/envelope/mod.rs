@@ -117,7 +117,9 @@ pub struct NewEvent {
 }
 
 impl NewEvent {
-    /// Builds an event with a fresh UUID v7 id, refusing an invalid event type name.
+    /// Builds an event with a fresh UUID v7 id, refusing an invalid event type name, the
+    /// tombstone's type and data that holds the reserved key
+    /// [`PERSONAL_KEY`](crate::personal::PERSONAL_KEY).
     ///
     /// Applications rarely call this: the engine encodes typed events. It is for tools
     /// that write untyped events and for backend tests.
@@ -126,6 +128,9 @@ impl NewEvent {
     /// use cqrs_core::{Metadata, NewEvent};
     /// let event = NewEvent::new("account.opened", 1, serde_json::json!({"owner": "Ada"}), Metadata::default())?;
     /// assert_eq!(event.event_type(), "account.opened");
+    /// // Sealed personal fields are the store's to write.
+    /// let forged = serde_json::json!({ "$personal": [] });
+    /// assert!(NewEvent::new("account.opened", 1, forged, Metadata::default()).is_err());
     /// # Ok::<(), cqrs_core::ident::IdentifierError>(())
     /// ```
     pub fn new(
