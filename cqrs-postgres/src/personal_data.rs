@@ -22,7 +22,7 @@ impl PgStore {
     ///
     /// The first store that runs with a key records a check value of it; [`check`](Self::check)
     /// (and so [`migrate`](Self::migrate)) then refuses another key at start-up, and
-    /// refuses to start without one once the store holds personal data. Losing the key
+    /// refuses to start without one once a store has run with one. Losing the key
     /// loses every personal field: keep it in a secret store, and back it up.
     ///
     /// ```no_run
@@ -42,7 +42,7 @@ impl PgStore {
     }
 
     /// Checks the key-encryption key against the check value the store keeps (recording
-    /// it on first use). Without a key: an error if the store holds personal data.
+    /// it on first use). Without a key: an error if a store has run with one here.
     pub(crate) async fn check_key_encryption_key(&self) -> Result<(), StoreError> {
         let Some(kek) = &self.kek else {
             let check: Option<Vec<u8>> = sqlx::query_scalar(&self.sql.kek_check)

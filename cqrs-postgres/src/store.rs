@@ -261,7 +261,7 @@ impl PgStore {
     /// - the key-encryption key ([`with_key_encryption_key`](Self::with_key_encryption_key))
     ///   is the one the store's data keys are wrapped with
     ///   ([`PersonalError::WrongKek`](cqrs_core::personal::PersonalError::WrongKek)), and
-    ///   a store that holds personal data has one
+    ///   a store that has run with one still has one
     ///   ([`StoreError::NoKeyEncryptionKey`](cqrs_core::StoreError::NoKeyEncryptionKey)).
     pub async fn check(&self) -> Result<(), SetupError> {
         self.check_server_version().await?;
