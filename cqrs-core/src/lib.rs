@@ -46,6 +46,7 @@ pub mod engine;
 pub mod envelope;
 pub mod ident;
 pub mod inline;
+pub mod observe;
 pub mod personal;
 pub mod store;
 pub mod subscription;

@@ -21,6 +21,7 @@ impl StoreHealth for MemoryStore {
         };
         // Every event is readable once its append returned.
         report.horizon_lag = Some(0);
+        cqrs_core::observe::metrics::horizon_lag(0);
         report.parked = self.parked_counts();
         report.failed = self.failed_records();
         report

@@ -13,6 +13,7 @@ use cqrs_core::{
 };
 use sqlx::postgres::Postgres;
 use sqlx::{PgConnection, Row, Transaction};
+use tracing::Instrument;
 
 use crate::error::{is_unavailable, map_sqlx};
 use crate::PgStore;
@@ -304,7 +305,26 @@ impl<P: PgProjection> Consumer for Transactional<P> {
 impl<P: PgProjection> Transactional<P> {
     /// Decodes `stored` and hands it to the projection on `tx`; gives `tx` back, or
     /// rolls it back and says whose failure it was.
+    ///
+    /// It runs in the event's `cqrs.process` span, continuing the event's trace; the
+    /// batch's commit is the subscription's, after every event's span.
     pub(crate) async fn apply(
+        &self,
+        tx: Transaction<'static, Postgres>,
+        stored: &Arc<StoredEvent>,
+    ) -> Result<Transaction<'static, Postgres>, DeliveryError> {
+        let span = cqrs_core::observe::trace::process_span(P::NAME, stored);
+        let applied = self
+            .apply_in_span(tx, stored)
+            .instrument(span.clone())
+            .await;
+        if applied.is_err() {
+            cqrs_core::observe::trace::failed(&span, "event");
+        }
+        applied
+    }
+
+    async fn apply_in_span(
         &self,
         mut tx: Transaction<'static, Postgres>,
         stored: &Arc<StoredEvent>,

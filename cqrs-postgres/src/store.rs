@@ -301,6 +301,9 @@ impl PgStore {
     /// see nothing written after that transaction started until it ends. Setting
     /// `idle_in_transaction_session_timeout` on the server bounds the damage of a
     /// forgotten open transaction.
+    ///
+    /// Sets the [`HORIZON_LAG`](cqrs_core::observe::metrics::HORIZON_LAG) gauge; the
+    /// health check calls it.
     pub async fn horizon_lag(&self) -> Result<HorizonLag, cqrs_core::StoreError> {
         let row = match sqlx::query(&self.sql.horizon_lag)
             .fetch_one(&self.pool)
@@ -312,6 +315,7 @@ impl PgStore {
         let get = |e: sqlx::Error| map_sqlx(e);
         let horizon: i64 = row.try_get(0).map_err(get)?;
         let held: i64 = row.try_get(1).map_err(get)?;
+        cqrs_core::observe::metrics::horizon_lag(u64::try_from(held).unwrap_or(0));
         let pid: Option<i32> = row.try_get(2).map_err(get)?;
         let oldest_transaction = match pid {
             None => None,

@@ -465,7 +465,7 @@ fn corrupt_stored_metadata_is_a_corrupt_error() {
         exec(
             &store,
             &format!(
-                "UPDATE {{schema}}.events SET metadata = '{{\"traceparent\": \"nope\"}}' \
+                "UPDATE {{schema}}.events SET metadata = '{{\"correlation_id\": \"nope\"}}' \
                  WHERE stream_id = '{}' AND stream_version = 2",
                 stream.id()
             ),

@@ -50,6 +50,7 @@ impl HeaderNames {
             "ce-causationid",
             "ce-commandid",
             "ce-traceparent",
+            "ce-tracestate",
         ],
     };
     /// The CloudEvents Kafka binding: `ce_`.
@@ -71,6 +72,7 @@ impl HeaderNames {
             "ce_causationid",
             "ce_commandid",
             "ce_traceparent",
+            "ce_tracestate",
         ],
     };
 

@@ -251,6 +251,7 @@ async fn park(
 ) -> Result<Settled, StoreError> {
     tracing::warn!(subscription = %name, event_id = %event.event_id, %error, "parked");
     dead_letters.park(name, event, &error).await?;
+    crate::observe::metrics::parked(name);
     Ok(Settled::Parked(error))
 }
 

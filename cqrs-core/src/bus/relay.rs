@@ -6,9 +6,11 @@ use async_trait::async_trait;
 use futures::future::BoxFuture;
 use futures::stream::{FuturesOrdered, StreamExt};
 use std::sync::atomic::{AtomicBool, Ordering};
+use tracing::Instrument;
 
 use super::{BusMessage, ContentMode, HeaderNames};
 use crate::ident::IdentifierError;
+use crate::observe::trace;
 use crate::store::BoxError;
 use crate::subscription::{Consumer, DeliveryError, Identity};
 use crate::{CheckpointStore, EventFilter, Position, StoredEvent, SubscriptionName};
@@ -201,13 +203,16 @@ impl<P: Publisher> Relay<P> {
                     acked.map_err(|e| failed(event, e))?;
                 }
             }
+            // One span per event, in the event's trace, open until the broker acknowledges.
+            let span = trace::publish_span(self.identity.name().as_str(), event);
             let message = BusMessage::encode(event, self.mode, names);
             let ack = self
                 .publisher
                 .publish(message)
+                .instrument(span.clone())
                 .await
                 .map_err(|e| failed(event, e))?;
-            pending.push_back(Box::pin(async move { (event, ack.await) }));
+            pending.push_back(Box::pin(async move { (event, ack.await) }.instrument(span)));
         }
         while let Some((event, acked)) = pending.next().await {
             acked.map_err(|e| failed(event, e))?;

@@ -126,6 +126,25 @@ impl<E: std::error::Error + 'static> EngineError<E> {
         }
     }
 
+    /// A short, stable name of the kind of error (`rejected`, `conflict`, `store`, ...):
+    /// what the `cqrs.execute` span records as `error.type` and logs can group by.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            EngineError::Rejected(_) => "rejected",
+            EngineError::InvalidId(_) => "invalid_id",
+            EngineError::MissingAggregateId { .. } => "missing_aggregate_id",
+            EngineError::UnexpectedVersion { .. } => "unexpected_version",
+            EngineError::Conflict { .. } => "conflict",
+            EngineError::VersionNotFound { .. } => "version_not_found",
+            EngineError::Store(_) => "store",
+            EngineError::Decode(_) => "decode",
+            EngineError::Encode(_) => "encode",
+            EngineError::NonFinite { .. } => "non_finite",
+            EngineError::Panicked { .. } => "panicked",
+            EngineError::Projection { .. } => "projection",
+        }
+    }
+
     /// Whether the same command may succeed if sent again later: every attempt
     /// conflicted, or the store was unavailable.
     pub fn is_retriable(&self) -> bool {

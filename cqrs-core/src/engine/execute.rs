@@ -4,6 +4,7 @@ use tracing::Instrument;
 
 use super::{Committed, Engine, EngineError, Loaded};
 use crate::codec::{EncodeError, JsonError};
+use crate::observe::{metrics, trace};
 use crate::{
     codec, unwind, Aggregate, Command, Envelope, ExpectedVersion, Metadata, Snapshot, StoreError,
     StreamId,
@@ -65,7 +66,7 @@ impl<A: Aggregate> Engine<A> {
         version: u64,
         command: A::Command,
     ) -> Result<Committed<A::Event>, A> {
-        self.execute_traced(id, command, Metadata::default(), Some(version))
+        self.execute_traced(id, command, Metadata::default(), Some(version), false)
             .await
     }
 
@@ -79,7 +80,11 @@ impl<A: Aggregate> Engine<A> {
     /// [process manager](crate::ProcessManager), against aggregate `id`.
     ///
     /// The new events carry the cause's correlation id (or its id, if it had none), its id
-    /// as causation id, and its trace context and application keys. The command gets an
+    /// as causation id, and its application keys. The command's span is a child of the
+    /// current one when that is in a trace (the process manager's `cqrs.process`), else of
+    /// the cause's stored trace context: either way a new span in the cause's trace (see
+    /// [`observe`](crate::observe)); without OpenTelemetry the events carry the cause's
+    /// trace context as it is. The command gets an
     /// id derived from the cause, the aggregate and the command's name, so that the same
     /// event delivered again returns the first outcome instead of acting twice.
     pub async fn execute_caused_by<D>(
@@ -94,9 +99,10 @@ impl<A: Aggregate> Engine<A> {
             causation_id: Some(cause.event_id),
             command_id: Some(uuid::Uuid::new_v5(&cause.event_id, key.as_bytes())),
             traceparent: cause.metadata.traceparent.clone(),
+            tracestate: cause.metadata.tracestate.clone(),
             extra: cause.metadata.extra.clone(),
         };
-        self.execute_with_metadata(id, command, metadata).await
+        self.execute_traced(id, command, metadata, None, true).await
     }
 
     /// [`execute_caused_by`](Self::execute_caused_by) for a command that names its
@@ -117,38 +123,89 @@ impl<A: Aggregate> Engine<A> {
     /// with that id are already in the stream, they are returned as the outcome and the
     /// command does not run again (a command that was refused, or wrote nothing, leaves
     /// no trace and runs again).
+    ///
+    /// A [`traceparent`](Metadata::traceparent) makes the command's span a child of that
+    /// context (an HTTP request's, say); without one it is a child of the current span.
+    /// With the `opentelemetry` feature, the events then store the command span's own
+    /// context (see [`observe`](crate::observe)).
     pub async fn execute_with_metadata(
         &self,
         id: &str,
         command: A::Command,
         metadata: Metadata,
     ) -> Result<Committed<A::Event>, A> {
-        self.execute_traced(id, command, metadata, None).await
+        self.execute_traced(id, command, metadata, None, false)
+            .await
     }
 
-    /// What every way in shares: the stream, a correlation id where there is none, and
-    /// the command's span.
+    /// What every way in shares: the stream, a correlation id where there is none, the
+    /// command's span joined to its trace, and the outcome in the span and the metrics.
     async fn execute_traced(
         &self,
         id: &str,
         command: A::Command,
         mut metadata: Metadata,
         expected_version: Option<u64>,
+        caused: bool,
     ) -> Result<Committed<A::Event>, A> {
-        let stream = StreamId::new(A::TYPE, id)?;
         metadata
             .correlation_id
             .get_or_insert_with(crate::envelope::now_v7);
         let span = tracing::info_span!(
             "cqrs.execute",
-            stream = %stream,
-            command = command.command_name(),
-            expected_version,
-            correlation_id = %metadata.correlation_id.unwrap_or_default(),
+            cqrs.stream = tracing::field::Empty,
+            cqrs.command = command.command_name(),
+            cqrs.expected_version = expected_version,
+            cqrs.correlation_id = %metadata.correlation_id.unwrap_or_default(),
+            cqrs.outcome = tracing::field::Empty,
+            cqrs.version = tracing::field::Empty,
+            cqrs.attempts = tracing::field::Empty,
+            error.type = tracing::field::Empty,
+            otel.status_code = tracing::field::Empty,
         );
-        self.execute_inner(stream, command, metadata, expected_version)
-            .instrument(span)
-            .await
+        if caused {
+            trace::follow_unless_in_trace(&span, &metadata);
+        } else if metadata.traceparent.is_some() {
+            trace::follow(&span, &metadata);
+        }
+        trace::stamp(&span, &mut metadata);
+        let mut repeated = false;
+        let result = match StreamId::new(A::TYPE, id) {
+            Ok(stream) => {
+                span.record("cqrs.stream", tracing::field::display(&stream));
+                self.execute_inner(stream, command, metadata, expected_version, &mut repeated)
+                    .instrument(span.clone())
+                    .await
+            }
+            Err(invalid) => Err(invalid.into()),
+        };
+        let outcome = match &result {
+            Ok(committed) => {
+                span.record("cqrs.version", committed.version);
+                if repeated {
+                    "repeated"
+                } else if committed.events.is_empty() {
+                    "unchanged"
+                } else {
+                    "committed"
+                }
+            }
+            Err(EngineError::Rejected(_)) => "refused",
+            Err(EngineError::Conflict { .. } | EngineError::UnexpectedVersion { .. }) => {
+                "conflicted"
+            }
+            Err(_) => "failed",
+        };
+        span.record("cqrs.outcome", outcome);
+        if let Err(error) = &result {
+            // A refusal is the domain's answer, not the command's failure.
+            if outcome != "refused" {
+                span.record("otel.status_code", "ERROR");
+            }
+            span.record("error.type", error.kind());
+        }
+        metrics::command(A::TYPE, outcome);
+        result
     }
 
     async fn execute_inner(
@@ -157,6 +214,7 @@ impl<A: Aggregate> Engine<A> {
         command: A::Command,
         metadata: Metadata,
         expected_version: Option<u64>,
+        repeated: &mut bool,
     ) -> Result<Committed<A::Event>, A> {
         // A caller's version pins the decision to that version: one attempt.
         let max_attempts = match expected_version {
@@ -165,6 +223,7 @@ impl<A: Aggregate> Engine<A> {
         };
         let mut attempt = 1;
         loop {
+            tracing::Span::current().record("cqrs.attempts", attempt);
             let (loaded, from_image) = self.load_for_command(&stream).await?;
             // Idempotency: a command already recorded returns its outcome. Checked on
             // every attempt and *after* loading: a copy of this command that commits
@@ -173,6 +232,7 @@ impl<A: Aggregate> Engine<A> {
             if let Some(command_id) = metadata.command_id {
                 if let Some(done) = self.already_done(&stream, command_id).await? {
                     tracing::debug!(%command_id, "command already executed; returning its events");
+                    *repeated = true;
                     return Ok(done);
                 }
             }
@@ -236,13 +296,20 @@ impl<A: Aggregate> Engine<A> {
                 0 => ExpectedVersion::NoStream,
                 v => ExpectedVersion::Exact(v),
             };
+            let started = std::time::Instant::now();
             let appended = self
                 .events
                 .append(&stream, expected, new_events)
-                .instrument(tracing::debug_span!("cqrs.append", events = events.len()))
+                .instrument(tracing::debug_span!(
+                    "cqrs.append",
+                    cqrs.events = events.len()
+                ))
                 .await;
             match appended {
-                Ok(stored) => return self.after_commit(&stream, loaded, events, stored).await,
+                Ok(stored) => {
+                    metrics::appended(A::TYPE, stored.len(), started.elapsed());
+                    return self.after_commit(&stream, loaded, events, stored).await;
+                }
                 Err(source @ StoreError::Conflict { .. }) => {
                     // Another writer moved the stream: an image of it is stale.
                     self.forget_image(&stream);
@@ -263,6 +330,7 @@ impl<A: Aggregate> Engine<A> {
                         });
                     }
                     tracing::debug!(attempt, "conflict; reloading and retrying");
+                    metrics::retried(A::TYPE);
                     tokio::time::sleep(self.retry.pause(attempt)).await;
                     attempt += 1;
                 }
@@ -341,7 +409,8 @@ impl<A: Aggregate> Engine<A> {
         let mut failed = None;
         for projection in &self.projections {
             // A panic is the projection's failure, like an `Err` (caught by the run).
-            if let Err(source) = projection.run(&mut (), &envelopes).await {
+            let span = tracing::debug_span!("cqrs.project", cqrs.projection = projection.name());
+            if let Err(source) = projection.run(&mut (), &envelopes).instrument(span).await {
                 failed = Some(EngineError::Projection {
                     stream: stream.clone(),
                     version,

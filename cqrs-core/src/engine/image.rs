@@ -93,8 +93,9 @@ impl<A> ImageCache<A> {
     }
 
     /// Puts an image of `stream` in the cache, unless the cache already holds a newer
-    /// (or as new) one, evicting another stream's image if the cache is full.
-    pub(super) fn keep(&self, stream: &StreamId, loaded: Loaded<A>) {
+    /// (or as new) one, evicting another stream's image if the cache is full. Returns
+    /// whether an image was evicted.
+    pub(super) fn keep(&self, stream: &StreamId, loaded: Loaded<A>) -> bool {
         let mut clock = self.lock();
         if let Some(&at) = clock.index.get(stream.id()) {
             let slot = &mut clock.slots[at];
@@ -107,7 +108,7 @@ impl<A> ImageCache<A> {
                 let _replaced = slot.image.replace(loaded);
                 drop(clock); // drop the old state outside the lock
             }
-            return;
+            return false;
         }
         let id: Arc<str> = stream.id().into();
         let fresh = Slot {
@@ -119,14 +120,14 @@ impl<A> ImageCache<A> {
             let at = clock.slots.len();
             clock.slots.push(fresh);
             clock.index.insert(id, at);
-            return;
+            return false;
         }
         let victim = clock.sweep();
         let evicted = std::mem::replace(&mut clock.slots[victim], fresh);
         clock.index.remove(&evicted.id);
         clock.index.insert(id, victim);
         drop(clock); // drop the evicted state outside the lock
-        drop(evicted);
+        evicted.image.is_some()
     }
 
     /// Drops the image of `stream`: it is stale.
@@ -195,8 +196,12 @@ impl<A: Aggregate> Engine<A> {
         &self,
         stream: &StreamId,
     ) -> Result<(Loaded<A>, bool), EngineError<A::Error>> {
-        if let Some(loaded) = self.images.as_ref().and_then(|i| i.take(stream)) {
-            return Ok((loaded, true));
+        if let Some(images) = &self.images {
+            let image = images.take(stream);
+            crate::observe::metrics::image(A::TYPE, image.is_some());
+            if let Some(loaded) = image {
+                return Ok((loaded, true));
+            }
         }
         Ok((self.load_stream(stream, None).await?, false))
     }
@@ -229,7 +234,9 @@ impl<A: Aggregate> Engine<A> {
     /// Puts a state known to be stored at `loaded.version` back into the image.
     pub(super) fn keep_image(&self, stream: &StreamId, loaded: Loaded<A>) {
         if let Some(images) = &self.images {
-            images.keep(stream, loaded);
+            if images.keep(stream, loaded) {
+                crate::observe::metrics::evicted(A::TYPE);
+            }
         }
     }
 

@@ -39,7 +39,7 @@ impl<A: Aggregate> Engine<A> {
         stream: &StreamId,
         up_to: Option<u64>,
     ) -> Result<Loaded<A>, A> {
-        let span = tracing::debug_span!("cqrs.load", stream = %stream);
+        let span = tracing::debug_span!("cqrs.load", cqrs.stream = %stream);
         async {
             let mut loaded = self.load_snapshot(stream, up_to).await?;
             let max_count = match up_to {

@@ -4,7 +4,7 @@ use std::borrow::Cow;
 
 use serde_json::{Map, Value};
 
-use super::StoredEvent;
+use super::{parse_or_warn, StoredEvent};
 
 /// The attributes this framework writes besides the free metadata keys, in the order it
 /// writes them (CloudEvents' own, then its extensions). A free metadata key with one of
@@ -25,6 +25,7 @@ const ATTRIBUTES: &[&str] = &[
     "causationid",
     "commandid",
     "traceparent",
+    "tracestate",
 ];
 
 impl StoredEvent {
@@ -35,7 +36,8 @@ impl StoredEvent {
     /// id, `type` the event type, `data` the payload as stored. The envelope travels as
     /// extension attributes: `streamtype`, `streamversion`, `eventversion`, `position`
     /// (`commit.sequence` in the store it came from), `correlationid`, `causationid`,
-    /// `commandid`, and `traceparent` from the Distributed Tracing extension. Free
+    /// `commandid`, and `traceparent` and `tracestate` from the Distributed Tracing
+    /// extension. Free
     /// metadata keys become extensions too when they are valid extension names (lower-case
     /// letters and digits, at most 20) and not one of those; others are left out, because
     /// CloudEvents forbids them. [`StoredEvent::from_cloudevent`] reads it back.
@@ -126,6 +128,9 @@ impl StoredEvent {
         }
         if let Some(tp) = &self.metadata.traceparent {
             push("traceparent", Attribute::Text(Cow::Borrowed(tp.as_str())));
+        }
+        if let Some(ts) = &self.metadata.tracestate {
+            push("tracestate", Attribute::Text(Cow::Borrowed(ts.as_str())));
         }
         for (key, value) in &self.metadata.extra {
             if is_extension_name(key) && !ATTRIBUTES.contains(&key.as_str()) {
@@ -220,12 +225,10 @@ impl StoredEvent {
         metadata.correlation_id = optional_id("correlationid")?;
         metadata.causation_id = optional_id("causationid")?;
         metadata.command_id = optional_id("commandid")?;
-        if let Some(tp) = attribute("traceparent") {
-            metadata.traceparent = Some(
-                tp.parse()
-                    .map_err(|e| invalid("traceparent", tp.clone(), e))?,
-            );
-        }
+        // A malformed trace context is dropped with a warning, as in stored metadata: the
+        // event is worth more than the trace.
+        metadata.traceparent = attribute("traceparent").and_then(|tp| parse_or_warn(&tp));
+        metadata.tracestate = attribute("tracestate").and_then(|ts| parse_or_warn(&ts));
         for name in names {
             if name != "data" && !ATTRIBUTES.contains(&name) && is_extension_name(name) {
                 if let Some(value) = attribute(name) {
@@ -402,5 +405,27 @@ mod tests {
         assert!(ce.get("Not-Valid").is_none());
         assert_eq!(ce["data"], json!({"total": 10}));
         assert!(chrono::DateTime::parse_from_rfc3339(ce["time"].as_str().unwrap()).is_ok());
+    }
+
+    #[test]
+    fn trace_context_round_trips_and_a_malformed_one_is_dropped() {
+        let tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        let e = event(
+            Metadata::default()
+                .with_traceparent(tp.parse().unwrap())
+                .with_tracestate("rojo=00f067aa0ba902b7".parse().unwrap()),
+        );
+        let mut ce = e.to_cloudevent();
+        assert_eq!(ce["tracestate"], "rojo=00f067aa0ba902b7");
+        let back = StoredEvent::from_cloudevent(&ce).expect("round trip");
+        assert_eq!(back.metadata, e.metadata);
+        ce["traceparent"] = json!("00-not-a-trace-01");
+        ce["tracestate"] = json!("=");
+        let back = StoredEvent::from_cloudevent(&ce).expect("the event is kept");
+        assert_eq!(
+            (back.metadata.traceparent, back.metadata.tracestate),
+            (None, None)
+        );
+        assert_eq!(back.event_id, e.event_id);
     }
 }

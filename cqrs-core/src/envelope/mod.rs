@@ -14,7 +14,8 @@ use crate::ident::{self, IdentifierError};
 use crate::personal::{self, DataKey, PersonalError, PersonalValue, Subject};
 use crate::StreamId;
 
-pub use metadata::{InvalidTraceParent, Metadata, TraceParent};
+pub(crate) use metadata::parse_or_warn;
+pub use metadata::{InvalidTraceParent, InvalidTraceState, Metadata, TraceParent, TraceState};
 pub use position::{Position, PositionParseError};
 
 pub(crate) use id::now_v7;

@@ -8,6 +8,7 @@ use std::marker::PhantomData;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use tracing::Instrument;
 
 use super::{Consumer, DeliveryError, Identity, ProcessManager};
 use crate::ident::IdentifierError;
@@ -151,7 +152,19 @@ impl<L: Listener, K: Kind<L>> Feed<L, K> {
     /// The one place where typed listeners are called, from a subscription or from a bus:
     /// a decode failure, a handler's error and a handler's panic (caught; so is an
     /// upcaster's) are all the event's failure ([`DeliveryError::Event`]).
+    ///
+    /// Each call runs in its own `cqrs.process` span, continuing the event's trace
+    /// ([`process_span`](crate::observe::trace::process_span)).
     pub(crate) async fn handle(&self, stored: &Arc<StoredEvent>) -> Result<(), DeliveryError> {
+        let span = crate::observe::trace::process_span(L::NAME, stored);
+        let handled = self.handle_in_span(stored).instrument(span.clone()).await;
+        if handled.is_err() {
+            crate::observe::trace::failed(&span, "event");
+        }
+        handled
+    }
+
+    async fn handle_in_span(&self, stored: &Arc<StoredEvent>) -> Result<(), DeliveryError> {
         let handled = unwind::catch(async {
             // A stream's deletion notice is no event of the listener's type: it has a
             // call of its own.

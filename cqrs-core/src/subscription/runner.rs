@@ -12,6 +12,7 @@ use super::{
     DeliveryError, FailurePolicy, StartFrom, Subscription, SubscriptionError, SubscriptionState,
     SubscriptionStatus,
 };
+use crate::observe::metrics;
 use crate::unwind::{self, Panicked};
 use crate::{
     EventFilter, EventLog, Lease, PendingRequest, Position, RecordedState, StoreError, StoredEvent,
@@ -25,6 +26,10 @@ const MAX_PAUSE: Duration = Duration::from_secs(5);
 /// shorter): a round trip that a runner delivering batch after batch should not pay each
 /// time, and a wait an operator at a terminal hardly notices.
 const REQUEST_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Where counting the lag stops, so that a count during a long catch-up stays a short
+/// query: the gauge then says "at least this many".
+const LAG_COUNT_LIMIT: u64 = 100_000;
 
 /// What the runner and the handle share.
 pub(super) struct Shared {
@@ -88,7 +93,7 @@ pub(super) async fn run(
     shared: Arc<Shared>,
 ) -> Result<(), SubscriptionError> {
     let name = subscription.consumer.identity().name().to_string();
-    let span = tracing::info_span!("cqrs.subscription", name = %name);
+    let span = tracing::info_span!("cqrs.subscription", cqrs.subscription.name = %name);
     let stop = shared.stop.subscribe();
     let mut ended = Ended {
         shared: Arc::clone(&shared),
@@ -208,6 +213,8 @@ struct Cursor {
     narrow: Option<Position>,
     /// When operators' requests were last looked for (`None`: not yet, look now).
     requests_checked: Option<Instant>,
+    /// When the lag was last counted while catching up (`None`: not yet).
+    lag_counted: Option<Instant>,
 }
 
 struct Runner {
@@ -524,6 +531,7 @@ impl Runner {
             failing: None,
             narrow: None,
             requests_checked: None,
+            lag_counted: None,
         })
     }
 
@@ -606,6 +614,7 @@ impl Runner {
             s.state = SubscriptionState::Live;
             s.caught_up_at = Some(started);
         });
+        metrics::lag(self.sub.consumer.identity().name(), 0);
         if !self.idle(at.scanned).await {
             return Err(Flow::Exit(Exit::Stopped));
         }
@@ -671,6 +680,11 @@ impl Runner {
                     s.delivered += events.len() as u64;
                 });
                 tracing::debug!(events = events.len(), "delivered");
+                let name = self.sub.consumer.identity().name();
+                metrics::handled(name, events.len());
+                if state == SubscriptionState::CatchingUp {
+                    self.count_lag(at).await;
+                }
                 Ok(Flow::Next)
             }
             Err(error @ DeliveryError::Event { .. }) => self.on_failure(at, events, error).await,
@@ -791,6 +805,7 @@ impl Runner {
                     s.position = Some(to);
                     s.delivered += prefix.len() as u64;
                 });
+                metrics::handled(self.sub.consumer.identity().name(), prefix.len());
                 Some(to)
             }
             Ok(Err(e)) => {
@@ -830,6 +845,7 @@ impl Runner {
                     s.position = Some(event.position);
                     s.parked += 1;
                 });
+                metrics::parked(consumer.identity().name());
                 Some(event.position)
             }
             Ok(Err(e)) => {
@@ -840,6 +856,28 @@ impl Runner {
                 self.trouble("moving past a parked event", &panic).await;
                 None
             }
+        }
+    }
+
+    /// Counts the events still to handle for the lag gauge, at most every
+    /// [`REQUEST_INTERVAL`] (a count is a query, not worth paying per batch); a failure
+    /// leaves the gauge as it was, since the next read will meet the store's trouble.
+    async fn count_lag(&self, at: &mut Cursor) {
+        if at
+            .lag_counted
+            .is_some_and(|t| t.elapsed() < REQUEST_INTERVAL)
+        {
+            return;
+        }
+        at.lag_counted = Some(Instant::now());
+        let counted = self
+            .sub
+            .events
+            .count_after(at.scanned, &self.shared.filter, LAG_COUNT_LIMIT)
+            .await;
+        match counted {
+            Ok(events) => metrics::lag(self.sub.consumer.identity().name(), events),
+            Err(e) => tracing::debug!(error = %e, "lag not counted"),
         }
     }
 

@@ -1,0 +1,174 @@
+//! Joining spans to the trace context stored with events.
+//!
+//! Without the `opentelemetry` feature these functions leave spans as `tracing` makes
+//! them and metadata as the caller gave it. With it, they use tracing-opentelemetry to
+//! give spans their OpenTelemetry parent (which need not be their `tracing` parent: a
+//! subscription's long-lived span nests its events' spans in logs, while each event's
+//! span continues the trace of the command that stored it) and to write a command span's
+//! context into the metadata of the events it stores.
+
+use std::sync::Arc;
+
+use tracing::Span;
+
+use crate::{Metadata, StoredEvent};
+
+/// The span of one handling of `event` by `listener` (a projection, a process manager,
+/// a backend's transactional projection, a bus consumer): `cqrs.process`, whose trace
+/// continues from the event's stored context, or a fresh trace when it has none.
+///
+/// Every consumer of this crate and of the backends handles events one at a time, so
+/// each handling gets its own span with its event's context as *parent* (rather than
+/// one span for a batch with *links* to every event's context): a trace then shows the
+/// read model's update under the request that caused it. Backends' consumers call it
+/// around their own handler.
+pub fn process_span(listener: &str, event: &Arc<StoredEvent>) -> Span {
+    let span = tracing::info_span!(
+        "cqrs.process",
+        otel.kind = "consumer",
+        messaging.operation.type = "process",
+        messaging.operation.name = "process",
+        messaging.consumer.group.name = listener,
+        messaging.message.id = %event.event_id,
+        cqrs.stream = %event.stream,
+        cqrs.version = event.stream_version,
+        cqrs.event_type = %event.event_type,
+        cqrs.position = %event.position,
+        otel.status_code = tracing::field::Empty,
+        error.type = tracing::field::Empty,
+    );
+    follow(&span, &event.metadata);
+    span
+}
+
+/// The span of publishing `event` to a bus: `cqrs.publish`, continuing the event's
+/// trace, open until the broker acknowledges.
+pub(crate) fn publish_span(relay: &str, event: &StoredEvent) -> Span {
+    let span = tracing::info_span!(
+        "cqrs.publish",
+        otel.kind = "producer",
+        messaging.operation.type = "send",
+        messaging.operation.name = "publish",
+        messaging.message.id = %event.event_id,
+        cqrs.relay = relay,
+        cqrs.stream = %event.stream,
+        cqrs.version = event.stream_version,
+        cqrs.event_type = %event.event_type,
+        cqrs.position = %event.position,
+    );
+    follow(&span, &event.metadata);
+    span
+}
+
+/// Marks `span` (one of [`process_span`]'s) failed, with the error's kind.
+pub fn failed(span: &Span, kind: &'static str) {
+    span.record("otel.status_code", "ERROR");
+    span.record("error.type", kind);
+}
+
+/// Makes `metadata`'s trace context the OpenTelemetry parent of `span`, which must not
+/// have been entered yet; without one, `span` starts a fresh trace. Nothing happens
+/// without the `opentelemetry` feature or without its layer in the subscriber.
+pub fn follow(span: &Span, metadata: &Metadata) {
+    #[cfg(feature = "opentelemetry")]
+    otel::follow(span, metadata);
+    #[cfg(not(feature = "opentelemetry"))]
+    let _ = (span, metadata);
+}
+
+/// Like [`follow`] with `metadata` only as a fallback: when the current span already
+/// belongs to a trace (a process manager's `cqrs.process`), `span` stays its child, so a
+/// caused command gets a span of its own in the trace of its cause.
+pub(crate) fn follow_unless_in_trace(span: &Span, metadata: &Metadata) {
+    #[cfg(feature = "opentelemetry")]
+    if !otel::in_trace(&Span::current()) {
+        otel::follow(span, metadata);
+    }
+    #[cfg(not(feature = "opentelemetry"))]
+    let _ = (span, metadata);
+}
+
+/// Writes `span`'s trace context into `metadata`, so the events stored with it carry the
+/// context of the command that wrote them. Without the feature, or when `span` is in no
+/// trace (no OpenTelemetry layer), `metadata` keeps what the caller gave.
+pub(crate) fn stamp(span: &Span, metadata: &mut Metadata) {
+    #[cfg(feature = "opentelemetry")]
+    otel::stamp(span, metadata);
+    #[cfg(not(feature = "opentelemetry"))]
+    let _ = (span, metadata);
+}
+
+#[cfg(feature = "opentelemetry")]
+pub use otel::{context_of, trace_context};
+
+#[cfg(feature = "opentelemetry")]
+mod otel {
+    use opentelemetry::trace::{
+        SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState as OtelTraceState,
+    };
+    use opentelemetry::Context;
+    use tracing::Span;
+    use tracing_opentelemetry::OpenTelemetrySpanExt;
+
+    use crate::envelope::{TraceParent, TraceState};
+    use crate::Metadata;
+
+    /// The OpenTelemetry context of a W3C `traceparent` (and `tracestate`) received from
+    /// elsewhere: a request's headers, an event's metadata. Set it as a span's parent
+    /// with tracing-opentelemetry's `OpenTelemetrySpanExt::set_parent`.
+    pub fn context_of(traceparent: &TraceParent, tracestate: Option<&TraceState>) -> Context {
+        // Both ids were checked as lower-case hex of the right length when parsed.
+        let trace_id = TraceId::from_hex(traceparent.trace_id()).unwrap_or(TraceId::INVALID);
+        let span_id = SpanId::from_hex(traceparent.parent_id()).unwrap_or(SpanId::INVALID);
+        let flags = u8::from_str_radix(traceparent.flags(), 16).unwrap_or(0);
+        let state = tracestate
+            .and_then(|ts| ts.as_str().parse::<OtelTraceState>().ok())
+            .unwrap_or_default();
+        let remote = SpanContext::new(trace_id, span_id, TraceFlags::new(flags), true, state);
+        Context::new().with_remote_span_context(remote)
+    }
+
+    /// The W3C `traceparent` and `tracestate` of `context`'s span, `None` when it is in
+    /// no trace: what to send on (in a header, in metadata) to continue the trace.
+    pub fn trace_context(context: &Context) -> Option<(TraceParent, Option<TraceState>)> {
+        let span = context.span();
+        let span_context = span.span_context();
+        if !span_context.is_valid() {
+            return None;
+        }
+        let traceparent = format!(
+            "00-{}-{}-{:02x}",
+            span_context.trace_id(),
+            span_context.span_id(),
+            span_context.trace_flags().to_u8()
+        )
+        .parse()
+        .ok()?;
+        let header = span_context.trace_state().header();
+        Some((traceparent, header.parse().ok()))
+    }
+
+    pub(super) fn follow(span: &Span, metadata: &Metadata) {
+        let parent = match &metadata.traceparent {
+            Some(tp) => context_of(tp, metadata.tracestate.as_ref()),
+            None => Context::new(),
+        };
+        // An error means there is nothing to join: no OpenTelemetry layer, or the span
+        // is disabled by the subscriber's filter.
+        let _ = span.set_parent(parent);
+    }
+
+    pub(super) fn in_trace(span: &Span) -> bool {
+        !span.is_disabled() && span.context().span().span_context().is_valid()
+    }
+
+    pub(super) fn stamp(span: &Span, metadata: &mut Metadata) {
+        if span.is_disabled() {
+            return;
+        }
+        if let Some((traceparent, tracestate)) = trace_context(&span.context()) {
+            metadata.traceparent = Some(traceparent);
+            metadata.tracestate = tracestate;
+        }
+    }
+}
