@@ -20,6 +20,8 @@ mod delivery;
 mod flow;
 mod kitchen;
 mod order;
+#[cfg(test)]
+mod trace_tree;
 
 use std::time::Duration;
 
@@ -32,6 +34,11 @@ use examples::Backend;
 use flow::KitchenFlow;
 use kitchen::{KitchenCommand, KitchenTicket};
 use order::{Money, Order, OrderCommand};
+
+/// The story's tests run one at a time: two stories at once would share the process
+/// manager's lease on PostgreSQL, and one would handle the other's events.
+#[cfg(test)]
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// How long the demo waits for a subscription to catch up before giving up.
 const PATIENCE: Duration = Duration::from_secs(30);
@@ -261,6 +268,7 @@ mod story {
     /// `scripts/test`), so that it cannot rot on either backend.
     #[tokio::test]
     async fn the_kitchen_story_runs_to_the_end() {
+        let _exclusive = super::ONE_AT_A_TIME.lock().await;
         let story = super::run().await.expect("the kitchen example runs");
         let types: Vec<&str> = story
             .journey

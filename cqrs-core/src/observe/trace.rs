@@ -172,3 +172,104 @@ mod otel {
         }
     }
 }
+
+#[cfg(all(test, feature = "opentelemetry"))]
+mod tests {
+    use opentelemetry::trace::{SpanId, TracerProvider as _};
+    use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider, SpanData};
+    use tracing_subscriber::layer::SubscriberExt;
+
+    use super::*;
+    use crate::{Envelope, Position, StreamId};
+
+    const REQUEST: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+
+    fn event(metadata: Metadata) -> Arc<StoredEvent> {
+        Arc::new(Envelope {
+            event_id: uuid::Uuid::now_v7(),
+            stream: StreamId::new("order", "a").expect("valid"),
+            stream_version: 1,
+            position: Position::from_parts(1, 0),
+            event_type: "order.placed".into(),
+            event_version: 1,
+            recorded_at: chrono::Utc::now(),
+            metadata,
+            data: serde_json::json!({}),
+        })
+    }
+
+    /// Runs `traced` with an OpenTelemetry layer; returns the spans it finished.
+    fn export(traced: impl FnOnce()) -> Vec<SpanData> {
+        let exporter = InMemorySpanExporter::default();
+        let provider = SdkTracerProvider::builder()
+            .with_simple_exporter(exporter.clone())
+            .build();
+        let layer = tracing_opentelemetry::layer().with_tracer(provider.tracer("test"));
+        tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), traced);
+        provider.force_flush().expect("flushed");
+        exporter.get_finished_spans().expect("spans")
+    }
+
+    fn named<'a>(spans: &'a [SpanData], name: &str) -> &'a SpanData {
+        spans.iter().find(|s| s.name == name).expect(name)
+    }
+
+    #[test]
+    fn a_handling_continues_the_stored_trace_and_stamps_carry_the_span() {
+        let stored = Metadata::default()
+            .with_traceparent(REQUEST.parse().expect("valid"))
+            .with_tracestate("rojo=00f067aa0ba902b7".parse().expect("valid"));
+        let mut stamped = Metadata::default();
+        let spans = export(|| {
+            let span = process_span("board", &event(stored));
+            span.in_scope(|| {
+                let command = tracing::info_span!("cqrs.execute");
+                follow_unless_in_trace(&command, &Metadata::default());
+                stamp(&command, &mut stamped);
+            });
+        });
+        let process = named(&spans, "cqrs.process");
+        assert_eq!(process.span_context.trace_id().to_string(), &REQUEST[3..35]);
+        assert_eq!(process.parent_span_id.to_string(), &REQUEST[36..52]);
+        assert!(process.parent_span_is_remote);
+        let command = named(&spans, "cqrs.execute");
+        assert_eq!(command.parent_span_id, process.span_context.span_id());
+        let traceparent = stamped.traceparent.expect("stamped");
+        assert_eq!(traceparent.trace_id(), &REQUEST[3..35]);
+        assert_eq!(
+            traceparent.parent_id(),
+            command.span_context.span_id().to_string()
+        );
+        assert_eq!(
+            stamped.tracestate.expect("carried").as_str(),
+            "rojo=00f067aa0ba902b7"
+        );
+    }
+
+    #[test]
+    fn an_event_without_a_valid_stored_context_starts_a_fresh_trace() {
+        let malformed: Metadata =
+            serde_json::from_value(serde_json::json!({ "traceparent": "00-garbage-01" }))
+                .expect("read anyway");
+        let spans = export(|| {
+            let outer = tracing::info_span!("outer");
+            outer.in_scope(|| process_span("board", &event(malformed)).in_scope(|| {}));
+        });
+        let process = named(&spans, "cqrs.process");
+        assert_eq!(process.parent_span_id, SpanId::INVALID, "a root");
+        let outer = named(&spans, "outer");
+        assert_ne!(
+            process.span_context.trace_id(),
+            outer.span_context.trace_id()
+        );
+    }
+
+    #[test]
+    fn without_a_layer_metadata_keeps_what_the_caller_gave() {
+        let mut metadata = Metadata::default().with_traceparent(REQUEST.parse().expect("valid"));
+        let span = tracing::info_span!("cqrs.execute");
+        follow(&span, &metadata);
+        stamp(&span, &mut metadata);
+        assert_eq!(metadata.traceparent.expect("kept").as_str(), REQUEST);
+    }
+}
