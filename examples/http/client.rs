@@ -59,27 +59,55 @@ impl Client {
 
     /// `GET path`.
     pub async fn get(&self, path: &str) -> Result<Reply, ClientError> {
-        self.send(Method::GET, path, None).await
+        self.send(Method::GET, path, None, &[]).await
     }
 
     /// `POST path` with `body` as `application/json` (sent as is, valid or not).
     pub async fn post(&self, path: &str, body: &str) -> Result<Reply, ClientError> {
-        self.send(Method::POST, path, Some(body)).await
+        self.send(Method::POST, path, Some(body), &[]).await
     }
 
-    async fn send(
+    /// `POST` with extra headers (a `traceparent`, say).
+    #[cfg_attr(not(test), allow(dead_code))]
+    pub async fn post_with(
+        &self,
+        path: &str,
+        body: &str,
+        headers: &[(&str, &str)],
+    ) -> Result<Reply, ClientError> {
+        self.send(Method::POST, path, Some(body), headers).await
+    }
+
+    /// `GET` of a text answer (`/metrics`): its status and body.
+    pub async fn get_text(&self, path: &str) -> Result<(StatusCode, String), ClientError> {
+        let request = self.request(Method::GET, path, None, &[])?;
+        let (status, bytes) = self.exchange(request).await?;
+        Ok((status, String::from_utf8_lossy(&bytes).into_owned()))
+    }
+
+    fn request(
         &self,
         method: Method,
         path: &str,
         body: Option<&str>,
-    ) -> Result<Reply, ClientError> {
+        headers: &[(&str, &str)],
+    ) -> Result<Request<Full<Bytes>>, ClientError> {
         let mut request = Request::builder()
             .method(method)
             .uri(format!("{}{path}", self.base));
         if body.is_some() {
             request = request.header(header::CONTENT_TYPE, "application/json");
         }
-        let request = request.body(Full::new(Bytes::from(body.unwrap_or("").to_owned())))?;
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        Ok(request.body(Full::new(Bytes::from(body.unwrap_or("").to_owned())))?)
+    }
+
+    async fn exchange(
+        &self,
+        request: Request<Full<Bytes>>,
+    ) -> Result<(StatusCode, Bytes), ClientError> {
         let exchange = async {
             let response = self.http.request(request).await?;
             let status = response.status();
@@ -91,9 +119,20 @@ impl Client {
                 .to_bytes();
             Ok::<_, ClientError>((status, bytes))
         };
-        let (status, bytes) = tokio::time::timeout(TIMEOUT, exchange)
+        tokio::time::timeout(TIMEOUT, exchange)
             .await
-            .map_err(|_| ClientError::Timeout)??;
+            .map_err(|_| ClientError::Timeout)?
+    }
+
+    async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&str>,
+        headers: &[(&str, &str)],
+    ) -> Result<Reply, ClientError> {
+        let request = self.request(method, path, body, headers)?;
+        let (status, bytes) = self.exchange(request).await?;
         let body = serde_json::from_slice(&bytes).map_err(|source| ClientError::NotJson {
             status,
             text: String::from_utf8_lossy(&bytes).into_owned(),

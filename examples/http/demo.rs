@@ -6,6 +6,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 
 use axum::http::StatusCode;
 use examples::Backend;
+use metrics_exporter_prometheus::PrometheusHandle;
 use serde_json::{json, Value};
 
 use crate::client::{Client, ClientError, Reply};
@@ -27,9 +28,11 @@ pub enum DemoError {
     },
 }
 
-/// Runs the session on `backend`, then stops the service.
-pub async fn run(backend: &Backend) -> Result<(), DemoError> {
-    let service = Service::start(backend, SocketAddr::from((Ipv4Addr::LOCALHOST, 0))).await?;
+/// Runs the session on `backend`, with `/metrics` rendered from `metrics`, then stops
+/// the service.
+pub async fn run(backend: &Backend, metrics: PrometheusHandle) -> Result<(), DemoError> {
+    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, 0));
+    let service = Service::start(backend, addr, metrics).await?;
     println!(
         "HTTP example on {}, listening on http://{} for this demo.\n",
         backend.description,
@@ -118,6 +121,23 @@ pub async fn run(backend: &Backend) -> Result<(), DemoError> {
             StatusCode::OK,
         )
         .await?;
+    println!("What an operator's Prometheus scrapes (the commands' lines):\n  > GET /metrics");
+    let (status, text) = session.client.get_text("/metrics").await?;
+    if status != StatusCode::OK || !text.contains(cqrs_core::observe::metrics::COMMANDS) {
+        return Err(DemoError::Unexpected {
+            request: "GET /metrics".into(),
+            expected: StatusCode::OK,
+            got: status,
+            body: Value::String(text),
+        });
+    }
+    for line in text
+        .lines()
+        .filter(|l| l.starts_with(cqrs_core::observe::metrics::COMMANDS))
+    {
+        println!("  < {line}");
+    }
+    println!();
     println!("Every answer was the expected one. Stopping the service.");
     service.stop().await?;
     Ok(())

@@ -9,6 +9,7 @@
 //! curl -i -H 'content-type: application/json' -d '{"amount":100}' localhost:3000/accounts/alice/deposits
 //! curl -i 'localhost:3000/accounts/alice?min_version=2'
 //! curl -i localhost:3000/status
+//! curl -i localhost:3000/metrics
 //! ```
 //!
 //! `cargo run --example http -- --demo` starts the service on a free port, drives a short
@@ -38,6 +39,10 @@
 //!   trip, schema version against this build's, horizon lag, dead letters per
 //!   subscription) and the read model's subscription; 200 when the store can serve and
 //!   the read model is live and at most 1,000 events behind, else 503 with the reasons;
+//! - `GET /metrics`, for Prometheus: the framework's metrics (commands by outcome, append
+//!   latency, events appended, subscription lag, image cache) in its text format; and a
+//!   span per request that continues the caller's W3C `traceparent` into the commands
+//!   and their events (a malformed header is ignored with a warning);
 //! - a graceful stop on Ctrl-C: requests in flight finish, the subscription stops.
 
 mod args;
@@ -52,6 +57,9 @@ mod error;
 mod queries;
 mod service;
 mod status;
+mod telemetry;
+#[cfg(test)]
+mod telemetry_tests;
 #[cfg(test)]
 mod tests;
 
@@ -66,23 +74,33 @@ const SCHEMA: &str = "http_example";
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    match parse_args(std::env::args().skip(1), std::env::var("PORT").ok())? {
-        Mode::Help => println!("{USAGE}"),
-        Mode::Demo => demo::run(&Backend::from_env(SCHEMA).await?).await?,
-        Mode::Serve(addr) => serve(&Backend::from_env(SCHEMA).await?, addr).await?,
+    let mode = parse_args(std::env::args().skip(1), std::env::var("PORT").ok())?;
+    if let Mode::Help = mode {
+        println!("{USAGE}");
+        return Ok(());
+    }
+    let (metrics, _tracer) = telemetry::install()?;
+    match mode {
+        Mode::Help => {}
+        Mode::Demo => demo::run(&Backend::from_env(SCHEMA).await?, metrics).await?,
+        Mode::Serve(addr) => serve(&Backend::from_env(SCHEMA).await?, addr, metrics).await?,
     }
     Ok(())
 }
 
 /// Serves until Ctrl-C.
-async fn serve(backend: &Backend, addr: SocketAddr) -> Result<(), Box<dyn std::error::Error>> {
-    let service = Service::start(backend, addr).await?;
+async fn serve(
+    backend: &Backend,
+    addr: SocketAddr,
+    metrics: metrics_exporter_prometheus::PrometheusHandle,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let service = Service::start(backend, addr, metrics).await?;
     println!(
         "HTTP example on {}, listening on http://{}. Ctrl-C stops it.",
         backend.description,
         service.addr()
     );
-    println!("Endpoints: POST /accounts, POST /accounts/{{id}}/deposits, POST /accounts/{{id}}/withdrawals, GET /accounts/{{id}}[?min_version=N], GET /status");
+    println!("Endpoints: POST /accounts, POST /accounts/{{id}}/deposits, POST /accounts/{{id}}/withdrawals, GET /accounts/{{id}}[?min_version=N], GET /status, GET /metrics");
     tokio::signal::ctrl_c().await?;
     println!("\nStopping: requests in flight finish first.");
     service.stop().await?;

@@ -9,6 +9,7 @@ use cqrs_core::ident::IdentifierError;
 use cqrs_core::subscription::{Project, Subscription, SubscriptionError, SubscriptionHandle};
 use cqrs_core::{Engine, StoreHealth};
 use examples::Backend;
+use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -16,7 +17,7 @@ use tokio::task::JoinHandle;
 use crate::balances::Balances;
 use crate::domain::Account;
 use crate::error::ApiError;
-use crate::{commands, queries, status};
+use crate::{commands, queries, status, telemetry};
 
 /// What every handler may use. Cheap to clone: clones share everything.
 #[derive(Clone)]
@@ -29,6 +30,8 @@ pub struct AppState {
     pub feed: Arc<SubscriptionHandle>,
     /// The store's own health check.
     pub health: Arc<dyn StoreHealth>,
+    /// What `GET /metrics` renders.
+    pub metrics: PrometheusHandle,
 }
 
 /// Every route of the service.
@@ -39,8 +42,11 @@ pub fn router(state: AppState) -> Router {
         .route("/accounts/{id}/deposits", post(commands::deposit))
         .route("/accounts/{id}/withdrawals", post(commands::withdraw))
         .route("/status", get(status::status))
+        .route("/metrics", get(telemetry::metrics))
         .fallback(ApiError::no_route)
         .method_not_allowed_fallback(ApiError::wrong_method)
+        // A route layer, so that the span knows the route that matched.
+        .route_layer(axum::middleware::from_fn(telemetry::request_span))
         .with_state(state)
 }
 
@@ -80,8 +86,13 @@ pub struct Service {
 }
 
 impl Service {
-    /// Starts the service on `backend`, listening on `addr` (port 0: a free port).
-    pub async fn start(backend: &Backend, addr: SocketAddr) -> Result<Self, ServiceError> {
+    /// Starts the service on `backend`, listening on `addr` (port 0: a free port), with
+    /// `/metrics` rendered from `metrics`.
+    pub async fn start(
+        backend: &Backend,
+        addr: SocketAddr,
+        metrics: PrometheusHandle,
+    ) -> Result<Self, ServiceError> {
         let listen = |source| ServiceError::Listen { addr, source };
         let listener = TcpListener::bind(addr).await.map_err(listen)?;
         let addr = listener.local_addr().map_err(listen)?;
@@ -101,6 +112,7 @@ impl Service {
             balances,
             feed: Arc::clone(&feed),
             health: backend.health.clone(),
+            metrics,
         };
         let (stop, stopped) = oneshot::channel::<()>();
         let server = axum::serve(listener, router(state)).with_graceful_shutdown(async {

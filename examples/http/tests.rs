@@ -9,6 +9,7 @@ use std::time::Duration;
 use axum::http::StatusCode;
 use cqrs_postgres::testing::TempCluster;
 use examples::Backend;
+use metrics_exporter_prometheus::PrometheusHandle;
 use serde_json::{json, Value};
 use tokio::sync::{Mutex, MutexGuard};
 use tokio::time::Instant;
@@ -22,34 +23,49 @@ static ONE_AT_A_TIME: Mutex<()> = Mutex::const_new(());
 
 /// The longest a test waits for something that must happen (never a timing assert: on a
 /// busy machine it only has to happen at all).
-const PATIENCE: Duration = Duration::from_secs(120);
+pub(crate) const PATIENCE: Duration = Duration::from_secs(120);
 
-fn any_free_port() -> SocketAddr {
+pub(crate) fn any_free_port() -> SocketAddr {
     SocketAddr::from((Ipv4Addr::LOCALHOST, 0))
 }
 
 /// The service on the test command's backend, with the lock that serialises the tests
 /// that use it.
 async fn started() -> (MutexGuard<'static, ()>, Service, Client) {
-    let exclusive = ONE_AT_A_TIME.lock().await;
-    let backend = Backend::from_env(crate::SCHEMA)
-        .await
-        .expect("the backend is reachable");
-    let service = Service::start(&backend, any_free_port())
+    let (exclusive, backend) = backend().await;
+    let service = Service::start(&backend, any_free_port(), unrecorded())
         .await
         .expect("the service starts");
     let client = Client::new(service.addr());
     (exclusive, service, client)
 }
 
-async fn post(client: &Client, path: &str, body: &str) -> Reply {
+/// The test command's backend, with the lock that serialises the tests that use it.
+pub(crate) async fn backend() -> (MutexGuard<'static, ()>, Backend) {
+    let exclusive = ONE_AT_A_TIME.lock().await;
+    let backend = Backend::from_env(crate::SCHEMA)
+        .await
+        .expect("the backend is reachable");
+    (exclusive, backend)
+}
+
+/// A handle for `/metrics` of a recorder that is not installed: the tests that do not
+/// look at metrics.
+pub(crate) fn unrecorded() -> PrometheusHandle {
+    crate::telemetry::recorder()
+        .expect("the recorder's buckets")
+        .build_recorder()
+        .handle()
+}
+
+pub(crate) async fn post(client: &Client, path: &str, body: &str) -> Reply {
     client
         .post(path, body)
         .await
         .unwrap_or_else(|e| panic!("POST {path}: {e}"))
 }
 
-async fn get(client: &Client, path: &str) -> Reply {
+pub(crate) async fn get(client: &Client, path: &str) -> Reply {
     client
         .get(path)
         .await
@@ -69,7 +85,7 @@ fn assert_error(reply: &Reply, status: StatusCode, kind: &str) {
     );
 }
 
-fn unique(name: &str) -> String {
+pub(crate) fn unique(name: &str) -> String {
     format!("{name}-{}", examples::run_id())
 }
 
@@ -243,13 +259,16 @@ async fn queries_answer_from_the_read_model_once_it_catches_up() {
     service.stop().await.expect("the service stops cleanly");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+// One thread: the metrics recorder set for it records the service's tasks, as the
+// binary's global one does.
+#[tokio::test]
 async fn the_demo_runs_to_the_end() {
-    let _exclusive = ONE_AT_A_TIME.lock().await;
-    let backend = Backend::from_env(crate::SCHEMA)
-        .await
-        .expect("the backend is reachable");
-    crate::demo::run(&backend)
+    let (_exclusive, backend) = backend().await;
+    let recorder = crate::telemetry::recorder()
+        .expect("the recorder's buckets")
+        .build_recorder();
+    let _recording = metrics::set_default_local_recorder(&recorder);
+    crate::demo::run(&backend, recorder.handle())
         .await
         .expect("every answer is the expected one");
 }
@@ -279,7 +298,7 @@ async fn status_is_503_while_the_database_is_down_and_200_again_after() {
     let backend = Backend::postgres(&cluster.url(), crate::SCHEMA)
         .await
         .expect("the private cluster, migrated");
-    let service = Service::start(&backend, any_free_port())
+    let service = Service::start(&backend, any_free_port(), unrecorded())
         .await
         .expect("the service starts");
     let client = Client::new(service.addr());

@@ -684,6 +684,9 @@ impl Runner {
                 metrics::handled(name, events.len());
                 if state == SubscriptionState::CatchingUp {
                     self.count_lag(at).await;
+                } else {
+                    // A batch that was not full read everything there was.
+                    metrics::lag(name, 0);
                 }
                 Ok(Flow::Next)
             }
