@@ -93,7 +93,52 @@ pub struct Scaling;
 #[cfg(doctest)]
 pub struct MigratingFromCqrsEs;
 
+/// `docs/src/observability.md`.
+#[doc = include_str!("src/observability.md")]
+#[cfg(doctest)]
+pub struct Observability;
+
 /// `docs/src/derive.md`.
 #[doc = include_str!("src/derive.md")]
 #[cfg(doctest)]
 pub struct Derive;
+
+#[cfg(test)]
+mod references {
+    /// The first column of the chapter's table rows that start with `` | `prefix ``.
+    fn names_in_tables(chapter: &str, prefix: &str) -> Vec<String> {
+        let start = format!("| `{prefix}");
+        chapter
+            .lines()
+            .filter(|line| line.starts_with(&start))
+            .filter_map(|line| line.split('`').nth(1).map(str::to_owned))
+            .collect()
+    }
+
+    const OBSERVABILITY: &str = include_str!("src/observability.md");
+
+    #[test]
+    fn the_observability_chapter_lists_every_span_and_nothing_else() {
+        let code: Vec<&str> = cqrs_core::observe::SPANS.iter().map(|(n, _)| *n).collect();
+        assert_eq!(names_in_tables(OBSERVABILITY, "cqrs."), code);
+    }
+
+    #[test]
+    fn the_observability_chapter_lists_every_metric_and_nothing_else() {
+        let code: Vec<&str> = cqrs_core::observe::metrics::ALL
+            .iter()
+            .map(|(n, _)| *n)
+            .collect();
+        assert_eq!(names_in_tables(OBSERVABILITY, "cqrs_"), code);
+    }
+
+    #[test]
+    fn the_engine_chapter_leaves_the_span_reference_to_the_observability_chapter() {
+        let engine = include_str!("src/engine.md");
+        assert!(
+            names_in_tables(engine, "cqrs.").is_empty(),
+            "a second span list"
+        );
+        assert!(engine.contains("(observability.md#spans)"));
+    }
+}
