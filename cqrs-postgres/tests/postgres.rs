@@ -514,6 +514,36 @@ fn corrupt_stored_metadata_is_a_corrupt_error() {
     });
 }
 
+/// Trace context is for following a request, not worth an event: a malformed
+/// `traceparent` or `tracestate` in stored metadata is dropped when read (with a warning),
+/// and the rest of the metadata reads as stored.
+#[test]
+fn malformed_stored_trace_context_is_dropped_and_the_event_reads() {
+    runtime().block_on(async {
+        let _one = exclusive().await;
+        let store = fresh_pg_store().await;
+        let stream = stream();
+        store
+            .append(&stream, ExpectedVersion::NoStream, deposits(1))
+            .await
+            .expect("append");
+        exec(
+            &store,
+            &format!(
+                "UPDATE {{schema}}.events SET metadata = '{{\"traceparent\": \"nope\", \
+                 \"tracestate\": 7, \"extra\": {{\"user\": \"ada\"}}}}' \
+                 WHERE stream_id = '{}'",
+                stream.id()
+            ),
+        )
+        .await;
+        let read = store.read_stream(&stream, 1, 1).await.expect("it reads");
+        assert_eq!(read[0].metadata.traceparent, None);
+        assert_eq!(read[0].metadata.tracestate, None);
+        assert_eq!(read[0].metadata.extra["user"], "ada");
+    });
+}
+
 #[test]
 fn an_invalid_schema_name_is_refused_before_any_sql() {
     runtime().block_on(async {

@@ -35,9 +35,11 @@ pub const EVENTS_PARKED: &str = "cqrs_subscription_events_parked_total";
 /// (see [`EventLog::read_horizon`](crate::EventLog::read_horizon)), as of the store's
 /// last health check.
 pub const HORIZON_LAG: &str = "cqrs_store_horizon_lag_events";
-/// Counter of commands whose state came from the engine's image cache; label `aggregate`.
+/// Counter of command attempts whose state came from the engine's image cache; label
+/// `aggregate`.
 pub const IMAGE_HITS: &str = "cqrs_image_cache_hits_total";
-/// Counter of commands that found no image and loaded the stream; label `aggregate`.
+/// Counter of command attempts that found no image and loaded the stream (a retry after
+/// a conflict, and the reload after a stale image, count again); label `aggregate`.
 pub const IMAGE_MISSES: &str = "cqrs_image_cache_misses_total";
 /// Counter of images evicted to make room; label `aggregate`.
 pub const IMAGE_EVICTIONS: &str = "cqrs_image_cache_evictions_total";
@@ -58,8 +60,8 @@ pub const ALL: &[(&str, &str)] = &[
         HORIZON_LAG,
         "Events held back from readers by open transactions",
     ),
-    (IMAGE_HITS, "Commands served from the image cache"),
-    (IMAGE_MISSES, "Commands that loaded their aggregate"),
+    (IMAGE_HITS, "Command attempts served from the image cache"),
+    (IMAGE_MISSES, "Command attempts that loaded their aggregate"),
     (IMAGE_EVICTIONS, "Images evicted from the cache"),
 ];
 

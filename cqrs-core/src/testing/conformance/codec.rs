@@ -20,6 +20,11 @@ pub async fn envelope_round_trips<S: Store>(store: S) {
                 .parse()
                 .expect("valid traceparent"),
         )
+        .with_tracestate(
+            "congo=t61rcWkgMzE,rojo=00f067aa0ba902b7"
+                .parse()
+                .expect("valid tracestate"),
+        )
         .with_extra("user", "ådä \"quoted\" 'single'")
         .with_extra("tenant", "acme");
     let data = json!({
