@@ -116,8 +116,10 @@ fn caller_context(headers: &HeaderMap) -> opentelemetry::Context {
     }
 }
 
-/// `GET /metrics`: the framework's metrics in Prometheus' text format.
+/// `GET /metrics`: the framework's metrics in Prometheus' text format. The store's
+/// health check runs first, so the horizon's lag is as of this scrape.
 pub async fn metrics(State(app): State<AppState>) -> impl IntoResponse {
+    app.health.health(crate::status::STORE_WAIT).await;
     app.metrics.run_upkeep();
     (
         [(CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],

@@ -266,6 +266,11 @@ async fn metrics_count_what_a_scripted_session_did() {
         "{text}"
     );
     assert!(text.contains("# HELP cqrs_commands_total"), "{text}");
+    // The scrape ran the store's health check: nothing holds the horizon back.
+    assert!(
+        text.lines().any(|l| l == "cqrs_store_horizon_lag_events 0"),
+        "{text}"
+    );
     service.stop().await.expect("the service stops");
     drop(exclusive);
 }
