@@ -114,7 +114,7 @@ impl Metadata {
 /// ```
 #[derive(Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
-pub struct TraceParent(String);
+pub struct TraceParent(Box<str>); // not a String: every event's metadata holds the Option
 
 /// A string that is not a valid W3C `traceparent`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -165,7 +165,7 @@ impl FromStr for TraceParent {
             _ => false,
         };
         if valid {
-            Ok(Self(s.to_owned()))
+            Ok(Self(s.into()))
         } else {
             Err(InvalidTraceParent(s.to_owned()))
         }
@@ -182,7 +182,7 @@ impl TryFrom<String> for TraceParent {
 
 impl From<TraceParent> for String {
     fn from(value: TraceParent) -> Self {
-        value.0
+        value.0.into()
     }
 }
 
@@ -211,7 +211,7 @@ impl fmt::Debug for TraceParent {
 /// ```
 #[derive(Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
-pub struct TraceState(String);
+pub struct TraceState(Box<str>); // not a String: every event's metadata holds the Option
 
 /// A string that is not a valid W3C `tracestate`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -251,7 +251,7 @@ impl FromStr for TraceState {
             && members.len() <= 32
             && members.iter().all(|m| member(m))
         {
-            Ok(Self(s.to_owned()))
+            Ok(Self(s.into()))
         } else {
             Err(InvalidTraceState(s.to_owned()))
         }
@@ -268,7 +268,7 @@ impl TryFrom<String> for TraceState {
 
 impl From<TraceState> for String {
     fn from(value: TraceState) -> Self {
-        value.0
+        value.0.into()
     }
 }
 

@@ -149,6 +149,11 @@ mod otel {
     }
 
     pub(super) fn follow(span: &Span, metadata: &Metadata) {
+        // Most spans are disabled (no subscriber, or a level filter): building the
+        // context would be all the cost.
+        if span.is_disabled() {
+            return;
+        }
         let parent = match &metadata.traceparent {
             Some(tp) => context_of(tp, metadata.tracestate.as_ref()),
             None => Context::new(),

@@ -157,6 +157,9 @@ impl<L: Listener, K: Kind<L>> Feed<L, K> {
     /// ([`process_span`](crate::observe::trace::process_span)).
     pub(crate) async fn handle(&self, stored: &Arc<StoredEvent>) -> Result<(), DeliveryError> {
         let span = crate::observe::trace::process_span(L::NAME, stored);
+        if span.is_disabled() {
+            return self.handle_in_span(stored).await;
+        }
         let handled = self.handle_in_span(stored).instrument(span.clone()).await;
         if handled.is_err() {
             crate::observe::trace::failed(&span, "event");

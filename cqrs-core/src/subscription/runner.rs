@@ -213,8 +213,8 @@ struct Cursor {
     narrow: Option<Position>,
     /// When operators' requests were last looked for (`None`: not yet, look now).
     requests_checked: Option<Instant>,
-    /// When the lag was last counted while catching up (`None`: not yet).
-    lag_counted: Option<Instant>,
+    /// When the lag was last counted while catching up, or the cursor was loaded.
+    lag_counted: Instant,
 }
 
 struct Runner {
@@ -531,7 +531,9 @@ impl Runner {
             failing: None,
             narrow: None,
             requests_checked: None,
-            lag_counted: None,
+            // The first count waits a round of the interval: a catch-up shorter than that
+            // never pays one (a count reads what the catch-up is about to read).
+            lag_counted: Instant::now(),
         })
     }
 
@@ -866,13 +868,10 @@ impl Runner {
     /// [`REQUEST_INTERVAL`] (a count is a query, not worth paying per batch); a failure
     /// leaves the gauge as it was, since the next read will meet the store's trouble.
     async fn count_lag(&self, at: &mut Cursor) {
-        if at
-            .lag_counted
-            .is_some_and(|t| t.elapsed() < REQUEST_INTERVAL)
-        {
+        if at.lag_counted.elapsed() < REQUEST_INTERVAL {
             return;
         }
-        at.lag_counted = Some(Instant::now());
+        at.lag_counted = Instant::now();
         let counted = self
             .sub
             .events
