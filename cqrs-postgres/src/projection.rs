@@ -13,7 +13,6 @@ use cqrs_core::{
 };
 use sqlx::postgres::Postgres;
 use sqlx::{PgConnection, Row, Transaction};
-use tracing::Instrument;
 
 use crate::error::{is_unavailable, map_sqlx};
 use crate::PgStore;
@@ -313,15 +312,8 @@ impl<P: PgProjection> Transactional<P> {
         tx: Transaction<'static, Postgres>,
         stored: &Arc<StoredEvent>,
     ) -> Result<Transaction<'static, Postgres>, DeliveryError> {
-        let span = cqrs_core::observe::trace::process_span(P::NAME, stored);
-        let applied = self
-            .apply_in_span(tx, stored)
-            .instrument(span.clone())
-            .await;
-        if applied.is_err() {
-            cqrs_core::observe::trace::failed(&span, "event");
-        }
-        applied
+        let applying = self.apply_in_span(tx, stored);
+        cqrs_core::observe::trace::in_process_span(P::NAME, stored, applying).await
     }
 
     async fn apply_in_span(

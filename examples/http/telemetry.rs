@@ -20,7 +20,6 @@ use axum::http::header::CONTENT_TYPE;
 use axum::http::HeaderMap;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use cqrs_core::envelope::{TraceParent, TraceState};
 use cqrs_core::observe;
 use metrics_exporter_prometheus::{BuildError, Matcher, PrometheusBuilder, PrometheusHandle};
 use opentelemetry::trace::TracerProvider as _;
@@ -94,26 +93,11 @@ pub async fn request_span(request: Request, next: Next) -> Response {
     response
 }
 
-/// The trace context of the request's `traceparent` and `tracestate` headers; an empty
-/// context (a fresh trace) when there is none or it is malformed (with a warning).
+/// The trace context of the request's `traceparent` and `tracestate` headers (a fresh
+/// trace when there is none, or when one is malformed, with a warning).
 fn caller_context(headers: &HeaderMap) -> opentelemetry::Context {
     let header = |name: &str| headers.get(name).map(|v| v.to_str().unwrap_or("\u{fffd}"));
-    let tracestate = header("tracestate").and_then(|ts| match ts.parse::<TraceState>() {
-        Ok(ts) => Some(ts),
-        Err(error) => {
-            tracing::warn!(%error, "malformed tracestate header ignored");
-            None
-        }
-    });
-    match header("traceparent").map(str::parse::<TraceParent>) {
-        Some(Ok(traceparent)) => observe::trace::context_of(&traceparent, tracestate.as_ref()),
-        Some(Err(error)) => {
-            tracing::warn!(%error, "malformed traceparent header ignored: a fresh trace starts");
-            opentelemetry::Context::new()
-        }
-        // No caller's trace: this request starts one.
-        None => opentelemetry::Context::new(),
-    }
+    observe::trace::context_from_headers(header("traceparent"), header("tracestate"))
 }
 
 /// `GET /metrics`: the framework's metrics in Prometheus' text format. The store's

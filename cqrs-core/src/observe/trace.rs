@@ -60,10 +60,25 @@ pub(crate) fn publish_span(relay: &str, event: &StoredEvent) -> Span {
     span
 }
 
-/// Marks `span` (one of [`process_span`]'s) failed, with the error's kind.
-pub fn failed(span: &Span, kind: &'static str) {
-    span.record("otel.status_code", "ERROR");
-    span.record("error.type", kind);
+/// Runs `handling`, `listener`'s handling of `event`, in the event's [`process_span`],
+/// and marks the span failed when it returns an error. The one way every consumer (the
+/// core's and the backends') wraps its handler; a disabled span costs no wrapper.
+pub async fn in_process_span<T, E>(
+    listener: &str,
+    event: &Arc<StoredEvent>,
+    handling: impl std::future::Future<Output = Result<T, E>>,
+) -> Result<T, E> {
+    use tracing::Instrument;
+    let span = process_span(listener, event);
+    if span.is_disabled() {
+        return handling.await;
+    }
+    let handled = handling.instrument(span.clone()).await;
+    if handled.is_err() {
+        span.record("otel.status_code", "ERROR");
+        span.record("error.type", "event");
+    }
+    handled
 }
 
 /// Makes `metadata`'s trace context the OpenTelemetry parent of `span`, which must not
@@ -99,7 +114,7 @@ pub(crate) fn stamp(span: &Span, metadata: &mut Metadata) {
 }
 
 #[cfg(feature = "opentelemetry")]
-pub use otel::{context_of, trace_context};
+pub use otel::{context_from_headers, context_of, trace_context};
 
 #[cfg(feature = "opentelemetry")]
 mod otel {
@@ -110,7 +125,7 @@ mod otel {
     use tracing::Span;
     use tracing_opentelemetry::OpenTelemetrySpanExt;
 
-    use crate::envelope::{TraceParent, TraceState};
+    use crate::envelope::{parse_or_warn, TraceParent, TraceState};
     use crate::Metadata;
 
     /// The OpenTelemetry context of a W3C `traceparent` (and `tracestate`) received from
@@ -126,6 +141,17 @@ mod otel {
             .unwrap_or_default();
         let remote = SpanContext::new(trace_id, span_id, TraceFlags::new(flags), true, state);
         Context::new().with_remote_span_context(remote)
+    }
+
+    /// The context of a request's or a message's `traceparent` and `tracestate` header
+    /// values: an empty context (a fresh trace) when there is no `traceparent`, or when a
+    /// value is malformed, which is dropped with a warning, as in stored metadata.
+    pub fn context_from_headers(traceparent: Option<&str>, tracestate: Option<&str>) -> Context {
+        let tracestate = tracestate.and_then(parse_or_warn::<TraceState>);
+        match traceparent.and_then(parse_or_warn::<TraceParent>) {
+            Some(traceparent) => context_of(&traceparent, tracestate.as_ref()),
+            None => Context::new(),
+        }
     }
 
     /// The W3C `traceparent` and `tracestate` of `context`'s span, `None` when it is in

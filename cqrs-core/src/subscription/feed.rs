@@ -8,7 +8,6 @@ use std::marker::PhantomData;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use tracing::Instrument;
 
 use super::{Consumer, DeliveryError, Identity, ProcessManager};
 use crate::ident::IdentifierError;
@@ -156,15 +155,7 @@ impl<L: Listener, K: Kind<L>> Feed<L, K> {
     /// Each call runs in its own `cqrs.process` span, continuing the event's trace
     /// ([`process_span`](crate::observe::trace::process_span)).
     pub(crate) async fn handle(&self, stored: &Arc<StoredEvent>) -> Result<(), DeliveryError> {
-        let span = crate::observe::trace::process_span(L::NAME, stored);
-        if span.is_disabled() {
-            return self.handle_in_span(stored).await;
-        }
-        let handled = self.handle_in_span(stored).instrument(span.clone()).await;
-        if handled.is_err() {
-            crate::observe::trace::failed(&span, "event");
-        }
-        handled
+        crate::observe::trace::in_process_span(L::NAME, stored, self.handle_in_span(stored)).await
     }
 
     async fn handle_in_span(&self, stored: &Arc<StoredEvent>) -> Result<(), DeliveryError> {
